@@ -1,0 +1,152 @@
+// Package config holds the provider's configuration: every setting comes
+// from the environment, is parsed once at start-up by envconfig into Config,
+// and is validated before anything starts.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/sirupsen/logrus"
+)
+
+// Config is the provider's whole configuration. The struct tags are the
+// single source of truth for names, defaults and the --help text.
+type Config struct {
+	RcvHost string `envconfig:"RCV_HOST" default:"127.0.0.1" desc:"address the event receiver binds to; only the distributor sidecar in the same pod should reach it"`
+	RcvPort int    `envconfig:"RCV_PORT" default:"8080" desc:"event receiver port (0 picks a free port)"`
+	RcvPath string `envconfig:"RCV_PATH" default:"/" desc:"event receiver path"`
+	OpsPort int    `envconfig:"OPS_PORT" default:"8090" desc:"port for /healthz, /readyz and /metrics, on all interfaces (0 picks a free port)"`
+
+	EventBroker       string        `envconfig:"EVENTBROKER" default:"http://localhost:8081/event" desc:"where started/finished events are POSTed (the distributor)"`
+	DeliveryRetryTime time.Duration `envconfig:"EVENTBROKER_RETRY_TIMEOUT" default:"2m" desc:"how long one event is retried when the event broker refuses, times out or answers 5xx"`
+	MaxEventBytes     int           `envconfig:"MAX_EVENT_BYTES" default:"65536" desc:"largest event sent; longer messages are truncated (the distributor's default cap is 64 KiB)"`
+	EventSource       string        `envconfig:"EVENT_SOURCE" default:"action-provider" desc:"CloudEvents source of the events sent"`
+
+	MaxBodyBytes int64 `envconfig:"MAX_BODY_BYTES" default:"1048576" desc:"largest triggered event accepted; larger bodies get 413"`
+	Workers      int   `envconfig:"MAX_CONCURRENT_ACTIONS" default:"64" desc:"actions run at the same time"`
+	QueueSize    int   `envconfig:"QUEUE_SIZE" default:"256" desc:"accepted events waiting for a worker; when full the receiver answers 503"`
+
+	ActionTimeout    time.Duration `envconfig:"ACTION_TIMEOUT" default:"5m" desc:"deadline of one action"`
+	ShutdownGrace    time.Duration `envconfig:"SHUTDOWN_GRACE" default:"60s" desc:"on SIGTERM, how long running actions may go on before they are cancelled"`
+	ShutdownFlush    time.Duration `envconfig:"SHUTDOWN_FLUSH" default:"10s" desc:"after the grace period, how long the last finished events may take to deliver"`
+	DedupTTL         time.Duration `envconfig:"DEDUP_TTL" default:"10m" desc:"a triggered event id seen again within this time is not run twice"`
+	DedupCapacity    int           `envconfig:"DEDUP_CAPACITY" default:"100000" desc:"triggered ids remembered at most; the oldest are forgotten first"`
+	DryRun           bool          `envconfig:"DRY_RUN" default:"false" desc:"decide and report everything, mutate nothing"`
+	Sandbox          string        `envconfig:"SANDBOX" default:"auto" desc:"true: in-memory cluster; false: a real cluster is required; auto: sandbox when no in-cluster config, KUBECONFIG or ~/.kube/config exists"`
+	SandboxSeed      string        `envconfig:"SANDBOX_SEED" desc:"directory of YAML manifests seeding the sandbox (default: the built-in examples/sandbox)"`
+	ScaleMinReplicas int32         `envconfig:"SCALE_MIN_REPLICAS" default:"1" desc:"scale never goes below this many replicas (0 allows scaling to zero)"`
+	ScaleMaxReplicas int32         `envconfig:"SCALE_MAX_REPLICAS" default:"50" desc:"scale never goes above this many replicas"`
+
+	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"logrus level: trace, debug, info, warn, error"`
+	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
+}
+
+// Sandbox settings.
+const (
+	SandboxAuto  = "auto"
+	SandboxOn    = "true"
+	SandboxOff   = "false"
+	FormatJSON   = "json"
+	FormatText   = "text"
+	usageHeading = "VARIABLE\tDEFAULT\tMEANING"
+)
+
+// Load reads the process environment into a Config and validates it. The
+// error names the offending variable.
+func Load() (Config, error) {
+	var c Config
+	if err := envconfig.Process("", &c); err != nil {
+		var perr *envconfig.ParseError
+		if errors.As(err, &perr) {
+			return Config{}, fmt.Errorf("invalid %s=%q: expected a %s", perr.KeyName, perr.Value, perr.TypeName)
+		}
+		return Config{}, fmt.Errorf("read configuration: %w", err)
+	}
+	return c, c.Validate()
+}
+
+// Validate checks what envconfig's types cannot: ranges, enumerations and
+// URLs. All problems are reported at once, each naming its variable.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(name string, value any, why string) {
+		errs = append(errs, fmt.Errorf("invalid %s=%v: %s", name, value, why))
+	}
+	port := func(name string, p int) {
+		if p < 0 || p > 65535 {
+			bad(name, p, "must be a port number from 0 to 65535")
+		}
+	}
+	positive := func(name string, d time.Duration) {
+		if d <= 0 {
+			bad(name, d, "must be a positive duration such as 30s or 5m")
+		}
+	}
+	port("RCV_PORT", c.RcvPort)
+	port("OPS_PORT", c.OpsPort)
+	if !strings.HasPrefix(c.RcvPath, "/") {
+		bad("RCV_PATH", c.RcvPath, `must start with "/"`)
+	}
+	if u, err := url.Parse(c.EventBroker); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("EVENTBROKER", c.EventBroker, "must be an http:// or https:// URL with a host")
+	}
+	if c.MaxEventBytes < 4096 {
+		bad("MAX_EVENT_BYTES", c.MaxEventBytes, "must be at least 4096")
+	}
+	if c.MaxBodyBytes < 1024 {
+		bad("MAX_BODY_BYTES", c.MaxBodyBytes, "must be at least 1024")
+	}
+	if c.Workers < 1 {
+		bad("MAX_CONCURRENT_ACTIONS", c.Workers, "must be at least 1")
+	}
+	if c.QueueSize < 0 {
+		bad("QUEUE_SIZE", c.QueueSize, "must not be negative")
+	}
+	if c.DedupCapacity < 1 {
+		bad("DEDUP_CAPACITY", c.DedupCapacity, "must be at least 1")
+	}
+	positive("EVENTBROKER_RETRY_TIMEOUT", c.DeliveryRetryTime)
+	positive("ACTION_TIMEOUT", c.ActionTimeout)
+	positive("SHUTDOWN_GRACE", c.ShutdownGrace)
+	positive("SHUTDOWN_FLUSH", c.ShutdownFlush)
+	positive("DEDUP_TTL", c.DedupTTL)
+	if c.EventSource == "" {
+		bad("EVENT_SOURCE", `""`, "must not be empty")
+	}
+	switch c.Sandbox {
+	case SandboxAuto, SandboxOn, SandboxOff:
+	default:
+		bad("SANDBOX", c.Sandbox, "must be auto, true or false")
+	}
+	if c.ScaleMinReplicas < 0 {
+		bad("SCALE_MIN_REPLICAS", c.ScaleMinReplicas, "must not be negative")
+	}
+	if c.ScaleMaxReplicas < c.ScaleMinReplicas {
+		bad("SCALE_MAX_REPLICAS", c.ScaleMaxReplicas, fmt.Sprintf("must not be below SCALE_MIN_REPLICAS (%d)", c.ScaleMinReplicas))
+	}
+	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
+		bad("LOG_LEVEL", c.LogLevel, "must be one of trace, debug, info, warn, error")
+	}
+	if c.LogFormat != FormatJSON && c.LogFormat != FormatText {
+		bad("LOG_FORMAT", c.LogFormat, "must be json or text")
+	}
+	return errors.Join(errs...)
+}
+
+// Usage writes one line per variable: name, default and meaning. It is what
+// --help prints, and the README's table is checked against it by a test.
+func Usage(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	format := usageHeading + "\n{{range .}}{{.Key}}\t{{if .Default}}{{.Default}}{{else}}(empty){{end}}\t{{.Tags.Get \"desc\"}}\n{{end}}"
+	if err := envconfig.Usagef("", &Config{}, tw, format); err != nil {
+		return fmt.Errorf("render configuration usage: %w", err)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,121 @@
+package keptnevent
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/uuid"
+	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
+)
+
+// Outgoing is an encoded event ready to be delivered: the structured-mode
+// CloudEvent JSON plus what a log line or a transport needs to know of it.
+type Outgoing struct {
+	ID   string
+	Type string
+	Body []byte
+}
+
+// Replier builds the events that answer a triggered event. Both events of
+// one action carry the same source.
+type Replier struct {
+	Source string
+	// MaxBytes bounds an encoded event; a longer finished message is cut.
+	MaxBytes int
+	// Now stamps the events; nil means time.Now.
+	Now func() time.Time
+}
+
+// truncatedMark ends a message that was cut to fit MaxBytes.
+const truncatedMark = " …[truncated]"
+
+// Started builds the action.started event for t.
+func (r Replier) Started(t Triggered) (Outgoing, error) {
+	return r.encode(t, StartedType, keptnv2.ActionStartedEventData{EventData: eventData(t)})
+}
+
+// Finished builds the action.finished event for t. When the event would be
+// larger than MaxBytes the message is shortened, never the identifying
+// fields Keptn needs to match the event to its sequence.
+func (r Replier) Finished(t Triggered, status keptnv2.StatusType, result keptnv2.ResultType, message string) (Outgoing, error) {
+	data := keptnv2.ActionFinishedEventData{EventData: eventData(t)}
+	data.Status, data.Result, data.Message = status, result, message
+	for {
+		out, err := r.encode(t, FinishedType, data)
+		if err != nil {
+			return Outgoing{}, err
+		}
+		over := len(out.Body) - r.MaxBytes
+		if r.MaxBytes <= 0 || over <= 0 {
+			return out, nil
+		}
+		// Escaping makes the encoded message longer than the raw one, so
+		// cut in proportion: keep the share of raw bytes that the encoded
+		// bytes still allowed make up. A second pass settles rounding.
+		encoded := encodedLen(data.Message)
+		allowed := encoded - over - encodedLen(truncatedMark)
+		shorter := cut(data.Message, int(int64(len(data.Message))*int64(max(allowed, 0))/int64(encoded))) + truncatedMark
+		if len(shorter) >= len(data.Message) {
+			return Outgoing{}, fmt.Errorf("finished event for %s is %d bytes even without its message, over the limit of %d", t.ID, len(out.Body), r.MaxBytes)
+		}
+		data.Message = shorter
+	}
+}
+
+func eventData(t Triggered) keptnv2.EventData {
+	return keptnv2.EventData{
+		Project: t.Data.Project,
+		Stage:   t.Data.Stage,
+		Service: t.Data.Service,
+		Labels:  t.Data.Labels,
+	}
+}
+
+func (r Replier) encode(t Triggered, eventType string, data any) (Outgoing, error) {
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	ev := event.New(event.CloudEventsVersionV1)
+	ev.SetID(uuid.NewString())
+	ev.SetType(eventType)
+	ev.SetSource(r.Source)
+	ev.SetTime(now())
+	ev.SetExtension(extKeptnContext, t.KeptnContext)
+	ev.SetExtension(extTriggeredID, t.ID)
+	ev.SetExtension(extSpecVersion, t.SpecVersion)
+	if t.GitCommitID != "" {
+		ev.SetExtension(extGitCommitID, t.GitCommitID)
+	}
+	if err := ev.SetData(event.ApplicationJSON, data); err != nil {
+		return Outgoing{}, fmt.Errorf("encode %s data for %s: %w", eventType, t.ID, err)
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return Outgoing{}, fmt.Errorf("encode %s for %s: %w", eventType, t.ID, err)
+	}
+	return Outgoing{ID: ev.ID(), Type: eventType, Body: body}, nil
+}
+
+// encodedLen is the length of s as a JSON string, without the quotes.
+func encodedLen(s string) int {
+	b, _ := json.Marshal(s) // a string always encodes
+	return len(b) - 2
+}
+
+// cut shortens s to at most n bytes without splitting a UTF-8 sequence.
+func cut(s string, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	if n >= len(s) {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

@@ -1,0 +1,256 @@
+// Package lifecycle is the life of one action.triggered event, from the
+// moment it is decoded to the moment its finished event is delivered:
+//
+//	decode → dedup → queue → started → run → finished
+//
+// Submit does the first half while the sender waits for its answer, and
+// returns within microseconds; a worker does the rest. Whatever happens
+// after a started event was delivered (an error, a panic, a timeout, a
+// shutdown), exactly one finished event follows it.
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
+	"github.com/sirupsen/logrus"
+
+	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/dedup"
+	"github.com/keptn-action-provider/action-provider/internal/delivery"
+	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/metrics"
+)
+
+// Disposition is what Submit decided about an event.
+type Disposition int
+
+const (
+	// Accepted: queued; it will get a started and a finished event.
+	Accepted Disposition = iota
+	// Unknown: no handler for the action. Another provider may own it, so
+	// it gets no event at all.
+	Unknown
+	// Duplicate: the same triggered id was accepted recently.
+	Duplicate
+	// Busy: the queue is full; the sender should retry later.
+	Busy
+	// Draining: the provider is shutting down and accepts nothing new.
+	Draining
+)
+
+// Config tunes a Lifecycle.
+type Config struct {
+	Workers       int
+	QueueSize     int
+	ActionTimeout time.Duration
+	DryRun        bool
+}
+
+// Lifecycle runs handled actions on a bounded pool of workers.
+type Lifecycle struct {
+	cfg       Config
+	registry  *action.Registry
+	seen      *dedup.Window
+	replier   keptnevent.Replier
+	publisher delivery.Publisher
+	log       logrus.FieldLogger
+	metrics   *metrics.Metrics
+
+	// mu orders Submit's sends against Close's close of queue.
+	mu     sync.RWMutex
+	closed bool
+	queue  chan job
+	wg     sync.WaitGroup
+
+	// Actions run under actionCtx and deliveries under deliveryCtx, both
+	// set by Start. On shutdown actions are cancelled first, so that their
+	// finished events can still go out.
+	actionCtx      context.Context
+	cancelActions  context.CancelFunc
+	deliveryCtx    context.Context
+	cancelDelivery context.CancelFunc
+}
+
+type job struct {
+	event   keptnevent.Triggered
+	action  string // canonical name
+	handler action.Handler
+	log     logrus.FieldLogger
+}
+
+// New returns a Lifecycle; Start sets its workers going.
+func New(cfg Config, registry *action.Registry, seen *dedup.Window, replier keptnevent.Replier,
+	publisher delivery.Publisher, log logrus.FieldLogger, m *metrics.Metrics) *Lifecycle {
+	return &Lifecycle{
+		cfg: cfg, registry: registry, seen: seen, replier: replier,
+		publisher: publisher, log: log, metrics: m,
+		queue: make(chan job, cfg.QueueSize),
+	}
+}
+
+// Submit decides what becomes of a decoded event and, when it is ours and
+// new, queues it. It never blocks.
+func (l *Lifecycle) Submit(t keptnevent.Triggered) Disposition {
+	log := l.log.WithFields(logrus.Fields{
+		"shkeptncontext": t.KeptnContext, "triggeredid": t.ID, "action": t.Data.Action.Action,
+	})
+	handler, name, ok := l.registry.Lookup(t.Data.Action.Action)
+	if !ok {
+		log.Debug("no handler for this action; leaving it to other providers")
+		return Unknown
+	}
+	if !l.seen.Add(t.ID) {
+		log.Info("duplicate delivery of an accepted event; not running it again")
+		return Duplicate
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		l.seen.Forget(t.ID)
+		return Draining
+	}
+	select {
+	case l.queue <- job{event: t, action: name, handler: handler, log: log}:
+		l.metrics.QueueDepth.Inc()
+		return Accepted
+	default:
+		// Not accepted after all: a redelivery must count as new.
+		l.seen.Forget(t.ID)
+		log.WithField("queue_size", cap(l.queue)).Warn("queue full; refusing the event so that the sender retries")
+		return Busy
+	}
+}
+
+// Start sets the workers going. Their contexts keep ctx's values but not its
+// cancellation: a signal must not cut a running action short; Cancel and
+// Abandon do that, in that order.
+func (l *Lifecycle) Start(ctx context.Context) {
+	l.actionCtx, l.cancelActions = context.WithCancel(context.WithoutCancel(ctx))
+	l.deliveryCtx, l.cancelDelivery = context.WithCancel(context.WithoutCancel(ctx))
+	for range l.cfg.Workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for j := range l.queue {
+				l.metrics.QueueDepth.Dec()
+				l.handle(j)
+			}
+		}()
+	}
+}
+
+// Close stops accepting events. Queued events are still handled.
+func (l *Lifecycle) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.closed = true
+		close(l.queue)
+	}
+}
+
+// Cancel cancels running actions and makes queued ones finish without
+// running. Each still reports a finished event.
+func (l *Lifecycle) Cancel() { l.cancelActions() }
+
+// Abandon cancels actions and gives up on deliveries still being retried;
+// those are logged with the whole event as failed.
+func (l *Lifecycle) Abandon() {
+	l.cancelActions()
+	l.cancelDelivery()
+}
+
+// Wait blocks until every accepted event has been handled, or ctx is done.
+func (l *Lifecycle) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// handle is the second half of the lifecycle, on a worker.
+func (l *Lifecycle) handle(j job) {
+	started, err := l.replier.Started(j.event)
+	if err == nil {
+		err = l.publisher.Publish(l.deliveryCtx, started)
+	}
+	if err != nil {
+		// Nothing was started as far as Keptn knows, so nothing may be
+		// finished, and production must not change unreported.
+		j.log.WithError(err).WithField("event", string(started.Body)).
+			Error("started event not delivered; the action was not run")
+		return
+	}
+	l.metrics.ActionsInFlight.Inc()
+	defer l.metrics.ActionsInFlight.Dec()
+
+	begin := time.Now()
+	outcome, err := l.run(l.actionCtx, j)
+	status, result, message := report(outcome, err)
+	elapsed := time.Since(begin)
+
+	finished, err := l.replier.Finished(j.event, status, result, message)
+	if err == nil {
+		err = l.publisher.Publish(l.deliveryCtx, finished)
+	}
+	l.metrics.Actions.WithLabelValues(j.action, string(status), string(result)).Inc()
+	l.metrics.ActionDuration.WithLabelValues(j.action).Observe(elapsed.Seconds())
+	log := j.log.WithFields(logrus.Fields{
+		"status": status, "result": result, "duration": elapsed.String(), "message": message,
+	})
+	if err != nil {
+		log.WithError(err).WithField("event", string(finished.Body)).
+			Error("finished event not delivered; Keptn will not learn how the action ended")
+		return
+	}
+	log.Info("action finished")
+}
+
+// run calls the handler under the action's deadline, and turns a panic, a
+// timeout or a shutdown into an error a person can read.
+func (l *Lifecycle) run(parent context.Context, j job) (out action.Outcome, err error) {
+	if parent.Err() != nil {
+		return action.Outcome{}, errors.New("not run: the provider shut down before the action could start")
+	}
+	ctx, cancel := context.WithTimeout(parent, l.cfg.ActionTimeout)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			j.log.WithField("stack", string(debug.Stack())).Errorf("action panicked: %v", r)
+			err = fmt.Errorf("action %s crashed (panic: %v); see the provider's log", j.action, r)
+		}
+	}()
+	out, err = j.handler.Run(ctx, j.event.Request(l.cfg.DryRun))
+	switch {
+	case err == nil:
+		return out, nil
+	case parent.Err() != nil:
+		return out, fmt.Errorf("interrupted: the provider shut down while the action ran: %w", err)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return out, fmt.Errorf("timed out after %s: %w", l.cfg.ActionTimeout, err)
+	default:
+		return out, err
+	}
+}
+
+// report maps a handler's answer onto Keptn's status and result.
+func report(out action.Outcome, err error) (keptnv2.StatusType, keptnv2.ResultType, string) {
+	if err != nil {
+		return keptnv2.StatusErrored, keptnv2.ResultFailed, err.Error()
+	}
+	result := out.Result
+	if result == "" {
+		result = keptnv2.ResultPass
+	}
+	return keptnv2.StatusSucceeded, result, out.Message
+}

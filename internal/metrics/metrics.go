@@ -1,0 +1,76 @@
+// Package metrics defines the provider's Prometheus metrics. They are
+// registered on a registry the caller owns, never on the global default, so
+// that tests and several instances in one process do not collide.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const namespace = "action_provider"
+
+// Outcomes of an incoming event, the "outcome" label of EventsReceived.
+const (
+	Accepted      = "accepted"
+	UnknownAction = "unknown_action"
+	Duplicate     = "duplicate"
+	Invalid       = "invalid"
+	TooLarge      = "too_large"
+	Busy          = "busy"
+	Draining      = "draining"
+)
+
+// Metrics holds every collector the provider updates.
+type Metrics struct {
+	EventsReceived  *prometheus.CounterVec   // by type, outcome
+	Actions         *prometheus.CounterVec   // by action, status, result
+	ActionDuration  *prometheus.HistogramVec // by action
+	ActionsInFlight prometheus.Gauge
+	QueueDepth      prometheus.Gauge
+	Deliveries      *prometheus.CounterVec // by type, outcome (delivered, failed)
+	DeliveryRetries *prometheus.CounterVec // by type
+	DeliveryLatency prometheus.Histogram
+}
+
+// New creates the collectors and registers them on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		EventsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "events_received_total",
+			Help: "Events received, by CloudEvents type and what became of them.",
+		}, []string{"type", "outcome"}),
+		Actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "actions_total",
+			Help: "Actions finished, by action and the status and result reported to Keptn.",
+		}, []string{"action", "status", "result"}),
+		ActionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "action_duration_seconds",
+			Help:    "Time from started to finished of an action.",
+			Buckets: []float64{.001, .005, .025, .1, .5, 1, 5, 15, 30, 60, 120, 300, 600},
+		}, []string{"action"}),
+		ActionsInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "actions_in_flight",
+			Help: "Actions started and not yet finished.",
+		}),
+		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "queue_depth",
+			Help: "Accepted events waiting for a worker.",
+		}),
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "deliveries_total",
+			Help: "Events sent to the event broker, by type and outcome (delivered, failed).",
+		}, []string{"type", "outcome"}),
+		DeliveryRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "delivery_retries_total",
+			Help: "Delivery attempts after the first, by event type.",
+		}, []string{"type"}),
+		DeliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "delivery_duration_seconds",
+			Help:    "Time to deliver one event, retries included.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .05, .25, 1, 5, 30, 120},
+		}),
+	}
+	reg.MustRegister(m.EventsReceived, m.Actions, m.ActionDuration, m.ActionsInFlight,
+		m.QueueDepth, m.Deliveries, m.DeliveryRetries, m.DeliveryLatency)
+	return m
+}

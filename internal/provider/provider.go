@@ -1,0 +1,191 @@
+// Package provider assembles the running service: the event receiver, the
+// lifecycle's workers, delivery to the event broker, the health and metrics
+// endpoints, and the order in which they stop.
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+
+	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/dedup"
+	"github.com/keptn-action-provider/action-provider/internal/delivery"
+	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
+	"github.com/keptn-action-provider/action-provider/internal/metrics"
+	"github.com/keptn-action-provider/action-provider/internal/receiver"
+	"github.com/keptn-action-provider/action-provider/internal/retry"
+)
+
+// Provider is the assembled service. Listen, then Serve.
+type Provider struct {
+	cfg       config.Config
+	log       logrus.FieldLogger
+	lifecycle *lifecycle.Lifecycle
+	receiver  *http.Server
+	ops       *http.Server
+	rcvLn     net.Listener
+	opsLn     net.Listener
+	ready     atomic.Bool
+}
+
+// New assembles a provider serving the actions in registry. Metrics are
+// registered on reg. A nil publisher means HTTP delivery to cfg.EventBroker.
+func New(cfg config.Config, registry *action.Registry, log logrus.FieldLogger,
+	reg *prometheus.Registry, publisher delivery.Publisher) *Provider {
+	m := metrics.New(reg)
+	if publisher == nil {
+		publisher = &delivery.HTTP{
+			URL:     cfg.EventBroker,
+			Client:  delivery.NewClient(cfg.Workers),
+			Backoff: retry.Backoff{Bound: cfg.DeliveryRetryTime},
+			Metrics: m,
+			Log:     log,
+		}
+	}
+	lc := lifecycle.New(
+		lifecycle.Config{Workers: cfg.Workers, QueueSize: cfg.QueueSize, ActionTimeout: cfg.ActionTimeout, DryRun: cfg.DryRun},
+		registry,
+		dedup.New(cfg.DedupTTL, cfg.DedupCapacity, nil),
+		keptnevent.Replier{Source: cfg.EventSource, MaxBytes: cfg.MaxEventBytes},
+		publisher, log, m,
+	)
+	p := &Provider{cfg: cfg, log: log, lifecycle: lc}
+
+	events := http.NewServeMux()
+	events.Handle(cfg.RcvPath, &receiver.Receiver{Submitter: lc, MaxBodyBytes: cfg.MaxBodyBytes, Log: log, Metrics: m})
+	p.receiver = newServer(events)
+
+	ops := http.NewServeMux()
+	ops.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	ops.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !p.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	ops.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	p.ops = newServer(ops)
+	return p
+}
+
+func newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// Listen binds the receiver and the ops port, so that their addresses are
+// known (a port of 0 picks a free one) before Serve.
+func (p *Provider) Listen() error {
+	var err error
+	if p.rcvLn, err = net.Listen("tcp", net.JoinHostPort(p.cfg.RcvHost, strconv.Itoa(p.cfg.RcvPort))); err != nil {
+		return fmt.Errorf("listen for events (RCV_HOST, RCV_PORT): %w", err)
+	}
+	if p.opsLn, err = net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(p.cfg.OpsPort))); err != nil {
+		p.rcvLn.Close()
+		return fmt.Errorf("listen for health and metrics (OPS_PORT): %w", err)
+	}
+	return nil
+}
+
+// ReceiverURL is where triggered events are to be POSTed.
+func (p *Provider) ReceiverURL() string { return "http://" + p.rcvLn.Addr().String() + p.cfg.RcvPath }
+
+// OpsURL is the base URL of /healthz, /readyz and /metrics.
+func (p *Provider) OpsURL() string {
+	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(p.opsLn.Addr().(*net.TCPAddr).Port))
+}
+
+// Serve runs until ctx ends, then shuts down in order: readiness goes false
+// and no new event is accepted; running and queued actions get
+// SHUTDOWN_GRACE to finish; then they are cancelled, and their finished
+// events get SHUTDOWN_FLUSH to be delivered.
+func (p *Provider) Serve(ctx context.Context) error {
+	if p.rcvLn == nil {
+		if err := p.Listen(); err != nil {
+			return err
+		}
+	}
+	p.lifecycle.Start(ctx)
+	defer p.lifecycle.Abandon()
+
+	var servers sync.WaitGroup
+	serveErr := make(chan error, 2)
+	for _, s := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{p.receiver, p.rcvLn}, {p.ops, p.opsLn}} {
+		servers.Add(1)
+		go func() {
+			defer servers.Done()
+			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- err
+			}
+		}()
+	}
+	p.ready.Store(true)
+	p.log.WithFields(logrus.Fields{"receiver": p.ReceiverURL(), "ops": p.OpsURL()}).Info("ready")
+
+	var failure error
+	select {
+	case <-ctx.Done():
+		p.log.Info("shutting down: no new events are accepted; running actions get SHUTDOWN_GRACE to finish")
+	case err := <-serveErr:
+		failure = fmt.Errorf("serve: %w", err)
+		p.log.WithError(err).Error("a listener failed; shutting down")
+	}
+
+	p.ready.Store(false)
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.receiver.Shutdown(stopCtx); err != nil {
+		p.log.WithError(err).Warn("receiver did not stop cleanly")
+	}
+	p.lifecycle.Close()
+	p.drain()
+	if err := p.ops.Shutdown(stopCtx); err != nil {
+		p.log.WithError(err).Warn("ops server did not stop cleanly")
+	}
+	servers.Wait()
+	p.log.Info("stopped")
+	return failure
+}
+
+// drain waits for the lifecycle in the two stages Serve describes.
+func (p *Provider) drain() {
+	grace, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownGrace)
+	defer cancel()
+	if p.lifecycle.Wait(grace) == nil {
+		return
+	}
+	p.log.WithField("grace", p.cfg.ShutdownGrace.String()).
+		Warn("grace period over; cancelling running actions, which still report finished")
+	p.lifecycle.Cancel()
+	flush, cancelFlush := context.WithTimeout(context.Background(), p.cfg.ShutdownFlush)
+	defer cancelFlush()
+	if p.lifecycle.Wait(flush) == nil {
+		return
+	}
+	p.log.Error("event broker did not take the last finished events in time; they are reported as failed deliveries")
+	p.lifecycle.Abandon()
+	_ = p.lifecycle.Wait(context.Background())
+}
