@@ -1,0 +1,556 @@
+package provider
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/eventsink"
+	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+)
+
+// harness is a provider serving on loopback, its event sink and its log.
+type harness struct {
+	t       *testing.T
+	p       *Provider
+	sink    *eventsink.Sink
+	log     *syncBuffer
+	cancel  context.CancelFunc
+	stopped chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func testConfig() config.Config {
+	return config.Config{
+		RcvHost: "127.0.0.1", RcvPort: 0, RcvPath: "/", OpsPort: 0,
+		DeliveryRetryTime: 5 * time.Second, MaxEventBytes: 64 << 10, EventSource: "action-provider",
+		MaxBodyBytes: 1 << 20, Workers: 4, QueueSize: 16,
+		ActionTimeout: 5 * time.Second, ShutdownGrace: 5 * time.Second, ShutdownFlush: 2 * time.Second,
+		DedupTTL: time.Minute, DedupCapacity: 1000,
+	}
+}
+
+func start(t *testing.T, cfg config.Config, handlers map[string]action.Handler, sink *eventsink.Sink) *harness {
+	t.Helper()
+	if sink == nil {
+		sink = &eventsink.Sink{}
+	}
+	srv := httptest.NewServer(sink)
+	t.Cleanup(srv.Close)
+	cfg.EventBroker = srv.URL + "/event"
+
+	var reg action.Registry
+	for name, h := range handlers {
+		if err := reg.Register(name, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := &syncBuffer{}
+	log := logrus.New()
+	log.SetOutput(buf)
+	log.SetLevel(logrus.DebugLevel)
+	log.SetFormatter(&logrus.JSONFormatter{})
+
+	p := New(cfg, &reg, log, prometheus.NewRegistry(), nil)
+	if err := p.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &harness{t: t, p: p, sink: sink, log: buf, cancel: cancel, stopped: make(chan error, 1)}
+	go func() { h.stopped <- p.Serve(ctx) }()
+	t.Cleanup(func() { h.stop() })
+	h.awaitReady()
+	return h
+}
+
+func (h *harness) awaitReady() {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if code, _ := h.get("/readyz"); code == http.StatusOK {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.t.Fatal("provider never became ready")
+}
+
+// stop is SIGTERM: it cancels Serve's context and waits for Serve to return.
+func (h *harness) stop() error {
+	h.cancel()
+	select {
+	case err, ok := <-h.stopped:
+		if ok {
+			close(h.stopped)
+		}
+		return err
+	case <-time.After(30 * time.Second):
+		h.t.Fatal("provider did not stop within 30s")
+		return nil
+	}
+}
+
+func (h *harness) get(path string) (int, string) {
+	resp, err := http.Get(h.p.OpsURL() + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (h *harness) post(body []byte) (int, string) {
+	h.t.Helper()
+	resp, err := http.Post(h.p.ReceiverURL(), "application/cloudevents+json", bytes.NewReader(body))
+	if err != nil {
+		h.t.Fatalf("POST: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+func (h *harness) awaitFinished(id string) eventsink.Event {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ev, err := h.sink.AwaitFinished(ctx, id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return ev
+}
+
+func trigger(id, actionName string, value any) []byte {
+	ev := map[string]any{
+		"specversion": "1.0", "id": id, "source": "shipyard-controller", "type": keptnevent.TriggeredType,
+		"shkeptncontext": "ctx-" + id, "gitcommitid": "commit-" + id, "shkeptnspecversion": "0.2.3", "triggeredid": "",
+		"data": map[string]any{
+			"project": "sockshop", "stage": "production", "service": "carts",
+			"labels":  map[string]string{"owner": "team-carts"},
+			"action":  map[string]any{"action": actionName, "value": value},
+			"problem": map[string]any{"problemTitle": "Response time degradation"},
+		},
+	}
+	b, _ := json.Marshal(ev)
+	return b
+}
+
+func pass(msg string) action.Handler {
+	return action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+		return action.Pass(msg), nil
+	})
+}
+
+func TestHandledActionGetsStartedThenOneFinished(t *testing.T) {
+	var got action.Request
+	h := start(t, testConfig(), map[string]action.Handler{
+		"scale": action.HandlerFunc(func(_ context.Context, req action.Request) (action.Outcome, error) {
+			got = req
+			return action.Pass("scaled deployment sockshop-production/carts from 1 to 2 replicas"), nil
+		}),
+	}, nil)
+
+	code, body := h.post(trigger("t1", "scale", map[string]string{"replicas": "+1"}))
+	if code != http.StatusAccepted || body != "accepted" {
+		t.Fatalf("answer = %d %q, want 202 accepted", code, body)
+	}
+	fin := h.awaitFinished("t1")
+	evs := h.sink.For("t1")
+	if len(evs) != 2 || evs[0].Type != keptnevent.StartedType || evs[1].Type != keptnevent.FinishedType {
+		t.Fatalf("events for t1 = %+v, want started then finished", evs)
+	}
+	for _, ev := range evs {
+		if ev.KeptnContext != "ctx-t1" || ev.GitCommitID != "commit-t1" || ev.KeptnSpec != "0.2.3" || ev.Source != "action-provider" {
+			t.Errorf("%s: context/gitcommit/spec/source = %q %q %q %q", ev.Type, ev.KeptnContext, ev.GitCommitID, ev.KeptnSpec, ev.Source)
+		}
+		if ev.Data.Project != "sockshop" || ev.Data.Stage != "production" || ev.Data.Service != "carts" || ev.Data.Labels["owner"] != "team-carts" {
+			t.Errorf("%s: data = %+v", ev.Type, ev.Data)
+		}
+	}
+	if fin.Data.Status != keptnv2.StatusSucceeded || fin.Data.Result != keptnv2.ResultPass ||
+		fin.Data.Message != "scaled deployment sockshop-production/carts from 1 to 2 replicas" {
+		t.Errorf("finished = %+v", fin.Data)
+	}
+	if got.Action != "scale" || string(got.Value) != `{"replicas":"+1"}` || got.TriggeredID != "t1" ||
+		got.KeptnContext != "ctx-t1" || got.Problem.ProblemTitle != "Response time degradation" {
+		t.Errorf("handler got %+v", got)
+	}
+	// Every log line about the event names it.
+	h.stop()
+	for _, line := range strings.Split(strings.TrimSpace(h.log.String()), "\n") {
+		if strings.Contains(line, `"triggeredid":"t1"`) && (!strings.Contains(line, `"shkeptncontext":"ctx-t1"`) || !strings.Contains(line, `"action":"scale"`)) {
+			t.Errorf("log line lacks context or action: %s", line)
+		}
+	}
+	if !strings.Contains(h.log.String(), `"msg":"action finished"`) {
+		t.Errorf("no 'action finished' log line:\n%s", h.log)
+	}
+}
+
+func TestUnknownActionGetsNoEvent(t *testing.T) {
+	h := start(t, testConfig(), map[string]action.Handler{"scale": pass("ok")}, nil)
+	code, body := h.post(trigger("unknown-1", "page-oncall", nil))
+	if code != http.StatusOK || !strings.Contains(body, `no handler for action "page-oncall"`) {
+		t.Fatalf("answer = %d %q", code, body)
+	}
+	// A known action after it is finished; the unknown one left no trace.
+	h.post(trigger("known-1", "scale", nil))
+	h.awaitFinished("known-1")
+	if evs := h.sink.For("unknown-1"); len(evs) != 0 {
+		t.Fatalf("unknown action produced events: %+v", evs)
+	}
+	if _, m := h.get("/metrics"); !strings.Contains(m, `action_provider_events_received_total{outcome="unknown_action",type="sh.keptn.event.action.triggered"} 1`) {
+		t.Errorf("unknown_action not counted:\n%s", grep(m, "events_received"))
+	}
+}
+
+func TestBadInputIsRefusedAndTheProcessLives(t *testing.T) {
+	h := start(t, testConfig(), map[string]action.Handler{"scale": pass("ok")}, nil)
+	huge := append(append([]byte(`{"pad":"`), bytes.Repeat([]byte("x"), 2<<20)...), `"}`...)
+	for _, tc := range []struct {
+		name string
+		body []byte
+		code int
+		says string
+	}{
+		{"malformed JSON", []byte(`{"id": `), 400, "malformed JSON body"},
+		{"not a CloudEvent", []byte(`{"hello":"world"}`), 400, "CloudEvent"},
+		{"wrong type", bytes.Replace(trigger("w", "scale", nil), []byte("action.triggered"), []byte("action.finished"), 1), 400, "is not sh.keptn.event.action.triggered"},
+		{"data.action a string", []byte(`{"specversion":"1.0","id":"s1","source":"x","type":"sh.keptn.event.action.triggered","shkeptncontext":"c","data":{"project":"p","stage":"s","service":"c","action":"scale"}}`), 400, "data.action must be an object"},
+		{"missing service", bytes.Replace(trigger("m", "scale", nil), []byte(`"service":"carts"`), []byte(`"service":""`), 1), 400, "missing required data.service"},
+		{"huge body", huge, 413, "body larger than 1048576 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := h.post(tc.body)
+			if code != tc.code || !strings.Contains(body, tc.says) || strings.Count(body, "\n") > 0 {
+				t.Errorf("answer = %d %q, want %d saying %q on one line", code, body, tc.code, tc.says)
+			}
+		})
+	}
+	resp, err := http.Get(h.p.ReceiverURL())
+	if err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET on the receiver = %v %v, want 405", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	// Still alive and working.
+	if code, _ := h.post(trigger("after", "scale", nil)); code != http.StatusAccepted {
+		t.Fatalf("valid event after bad ones: %d", code)
+	}
+	h.awaitFinished("after")
+	if !strings.Contains(h.log.String(), `"event_id":"s1"`) {
+		t.Errorf("refusal log does not name the event id s1:\n%s", h.log)
+	}
+	if len(h.sink.Events()) != 2 {
+		t.Errorf("bad input produced events: %+v", h.sink.Events())
+	}
+}
+
+func TestEveryStartedActionFinishesExactlyOnce(t *testing.T) {
+	cfg := testConfig()
+	cfg.ActionTimeout = 200 * time.Millisecond
+	h := start(t, cfg, map[string]action.Handler{
+		"fails": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+			return action.Outcome{}, errors.New("deployments.apps \"carts\" is forbidden")
+		}),
+		"panics": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+			var m map[string]int
+			m["boom"]++ // a nil-map write: a real bug, not a staged panic
+			return action.Outcome{}, nil
+		}),
+		"hangs": action.HandlerFunc(func(ctx context.Context, _ action.Request) (action.Outcome, error) {
+			<-ctx.Done()
+			return action.Outcome{}, fmt.Errorf("waiting for rollout: %w", ctx.Err())
+		}),
+		"warns": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+			return action.Warning("scaled, but 1/2 pods ready"), nil
+		}),
+		"refuses": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+			return action.Fail("nothing to roll back to"), nil
+		}),
+	}, nil)
+	for _, tc := range []struct {
+		action string
+		status keptnv2.StatusType
+		result keptnv2.ResultType
+		says   string
+	}{
+		{"fails", keptnv2.StatusErrored, keptnv2.ResultFailed, `deployments.apps "carts" is forbidden`},
+		{"panics", keptnv2.StatusErrored, keptnv2.ResultFailed, "action panics crashed (panic: assignment to entry in nil map)"},
+		{"hangs", keptnv2.StatusErrored, keptnv2.ResultFailed, "timed out after 200ms: waiting for rollout: context deadline exceeded"},
+		{"warns", keptnv2.StatusSucceeded, keptnv2.ResultWarning, "scaled, but 1/2 pods ready"},
+		{"refuses", keptnv2.StatusSucceeded, keptnv2.ResultFailed, "nothing to roll back to"},
+	} {
+		t.Run(tc.action, func(t *testing.T) {
+			id := "id-" + tc.action
+			if code, _ := h.post(trigger(id, tc.action, nil)); code != http.StatusAccepted {
+				t.Fatalf("answer %d", code)
+			}
+			fin := h.awaitFinished(id)
+			if fin.Data.Status != tc.status || fin.Data.Result != tc.result || !strings.Contains(fin.Data.Message, tc.says) {
+				t.Errorf("finished = %s/%s %q, want %s/%s saying %q", fin.Data.Status, fin.Data.Result, fin.Data.Message, tc.status, tc.result, tc.says)
+			}
+		})
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"id-fails", "id-panics", "id-hangs", "id-warns", "id-refuses"} {
+		if evs := h.sink.For(id); len(evs) != 2 {
+			t.Errorf("%s: %d events, want exactly started + finished", id, len(evs))
+		}
+	}
+	if !strings.Contains(h.log.String(), "goroutine") {
+		t.Error("the panic's stack is not in the log")
+	}
+}
+
+func TestDuplicateDeliveryRunsOnce(t *testing.T) {
+	var runs atomic.Int32
+	release := make(chan struct{})
+	h := start(t, testConfig(), map[string]action.Handler{
+		"scale": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+			runs.Add(1)
+			<-release
+			return action.Pass("ok"), nil
+		}),
+	}, nil)
+	ev := trigger("dup", "scale", nil)
+	if code, _ := h.post(ev); code != http.StatusAccepted {
+		t.Fatal(code)
+	}
+	// The distributor re-POSTs while the action is still running, and again after.
+	if code, body := h.post(ev); code != http.StatusOK || !strings.Contains(body, "duplicate") {
+		t.Errorf("redelivery = %d %q", code, body)
+	}
+	close(release)
+	h.awaitFinished("dup")
+	if code, _ := h.post(ev); code != http.StatusOK {
+		t.Errorf("late redelivery = %d", code)
+	}
+	h.stop()
+	if runs.Load() != 1 || len(h.sink.For("dup")) != 2 {
+		t.Errorf("runs = %d, events = %d; want 1 run, 2 events", runs.Load(), len(h.sink.For("dup")))
+	}
+}
+
+func TestFullQueueAnswers503AndForgetsTheEvent(t *testing.T) {
+	cfg := testConfig()
+	cfg.Workers, cfg.QueueSize = 1, 1
+	release := make(chan struct{})
+	h := start(t, cfg, map[string]action.Handler{
+		"scale": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+			<-release
+			return action.Pass("ok"), nil
+		}),
+	}, nil)
+	h.post(trigger("busy-1", "scale", nil)) // runs, blocks the only worker
+	h.sink.Await(context.Background(), func(evs []eventsink.Event) bool { return len(evs) == 1 })
+	h.post(trigger("busy-2", "scale", nil)) // waits in the queue
+	code, body := h.post(trigger("busy-3", "scale", nil))
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "busy") {
+		t.Fatalf("answer on a full queue = %d %q, want 503 busy", code, body)
+	}
+	close(release)
+	h.awaitFinished("busy-2")
+	// The refused event was not remembered: its redelivery is accepted.
+	if code, _ := h.post(trigger("busy-3", "scale", nil)); code != http.StatusAccepted {
+		t.Fatalf("redelivery after 503 = %d, want 202", code)
+	}
+	h.awaitFinished("busy-3")
+}
+
+func TestShutdownFinishesInFlightActions(t *testing.T) {
+	cfg := testConfig()
+	cfg.Workers = 2
+	cfg.ShutdownGrace = 300 * time.Millisecond
+	running := make(chan struct{}, 2)
+	h := start(t, cfg, map[string]action.Handler{
+		// Finishes within the grace period.
+		"quick": action.HandlerFunc(func(ctx context.Context, _ action.Request) (action.Outcome, error) {
+			running <- struct{}{}
+			time.Sleep(100 * time.Millisecond)
+			return action.Pass("done in time"), nil
+		}),
+		// Outlives the grace period and is cancelled.
+		"slow": action.HandlerFunc(func(ctx context.Context, _ action.Request) (action.Outcome, error) {
+			running <- struct{}{}
+			<-ctx.Done()
+			return action.Outcome{}, fmt.Errorf("waiting for rollout: %w", ctx.Err())
+		}),
+	}, nil)
+	h.post(trigger("q", "quick", nil))
+	h.post(trigger("s", "slow", nil))
+	h.post(trigger("queued", "quick", nil)) // no free worker: waits in the queue
+	<-running
+	<-running
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.stop() }()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if code, _ := h.get("/readyz"); code == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz did not turn false while draining")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if resp, err := http.Post(h.p.ReceiverURL(), "application/cloudevents+json", bytes.NewReader(trigger("late", "quick", nil))); err == nil {
+		if resp.StatusCode == http.StatusAccepted {
+			t.Error("an event was accepted while draining")
+		}
+		resp.Body.Close()
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+
+	want := map[string]struct {
+		status keptnv2.StatusType
+		says   string
+	}{
+		"q":      {keptnv2.StatusSucceeded, "done in time"},
+		"s":      {keptnv2.StatusErrored, "interrupted: the provider shut down while the action ran: waiting for rollout: context canceled"},
+		"queued": {keptnv2.StatusSucceeded, "done in time"},
+	}
+	for id, w := range want {
+		evs := h.sink.For(id)
+		if len(evs) != 2 || evs[1].Type != keptnevent.FinishedType {
+			t.Errorf("%s: events %+v, want started + finished", id, evs)
+			continue
+		}
+		if evs[1].Data.Status != w.status || evs[1].Data.Message != w.says {
+			t.Errorf("%s: finished %s %q, want %s %q", id, evs[1].Data.Status, evs[1].Data.Message, w.status, w.says)
+		}
+	}
+	if evs := h.sink.For("late"); len(evs) != 0 {
+		t.Errorf("event sent while draining got events: %+v", evs)
+	}
+}
+
+// The event endpoint refuses for a while (the distributor restarting), then
+// takes events again: nothing is lost, and no finished precedes its started.
+func TestBrokerOutageLosesNothing(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	sink := &eventsink.Sink{Refuse: func() int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	}}
+	h := start(t, testConfig(), map[string]action.Handler{"scale": pass("ok")}, sink)
+	const n = 20
+	for i := range n {
+		if code, _ := h.post(trigger(fmt.Sprint("o", i), "scale", nil)); code != http.StatusAccepted {
+			t.Fatalf("event %d: %d", i, code)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if len(sink.Events()) != 0 {
+		t.Fatal("events got through a refusing broker")
+	}
+	down.Store(false)
+	for i := range n {
+		h.awaitFinished(fmt.Sprint("o", i))
+	}
+	h.stop()
+	for i := range n {
+		evs := sink.For(fmt.Sprint("o", i))
+		if len(evs) != 2 || evs[0].Type != keptnevent.StartedType || evs[1].Type != keptnevent.FinishedType {
+			t.Errorf("o%d: %d events %v", i, len(evs), evs)
+		}
+	}
+}
+
+// A started event that cannot be delivered means Keptn does not know the
+// action exists: it must not run, and no finished may follow.
+func TestUndeliverableStartedDoesNotRunTheAction(t *testing.T) {
+	cfg := testConfig()
+	cfg.DeliveryRetryTime = 200 * time.Millisecond
+	var runs atomic.Int32
+	sink := &eventsink.Sink{Refuse: func() int { return http.StatusBadGateway }}
+	h := start(t, cfg, map[string]action.Handler{
+		"scale": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+			runs.Add(1)
+			return action.Pass("ok"), nil
+		}),
+	}, sink)
+	h.post(trigger("nostart", "scale", nil))
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(h.log.String(), "started event not delivered") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no error log about the lost started event:\n%s", h.log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.stop()
+	if runs.Load() != 0 {
+		t.Errorf("the action ran %d times without a delivered started", runs.Load())
+	}
+	if !strings.Contains(h.log.String(), `\"triggeredid\":\"nostart\"`) {
+		t.Errorf("the error log does not carry the whole event")
+	}
+}
+
+func TestMetricsCountActions(t *testing.T) {
+	h := start(t, testConfig(), map[string]action.Handler{"scale": pass("ok")}, nil)
+	h.post(trigger("m1", "scale", nil))
+	h.awaitFinished("m1")
+	_, m := h.get("/metrics")
+	for _, want := range []string{
+		`action_provider_actions_total{action="scale",result="pass",status="succeeded"} 1`,
+		`action_provider_events_received_total{outcome="accepted",type="sh.keptn.event.action.triggered"} 1`,
+		`action_provider_deliveries_total{outcome="delivered",type="sh.keptn.event.action.started"} 1`,
+		`action_provider_action_duration_seconds_count{action="scale"} 1`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
