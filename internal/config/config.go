@@ -144,7 +144,8 @@ func (c Config) Validate() error {
 // --help prints, and the README's table is checked against it by a test.
 func Usage(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	format := usageHeading + "\n{{range .}}{{.Key}}\t{{if .Default}}{{.Default}}{{else}}(empty){{end}}\t{{.Tags.Get \"desc\"}}\n{{end}}"
+	format := usageHeading + "\n" +
+		`{{range .}}{{.Key}}	{{with .Tags.Get "default"}}{{.}}{{else}}(empty){{end}}	{{.Tags.Get "desc"}}` + "\n{{end}}"
 	if err := envconfig.Usagef("", &Config{}, tw, format); err != nil {
 		return fmt.Errorf("render configuration usage: %w", err)
 	}

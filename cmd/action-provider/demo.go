@@ -1,0 +1,188 @@
+//go:build !nosandbox
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keptn-action-provider/action-provider/examples/events"
+	sandboxseed "github.com/keptn-action-provider/action-provider/examples/sandbox"
+	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/eventsink"
+	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/provider"
+	"github.com/keptn-action-provider/action-provider/internal/sandbox"
+	"github.com/keptn-action-provider/action-provider/internal/workload"
+)
+
+// demo runs the provider in sandbox mode with an event sink in-process, POSTs
+// it every example event as the distributor would, and prints what Keptn
+// would receive. It fails when the provider does not keep its contract: a
+// 202 without exactly one started and one finished, or a 200 with any event.
+func demo(ctx context.Context, out, logOut io.Writer) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	cfg.RcvHost, cfg.RcvPort, cfg.OpsPort = "127.0.0.1", 0, 0
+	cfg.Sandbox = config.SandboxOn
+	log := newLogger(cfg, logOut)
+	if cfg.LogLevel == "info" {
+		log.SetLevel(logrus.WarnLevel) // the demo's own output tells the story
+	}
+
+	client, err := sandbox.New(sandboxseed.FS)
+	if err != nil {
+		return fmt.Errorf("start sandbox: %w", err)
+	}
+	sink := &eventsink.Sink{}
+	sinkLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen for the event sink: %w", err)
+	}
+	sinkSrv := &http.Server{Handler: sink, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = sinkSrv.Serve(sinkLn) }()
+	defer sinkSrv.Close()
+	cfg.EventBroker = "http://" + sinkLn.Addr().String() + "/event"
+
+	registry, err := actions(cfg, client)
+	if err != nil {
+		return err
+	}
+	p := provider.New(cfg, registry, log, prometheus.NewRegistry(), nil)
+	if err := p.Listen(); err != nil {
+		return err
+	}
+	serveCtx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(serveCtx) }()
+	defer func() { stop(); <-served }()
+
+	fmt.Fprintf(out, "Sandbox cluster seeded from examples/sandbox; provider receiving on %s;\nevents go to an in-process sink at %s. DRY_RUN=%t.\n\n",
+		p.ReceiverURL(), cfg.EventBroker, cfg.DryRun)
+	names, err := fs.Glob(events.FS, "*.json")
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		body, err := fs.ReadFile(events.FS, name)
+		if err != nil {
+			return err
+		}
+		if err := demoEvent(ctx, out, p.ReceiverURL(), client, sink, name, body); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	fmt.Fprintln(out, "All example events behaved as the Keptn contract requires.")
+	return nil
+}
+
+func demoEvent(ctx context.Context, out io.Writer, url string, client kubernetes.Interface,
+	sink *eventsink.Sink, name string, body []byte) error {
+	fmt.Fprintf(out, "== %s\n", name)
+	// Decoding here only describes the event; the provider decodes it itself.
+	t, decodeErr := keptnevent.Decode(http.Header{}, body)
+	var target workload.Ref
+	before := int32(-1)
+	if decodeErr == nil {
+		fmt.Fprintf(out, "   action %q, value %s, %s/%s/%s\n", t.Data.Action.Action, orNone(t.Value), t.Data.Project, t.Data.Stage, t.Data.Service)
+		if ref, err := workload.Resolve(ctx, client, t.Request(false), workload.Selector{}); err == nil {
+			target, before = ref, replicas(ctx, client, ref)
+		}
+	}
+
+	code, answer, err := post(ctx, url, body)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "   POST -> %d %s\n", code, answer)
+	switch code {
+	case http.StatusAccepted:
+		waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		fin, err := sink.AwaitFinished(waitCtx, t.ID)
+		if err != nil {
+			return err
+		}
+		evs := sink.For(t.ID)
+		if len(evs) != 2 || evs[0].Type != keptnevent.StartedType {
+			return fmt.Errorf("want exactly one started then one finished, got %d events", len(evs))
+		}
+		fmt.Fprintf(out, "   <- %s  (triggeredid %s, shkeptncontext %s)\n", evs[0].Type, evs[0].TriggeredID, evs[0].KeptnContext)
+		fmt.Fprintf(out, "   <- %s status=%s result=%s\n      %q\n", fin.Type, fin.Data.Status, fin.Data.Result, fin.Data.Message)
+		if before >= 0 {
+			fmt.Fprintf(out, "   replicas of %s: %d -> %d\n", target, before, replicas(ctx, client, target))
+		}
+	case http.StatusOK:
+		// Nothing is ever queued for an ignored event, so nothing can
+		// arrive later; the pause only makes that visible.
+		time.Sleep(200 * time.Millisecond)
+		if evs := sink.For(t.ID); len(evs) != 0 {
+			return fmt.Errorf("an ignored event produced %d events", len(evs))
+		}
+		fmt.Fprintln(out, "   <- no event: another provider may own this action, and a started without a finished would hang Keptn")
+	default:
+		fmt.Fprintln(out, "   <- no event: the sender is told why, and the provider carries on")
+	}
+	fmt.Fprintln(out)
+	return nil
+}
+
+func post(ctx context.Context, url string, body []byte) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "application/cloudevents+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", fmt.Errorf("POST to the provider: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, strings.TrimSpace(string(b)), nil
+}
+
+func replicas(ctx context.Context, client kubernetes.Interface, ref workload.Ref) int32 {
+	var n *int32
+	var err error
+	switch ref.Kind {
+	case workload.Deployment:
+		d, e := client.AppsV1().Deployments(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err = e; e == nil {
+			n = d.Spec.Replicas
+		}
+	case workload.StatefulSet:
+		s, e := client.AppsV1().StatefulSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err = e; e == nil {
+			n = s.Spec.Replicas
+		}
+	default:
+		err = errors.New("not scalable")
+	}
+	if err != nil || n == nil {
+		return -1
+	}
+	return *n
+}
+
+func orNone(v []byte) string {
+	if len(v) == 0 {
+		return "(none)"
+	}
+	return string(v)
+}

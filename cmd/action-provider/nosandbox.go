@@ -1,0 +1,24 @@
+//go:build nosandbox
+
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keptn-action-provider/action-provider/internal/config"
+)
+
+const sandboxBuild = "without sandbox"
+
+var errNoSandbox = errors.New("this binary was built without the sandbox (-tags nosandbox); configure a cluster with KUBECONFIG or run in a pod")
+
+func startSandbox(config.Config, logrus.FieldLogger, string) (kubernetes.Interface, error) {
+	return nil, errNoSandbox
+}
+
+func demo(context.Context, io.Writer, io.Writer) error { return errNoSandbox }

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/action/scale"
+	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
+	"github.com/keptn-action-provider/action-provider/internal/provider"
+)
+
+const usageText = `action-provider: a Keptn action-provider.
+
+Receives sh.keptn.event.action.triggered CloudEvents from the Keptn distributor,
+runs the remediation action, and answers with action.started and action.finished.
+With no Kubernetes cluster configured it runs in sandbox mode, on an in-memory
+cluster seeded from examples/sandbox.
+
+Usage:
+  action-provider [serve]   run the service (the default)
+  action-provider demo      run the service in sandbox mode, send it the example
+                            events, print what Keptn would receive, and exit
+  action-provider --version print the version
+  action-provider --help    print this help
+
+Configuration is read from the environment:
+
+`
+
+// run is the whole program; main only supplies the process's context,
+// arguments and output. Configuration comes from the environment through
+// envconfig, which reads the process environment: tests set it with
+// t.Setenv.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	flags := flag.NewFlagSet("action-provider", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	showVersion := flags.Bool("version", false, "print the version and exit")
+	flags.Usage = func() {}
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return usage(stdout)
+		}
+		return err
+	}
+	if *showVersion {
+		_, err := fmt.Fprintf(stdout, "action-provider %s (%s, %s)\n", version, runtime.Version(), sandboxBuild)
+		return err
+	}
+	switch cmd := flags.Arg(0); cmd {
+	case "", "serve":
+		return serve(ctx, stderr)
+	case "demo":
+		return demo(ctx, stdout, stderr)
+	case "help":
+		return usage(stdout)
+	default:
+		return fmt.Errorf("unknown command %q; see action-provider --help", cmd)
+	}
+}
+
+func usage(w io.Writer) error {
+	if _, err := io.WriteString(w, usageText); err != nil {
+		return err
+	}
+	return config.Usage(w)
+}
+
+func serve(ctx context.Context, logOut io.Writer) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, logOut)
+	client, err := connect(cfg, log)
+	if err != nil {
+		return err
+	}
+	registry, err := actions(cfg, client)
+	if err != nil {
+		return err
+	}
+	if cfg.DryRun {
+		log.Warn("DRY_RUN=true: actions decide and report, and change nothing")
+	}
+	log.WithFields(logrus.Fields{"version": version, "actions": strings.Join(registry.Names(), ",")}).Info("starting")
+	p := provider.New(cfg, registry, log, metricsRegistry(), nil)
+	if err := p.Listen(); err != nil {
+		return err
+	}
+	return p.Serve(ctx)
+}
+
+func newLogger(cfg config.Config, out io.Writer) *logrus.Logger {
+	log := logrus.New()
+	log.SetOutput(out)
+	level, _ := logrus.ParseLevel(cfg.LogLevel) // validated by config.Load
+	log.SetLevel(level)
+	if cfg.LogFormat == config.FormatText {
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	} else {
+		log.SetFormatter(&logrus.JSONFormatter{})
+	}
+	return log
+}
+
+func metricsRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// connect finds the cluster: in-cluster config, KUBECONFIG or ~/.kube/config,
+// else (with SANDBOX=auto) the in-memory sandbox.
+func connect(cfg config.Config, log logrus.FieldLogger) (kubernetes.Interface, error) {
+	home, _ := os.UserHomeDir()
+	switch {
+	case cfg.Sandbox == config.SandboxOn:
+		return startSandbox(cfg, log, "SANDBOX=true")
+	case cfg.Sandbox == config.SandboxAuto && !kube.Available(os.LookupEnv, home):
+		return startSandbox(cfg, log, "no in-cluster config, KUBECONFIG or ~/.kube/config")
+	}
+	rc, source, err := kube.RESTConfig(os.LookupEnv, home)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Kubernetes: %w", err)
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
+	}
+	log.WithFields(logrus.Fields{"cluster": rc.Host, "from": source}).Info("using Kubernetes cluster")
+	return client, nil
+}
+
+// actions is the catalog of actions this provider answers to.
+func actions(cfg config.Config, client kubernetes.Interface) (*action.Registry, error) {
+	var reg action.Registry
+	scaler, err := scale.New(client, scale.Options{MinReplicas: cfg.ScaleMinReplicas, MaxReplicas: cfg.ScaleMaxReplicas})
+	if err != nil {
+		return nil, fmt.Errorf("configure scale: %w", err)
+	}
+	// "scaling" is helm-service's name, so existing remediation.yaml files work.
+	if err := reg.Register("scale", scaler, "scaling"); err != nil {
+		return nil, err
+	}
+	return &reg, nil
+}

@@ -1,0 +1,35 @@
+//go:build !nosandbox
+
+package main
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/kubernetes"
+
+	sandboxseed "github.com/keptn-action-provider/action-provider/examples/sandbox"
+	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/sandbox"
+)
+
+const sandboxBuild = "with sandbox"
+
+// startSandbox builds the in-memory cluster, and says so loudly: nothing a
+// sandboxed action does reaches a real cluster.
+func startSandbox(cfg config.Config, log logrus.FieldLogger, why string) (kubernetes.Interface, error) {
+	var seed fs.FS = sandboxseed.FS
+	from := "built-in examples/sandbox"
+	if cfg.SandboxSeed != "" {
+		seed, from = os.DirFS(cfg.SandboxSeed), cfg.SandboxSeed
+	}
+	client, err := sandbox.New(seed)
+	if err != nil {
+		return nil, fmt.Errorf("start sandbox from %s (SANDBOX_SEED): %w", from, err)
+	}
+	log.WithFields(logrus.Fields{"reason": why, "seed": from}).
+		Warn("SANDBOX MODE: actions change an in-memory cluster, not a real one. Set KUBECONFIG, or SANDBOX=false to require a cluster")
+	return client, nil
+}
