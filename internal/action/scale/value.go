@@ -1,0 +1,189 @@
+package scale
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/keptn-action-provider/action-provider/internal/workload"
+)
+
+// acceptedForms is appended to every value error: the person reading it in
+// the Keptn Bridge has a remediation.yaml to fix.
+const acceptedForms = `accepted forms: {"replicas": "3"} or {"replicas": 3} (absolute), ` +
+	`{"replicas": "+1"} or {"replicas": "-1"} (relative), ` +
+	`or "1" or "-1" (relative, helm-service "scaling" format); ` +
+	`an object may also set "namespace", "name", "kind" and "dryRun"`
+
+// change is the change of replica count an action asks for.
+type change struct {
+	// n is the count when absolute, the signed difference when relative.
+	n        int32
+	relative bool
+}
+
+// apply returns the count the change leads to from current. It is an int64
+// so that a sum outside int32 is refused by the bounds check, not wrapped.
+func (c change) apply(current int32) int64 {
+	if c.relative {
+		return int64(current) + int64(c.n)
+	}
+	return int64(c.n)
+}
+
+// value is a decoded action value.
+type value struct {
+	change
+	workload.Selector
+	dryRun bool
+}
+
+// object is the object form of the value. Unknown keys are refused, so that
+// a typo such as "replica" or "dryrun " is an error rather than silently a
+// different action.
+type object struct {
+	workload.Selector
+	Replicas json.RawMessage `json:"replicas"`
+	DryRun   bool            `json:"dryRun"`
+}
+
+// parseValue decodes data.action.value. The bare string and bare number
+// forms are always relative, because helm-service, whose "scaling" action
+// this one replaces, read its value as an increment.
+func parseValue(raw json.RawMessage) (value, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return value{}, errors.New("the action has no value")
+	}
+	var v any
+	if err := decode(raw, &v, false); err != nil {
+		return value{}, err
+	}
+	switch v := v.(type) {
+	case string:
+		c, err := parseCount(v, true)
+		if err != nil {
+			return value{}, err
+		}
+		return value{change: c}, nil
+	case json.Number:
+		c, err := parseCount(v.String(), true)
+		if err != nil {
+			return value{}, err
+		}
+		return value{change: c}, nil
+	case map[string]any:
+		return parseObject(raw)
+	case nil:
+		return value{}, errors.New("the action has no value")
+	default:
+		return value{}, fmt.Errorf("a value of type %s is not understood", jsonType(v))
+	}
+}
+
+func parseObject(raw json.RawMessage) (value, error) {
+	var o object
+	if err := decode(raw, &o, true); err != nil {
+		return value{}, err
+	}
+	c, err := parseReplicas(o.Replicas)
+	if err != nil {
+		return value{}, err
+	}
+	return value{change: c, Selector: o.Selector, dryRun: o.DryRun}, nil
+}
+
+// parseReplicas reads "replicas": a string is absolute unless signed, a
+// number is always absolute.
+func parseReplicas(raw json.RawMessage) (change, error) {
+	var v any
+	if len(raw) > 0 {
+		if err := decode(raw, &v, false); err != nil {
+			return change{}, err
+		}
+	}
+	switch v := v.(type) {
+	case string:
+		c, err := parseCount(v, false)
+		if err != nil {
+			return change{}, fmt.Errorf(`"replicas": %w`, err)
+		}
+		return c, nil
+	case json.Number:
+		n, err := strconv.ParseInt(v.String(), 10, 32)
+		if err != nil {
+			return change{}, fmt.Errorf(`"replicas": %s is not a whole number of replicas`, v)
+		}
+		if n < 0 {
+			return change{}, fmt.Errorf(`"replicas": %d is negative; for a relative change write it as a string, "%d"`, n, n)
+		}
+		return change{n: int32(n)}, nil
+	case nil:
+		return change{}, errors.New(`"replicas" is missing`)
+	default:
+		return change{}, fmt.Errorf(`"replicas" is %s, not a string or a number`, jsonType(v))
+	}
+}
+
+// parseCount reads "3", "+1" or "-1". A signed count, or any count when
+// alwaysRelative, is a relative change; a relative change must change
+// something.
+func parseCount(s string, alwaysRelative bool) (change, error) {
+	signed := strings.HasPrefix(s, "+") || strings.HasPrefix(s, "-")
+	n, err := strconv.ParseInt(s, 10, 32)
+	if err != nil {
+		if errors.Is(err, strconv.ErrRange) {
+			return change{}, fmt.Errorf("%q is out of range", s)
+		}
+		return change{}, fmt.Errorf("%q is not a whole number of replicas", s)
+	}
+	c := change{n: int32(n), relative: signed || alwaysRelative}
+	if c.relative && n == 0 {
+		return change{}, fmt.Errorf("%q would change nothing", s)
+	}
+	return c, nil
+}
+
+// decode reads exactly one JSON value, keeping numbers as written so that
+// 1.5 or 1e3 can be refused rather than rounded.
+func decode(raw []byte, v any, strict bool) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			// The value is flat; drop the embedded struct's name from the path.
+			key := typeErr.Field[strings.LastIndex(typeErr.Field, ".")+1:]
+			return fmt.Errorf("%q is a JSON %s, want %s", key, typeErr.Value, typeErr.Type)
+		}
+		// encoding/json has no error type for this one.
+		if after, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return fmt.Errorf("unknown key %s", after)
+		}
+		return fmt.Errorf("not valid JSON: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("not valid JSON: more than one value")
+	}
+	return nil
+}
+
+// jsonType names the JSON type of a decoded value.
+func jsonType(v any) string {
+	switch v.(type) {
+	case []any:
+		return "an array"
+	case bool:
+		return "a boolean"
+	case map[string]any:
+		return "an object"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}

@@ -1,0 +1,178 @@
+// Package workload finds the Kubernetes workload a remediation action
+// targets, following Keptn's naming conventions unless the action's value
+// says otherwise.
+package workload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keptn-action-provider/action-provider/internal/action"
+)
+
+// Kind is a kind of workload, spelled as in the Kubernetes API.
+type Kind string
+
+// The workload kinds actions know about.
+const (
+	Deployment  Kind = "Deployment"
+	StatefulSet Kind = "StatefulSet"
+	DaemonSet   Kind = "DaemonSet"
+)
+
+// ParseKind reads a kind the way kubectl does: case-insensitive, singular,
+// plural or short name, optionally followed by the ".apps" group.
+func ParseKind(s string) (Kind, error) {
+	switch strings.TrimSuffix(strings.ToLower(s), ".apps") {
+	case "deployment", "deployments", "deploy":
+		return Deployment, nil
+	case "statefulset", "statefulsets", "sts":
+		return StatefulSet, nil
+	case "daemonset", "daemonsets", "ds":
+		return DaemonSet, nil
+	}
+	return "", fmt.Errorf("unknown kind %q; accepted: deployment (deploy), statefulset (sts), daemonset (ds)", s)
+}
+
+// Ref names one workload.
+type Ref struct {
+	Kind      Kind
+	Namespace string
+	Name      string
+}
+
+// String names the workload as kubectl does in its messages:
+// "deployment sockshop-production/carts".
+func (r Ref) String() string {
+	return strings.ToLower(string(r.Kind)) + " " + r.Namespace + "/" + r.Name
+}
+
+// Selector is the part of an action's value that overrides which workload it
+// targets. Actions embed it in their value type so that every action accepts
+// the same keys. Empty fields keep the Keptn defaults.
+type Selector struct {
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Kind      string `json:"kind,omitempty"`
+}
+
+// primarySuffix is what Keptn's blue/green ("duplicate") strategy appends to
+// the name of the deployment that carries the traffic.
+const primarySuffix = "-primary"
+
+// Resolve works out which workload an action targets and checks it exists.
+//
+// The kind defaults to Deployment and the namespace to Keptn's
+// "<project>-<stage>". When the selector names the workload, that workload
+// must exist. Otherwise the name comes from the Keptn service: "<service>",
+// falling back to "<service>-primary" (Keptn's blue/green strategy) when
+// "<service>" does not exist or is the idle canary, that is, at 0 replicas
+// beside a "<service>-primary": helm-service scales the canary to 0 once a
+// release is promoted, and acting on it would change nothing that serves.
+//
+// Errors from the API are wrapped, so apierrors.IsNotFound and friends work
+// on the result.
+func Resolve(ctx context.Context, c kubernetes.Interface, req action.Request, sel Selector) (Ref, error) {
+	ref := Ref{Kind: Deployment, Namespace: sel.Namespace, Name: sel.Name}
+	if sel.Kind != "" {
+		k, err := ParseKind(sel.Kind)
+		if err != nil {
+			return Ref{}, err
+		}
+		ref.Kind = k
+	}
+
+	if ref.Namespace == "" {
+		if req.Project == "" || req.Stage == "" {
+			return Ref{}, errors.New(`cannot tell the namespace: the event has no project or stage, and the value sets no "namespace"`)
+		}
+		ref.Namespace = req.Project + "-" + req.Stage
+	}
+	if errs := validation.IsDNS1123Label(ref.Namespace); len(errs) > 0 {
+		return Ref{}, fmt.Errorf("invalid namespace %q: %s", ref.Namespace, strings.Join(errs, "; "))
+	}
+
+	if ref.Name != "" {
+		if errs := validation.IsDNS1123Subdomain(ref.Name); len(errs) > 0 {
+			return Ref{}, fmt.Errorf("invalid name %q: %s", ref.Name, strings.Join(errs, "; "))
+		}
+		if err := get(ctx, c, ref); err != nil {
+			if apierrors.IsNotFound(err) {
+				return Ref{}, fmt.Errorf("%s does not exist: %w", ref, err)
+			}
+			return Ref{}, fmt.Errorf("get %s: %w", ref, err)
+		}
+		return ref, nil
+	}
+
+	if req.Service == "" {
+		return Ref{}, errors.New(`cannot tell the workload: the event has no service, and the value sets no "name"`)
+	}
+	if errs := validation.IsDNS1123Subdomain(req.Service + primarySuffix); len(errs) > 0 {
+		return Ref{}, fmt.Errorf("service %q is not a valid workload name: %s", req.Service, strings.Join(errs, "; "))
+	}
+	service := ref
+	service.Name = req.Service
+	replicas, err := desired(ctx, c, service)
+	switch {
+	case err == nil && replicas != 0:
+		return service, nil
+	case err != nil && !apierrors.IsNotFound(err):
+		return Ref{}, fmt.Errorf("get %s: %w", service, err)
+	}
+	primary := ref
+	primary.Name = req.Service + primarySuffix
+	_, perr := desired(ctx, c, primary)
+	switch {
+	case perr == nil:
+		return primary, nil
+	case !apierrors.IsNotFound(perr):
+		return Ref{}, fmt.Errorf("get %s: %w", primary, perr)
+	case err == nil:
+		return service, nil // at 0 replicas, but there is no primary
+	}
+	return Ref{}, fmt.Errorf("no %s %s or %s in namespace %s: %w",
+		strings.ToLower(string(ref.Kind)), req.Service, primary.Name, ref.Namespace, err)
+}
+
+// get reads the workload, only to learn whether it exists.
+func get(ctx context.Context, c kubernetes.Interface, ref Ref) error {
+	_, err := desired(ctx, c, ref)
+	return err
+}
+
+// desired reads the workload's desired replica count; -1 for a DaemonSet,
+// which has none.
+func desired(ctx context.Context, c kubernetes.Interface, ref Ref) (int32, error) {
+	var replicas *int32
+	switch ref.Kind {
+	case Deployment:
+		d, err := c.AppsV1().Deployments(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			return 0, err
+		}
+		replicas = d.Spec.Replicas
+	case StatefulSet:
+		s, err := c.AppsV1().StatefulSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			return 0, err
+		}
+		replicas = s.Spec.Replicas
+	case DaemonSet:
+		_, err := c.AppsV1().DaemonSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		return -1, err
+	default:
+		return 0, fmt.Errorf("unsupported kind %q", ref.Kind)
+	}
+	if replicas == nil {
+		return 1, nil // the API server's default
+	}
+	return *replicas, nil
+}
