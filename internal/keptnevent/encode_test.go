@@ -96,8 +96,8 @@ func TestFinishedStaysUnderTheLimit(t *testing.T) {
 	const limit = 8 << 10
 	for _, msg := range []string{
 		strings.Repeat("x", 100<<10),
-		strings.Repeat("ü", 50<<10), // two bytes each: never cut inside one
-		strings.Repeat(`"<>&`, 20<<10),  // escaped to longer JSON
+		strings.Repeat("ü", 50<<10),    // two bytes each: never cut inside one
+		strings.Repeat(`"<>&`, 20<<10), // escaped to longer JSON
 		"short and sweet",
 	} {
 		r := Replier{Source: "p", MaxBytes: limit}

@@ -199,12 +199,13 @@ func (l *Lifecycle) handle(j job) {
 	status, result, message := report(outcome, err)
 	elapsed := time.Since(begin)
 
+	l.metrics.Actions.WithLabelValues(j.action, string(status), string(result)).Inc()
+	l.metrics.ActionDuration.WithLabelValues(j.action).Observe(elapsed.Seconds())
+
 	finished, err := l.replier.Finished(j.event, status, result, message)
 	if err == nil {
 		err = l.publisher.Publish(l.deliveryCtx, finished)
 	}
-	l.metrics.Actions.WithLabelValues(j.action, string(status), string(result)).Inc()
-	l.metrics.ActionDuration.WithLabelValues(j.action).Observe(elapsed.Seconds())
 	log := j.log.WithFields(logrus.Fields{
 		"status": status, "result": result, "duration": elapsed.String(), "message": message,
 	})

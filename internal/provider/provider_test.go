@@ -287,9 +287,8 @@ func TestEveryStartedActionFinishesExactlyOnce(t *testing.T) {
 			return action.Outcome{}, errors.New("deployments.apps \"carts\" is forbidden")
 		}),
 		"panics": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
-			var m map[string]int
-			m["boom"]++ // a nil-map write: a real bug, not a staged panic
-			return action.Outcome{}, nil
+			var replicas []int32
+			return action.Pass(fmt.Sprint(replicas[len(replicas)-1])), nil // a real bug: index out of range
 		}),
 		"hangs": action.HandlerFunc(func(ctx context.Context, _ action.Request) (action.Outcome, error) {
 			<-ctx.Done()
@@ -309,7 +308,7 @@ func TestEveryStartedActionFinishesExactlyOnce(t *testing.T) {
 		says   string
 	}{
 		{"fails", keptnv2.StatusErrored, keptnv2.ResultFailed, `deployments.apps "carts" is forbidden`},
-		{"panics", keptnv2.StatusErrored, keptnv2.ResultFailed, "action panics crashed (panic: assignment to entry in nil map)"},
+		{"panics", keptnv2.StatusErrored, keptnv2.ResultFailed, "action panics crashed (panic: runtime error: index out of range [-1])"},
 		{"hangs", keptnv2.StatusErrored, keptnv2.ResultFailed, "timed out after 200ms: waiting for rollout: context deadline exceeded"},
 		{"warns", keptnv2.StatusSucceeded, keptnv2.ResultWarning, "scaled, but 1/2 pods ready"},
 		{"refuses", keptnv2.StatusSucceeded, keptnv2.ResultFailed, "nothing to roll back to"},
