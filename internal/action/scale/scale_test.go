@@ -144,13 +144,13 @@ func TestRun(t *testing.T) {
 			check: prodCarts, after: 1,
 		},
 		{
-			name: "dry run is still bounded", req: request("production", `{"replicas": "+20", "dryRun": true}`),
-			wantErr: "refused: scaling deployment sockshop-production/carts from 1 to 21 replicas is above the maximum of 10 (SCALE_MAX_REPLICAS)",
+			name: "dry run is still bounded", req: request("production", `{"replicas": "+60", "dryRun": true}`),
+			wantErr: "refused: scaling deployment sockshop-production/carts from 1 to 61 replicas is above the maximum of 50 (SCALE_MAX_REPLICAS)",
 			check:   prodCarts, after: 1,
 		},
 		{
-			name: "above the default maximum", req: request("production", `{"replicas": "12"}`),
-			wantErr: "refused: scaling deployment sockshop-production/carts from 1 to 12 replicas is above the maximum of 10 (SCALE_MAX_REPLICAS)",
+			name: "above the default maximum", req: request("production", `{"replicas": "51"}`),
+			wantErr: "refused: scaling deployment sockshop-production/carts from 1 to 51 replicas is above the maximum of 50 (SCALE_MAX_REPLICAS)",
 			check:   prodCarts, after: 1,
 		},
 		{
