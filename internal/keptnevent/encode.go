@@ -74,30 +74,47 @@ func eventData(t Triggered) keptnv2.EventData {
 	}
 }
 
+// envelope is a structured-mode CloudEvent with Keptn's extensions. Encoding
+// it in one pass costs a third of building a cloudevents event.Event, which
+// encodes the data once on its own and then again inside the envelope; the
+// tests decode what it writes with the SDK and validate it.
+type envelope struct {
+	SpecVersion     string    `json:"specversion"`
+	ID              string    `json:"id"`
+	Source          string    `json:"source"`
+	Type            string    `json:"type"`
+	Time            time.Time `json:"time"`
+	DataContentType string    `json:"datacontenttype"`
+	KeptnContext    string    `json:"shkeptncontext"`
+	TriggeredID     string    `json:"triggeredid"`
+	SpecVersionKT   string    `json:"shkeptnspecversion"`
+	GitCommitID     string    `json:"gitcommitid,omitempty"`
+	Data            any       `json:"data"`
+}
+
 func (r Replier) encode(t Triggered, eventType string, data any) (Outgoing, error) {
 	now := time.Now
 	if r.Now != nil {
 		now = r.Now
 	}
-	ev := event.New(event.CloudEventsVersionV1)
-	ev.SetID(uuid.NewString())
-	ev.SetType(eventType)
-	ev.SetSource(r.Source)
-	ev.SetTime(now())
-	ev.SetExtension(extKeptnContext, t.KeptnContext)
-	ev.SetExtension(extTriggeredID, t.ID)
-	ev.SetExtension(extSpecVersion, t.SpecVersion)
-	if t.GitCommitID != "" {
-		ev.SetExtension(extGitCommitID, t.GitCommitID)
-	}
-	if err := ev.SetData(event.ApplicationJSON, data); err != nil {
-		return Outgoing{}, fmt.Errorf("encode %s data for %s: %w", eventType, t.ID, err)
-	}
-	body, err := json.Marshal(ev)
+	id := uuid.NewString()
+	body, err := json.Marshal(envelope{
+		SpecVersion:     event.CloudEventsVersionV1,
+		ID:              id,
+		Source:          r.Source,
+		Type:            eventType,
+		Time:            now().UTC(),
+		DataContentType: event.ApplicationJSON,
+		KeptnContext:    t.KeptnContext,
+		TriggeredID:     t.ID,
+		SpecVersionKT:   t.SpecVersion,
+		GitCommitID:     t.GitCommitID,
+		Data:            data,
+	})
 	if err != nil {
 		return Outgoing{}, fmt.Errorf("encode %s for %s: %w", eventType, t.ID, err)
 	}
-	return Outgoing{ID: ev.ID(), Type: eventType, Body: body}, nil
+	return Outgoing{ID: id, Type: eventType, Body: body}, nil
 }
 
 // encodedLen is the length of s as a JSON string, without the quotes.

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 )
 
@@ -27,6 +28,17 @@ type wire struct {
 
 func decodeWire(t *testing.T, o Outgoing) wire {
 	t.Helper()
+	// What we send must be a valid CloudEvent by the SDK's own reading.
+	var ev event.Event
+	if err := ev.UnmarshalJSON(o.Body); err != nil {
+		t.Fatalf("the SDK cannot read the sent event: %v\n%s", err, o.Body)
+	}
+	if err := ev.Validate(); err != nil {
+		t.Fatalf("the SDK finds the sent event invalid: %v\n%s", err, o.Body)
+	}
+	if ev.ID() != o.ID || ev.Type() != o.Type {
+		t.Errorf("SDK reads id/type %q/%q, want %q/%q", ev.ID(), ev.Type(), o.ID, o.Type)
+	}
 	var w wire
 	if err := json.Unmarshal(o.Body, &w); err != nil {
 		t.Fatalf("sent event is not JSON: %v\n%s", err, o.Body)

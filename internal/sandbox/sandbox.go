@@ -56,9 +56,11 @@ func New(seed fs.FS) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	// NewClientset rather than NewSimpleClientset: its tracker keeps managed
-	// fields, so server-side apply works as it does on a real cluster.
-	cs := fake.NewClientset()
+	// NewSimpleClientset rather than NewClientset: no action uses
+	// server-side apply, and the field-managed tracker parses the whole
+	// OpenAPI schema at start-up, which costs some 14 MB of heap and slows
+	// every call of a sandbox that serves under load.
+	cs := fake.NewSimpleClientset()
 	for _, o := range objs {
 		if err := cs.Tracker().Add(o.obj); err != nil {
 			return nil, fmt.Errorf("seed %s, document %d: add %s: %w", o.file, o.doc, describe(o.obj), err)
