@@ -1,0 +1,59 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultsAreValid(t *testing.T) {
+	c, err := Load()
+	if err != nil {
+		t.Fatalf("Load with no environment: %v", err)
+	}
+	if c.RcvPort != 8080 || c.RcvPath != "/" || c.EventBroker != "http://localhost:8081/event" ||
+		c.Sandbox != SandboxAuto || c.DryRun || c.LogLevel != "info" || c.LogFormat != FormatJSON {
+		t.Errorf("defaults differ from the documented ones: %+v", c)
+	}
+	if c.ActionTimeout != 5*time.Minute || c.ShutdownGrace != time.Minute || c.DeliveryRetryTime != 2*time.Minute {
+		t.Errorf("durations: %v %v %v", c.ActionTimeout, c.ShutdownGrace, c.DeliveryRetryTime)
+	}
+}
+
+func TestValidateReportsEveryProblemByName(t *testing.T) {
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.RcvPath = "events"
+	c.Workers = 0
+	c.LogFormat = "xml"
+	c.ShutdownGrace = 0
+	err = c.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted a broken configuration")
+	}
+	for _, want := range []string{
+		`invalid RCV_PATH=events: must start with "/"`,
+		"invalid MAX_CONCURRENT_ACTIONS=0: must be at least 1",
+		"invalid LOG_FORMAT=xml: must be json or text",
+		"invalid SHUTDOWN_GRACE=0s: must be a positive duration",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestLoadParsesTypedValues(t *testing.T) {
+	t.Setenv("ACTION_TIMEOUT", "90s")
+	t.Setenv("DRY_RUN", "true")
+	t.Setenv("SCALE_MAX_REPLICAS", "12")
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ActionTimeout != 90*time.Second || !c.DryRun || c.ScaleMaxReplicas != 12 {
+		t.Errorf("got %v %v %v", c.ActionTimeout, c.DryRun, c.ScaleMaxReplicas)
+	}
+}
