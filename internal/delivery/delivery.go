@@ -82,7 +82,10 @@ func (h *HTTP) Publish(ctx context.Context, ev keptnevent.Outgoing) error {
 			h.Metrics.DeliveryRetries.WithLabelValues(ev.Type).Inc()
 		}
 		if h.Log != nil {
-			h.Log.WithFields(logrus.Fields{"event_id": ev.ID, "type": ev.Type, "attempt": n}).
+			h.Log.WithFields(logrus.Fields{
+				"shkeptncontext": ev.KeptnContext, "triggeredid": ev.TriggeredID, "action": ev.Action,
+				"event_id": ev.ID, "type": ev.Type, "attempt": n,
+			}).
 				WithError(err).Warn("event broker did not accept the event; retrying")
 		}
 	})

@@ -17,6 +17,10 @@ type Outgoing struct {
 	ID   string
 	Type string
 	Body []byte
+	// The triggered event it answers, for log lines about its delivery.
+	KeptnContext string
+	TriggeredID  string
+	Action       string
 }
 
 // Replier builds the events that answer a triggered event. Both events of
@@ -114,7 +118,8 @@ func (r Replier) encode(t Triggered, eventType string, data any) (Outgoing, erro
 	if err != nil {
 		return Outgoing{}, fmt.Errorf("encode %s for %s: %w", eventType, t.ID, err)
 	}
-	return Outgoing{ID: id, Type: eventType, Body: body}, nil
+	return Outgoing{ID: id, Type: eventType, Body: body,
+		KeptnContext: t.KeptnContext, TriggeredID: t.ID, Action: t.Data.Action.Action}, nil
 }
 
 // encodedLen is the length of s as a JSON string, without the quotes.

@@ -497,6 +497,36 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 	}
 }
 
+// Delivery retries are about an event too, and say which.
+func TestRetryLogLinesNameTheEvent(t *testing.T) {
+	var refusals atomic.Int32
+	sink := &eventsink.Sink{Refuse: func() int {
+		if refusals.Add(1) <= 2 {
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	}}
+	h := start(t, testConfig(), map[string]action.Handler{"scale": pass("ok")}, sink)
+	h.post(trigger("r1", "scale", nil))
+	h.awaitFinished("r1")
+	h.stop()
+	retries := 0
+	for _, line := range strings.Split(h.log.String(), "\n") {
+		if !strings.Contains(line, "retrying") {
+			continue
+		}
+		retries++
+		for _, want := range []string{`"shkeptncontext":"ctx-r1"`, `"triggeredid":"r1"`, `"action":"scale"`} {
+			if !strings.Contains(line, want) {
+				t.Errorf("retry log line lacks %s: %s", want, line)
+			}
+		}
+	}
+	if retries != 2 {
+		t.Errorf("%d retry log lines, want 2", retries)
+	}
+}
+
 // A started event that cannot be delivered means Keptn does not know the
 // action exists: it must not run, and no finished may follow.
 func TestUndeliverableStartedDoesNotRunTheAction(t *testing.T) {
