@@ -462,6 +462,41 @@ func TestShutdownFinishesInFlightActions(t *testing.T) {
 	}
 }
 
+// Events still queued when the grace period ends were promised (202) but
+// never began: each reports that it did not run, instead of vanishing.
+func TestShutdownReportsQueuedActionsThatNeverRan(t *testing.T) {
+	cfg := testConfig()
+	cfg.Workers = 1
+	cfg.ShutdownGrace = 200 * time.Millisecond
+	running := make(chan struct{}, 1)
+	var ran atomic.Int32
+	h := start(t, cfg, map[string]action.Handler{
+		"slow": action.HandlerFunc(func(ctx context.Context, _ action.Request) (action.Outcome, error) {
+			ran.Add(1)
+			running <- struct{}{}
+			<-ctx.Done()
+			return action.Outcome{}, ctx.Err()
+		}),
+	}, nil)
+	h.post(trigger("first", "slow", nil))
+	<-running
+	h.post(trigger("second", "slow", nil))
+	h.post(trigger("third", "slow", nil))
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if ran.Load() != 1 {
+		t.Errorf("%d actions ran, want only the first", ran.Load())
+	}
+	for _, id := range []string{"second", "third"} {
+		evs := h.sink.For(id)
+		if len(evs) != 2 || evs[1].Data.Status != keptnv2.StatusErrored ||
+			evs[1].Data.Message != "not run: the provider shut down before the action could start" {
+			t.Errorf("%s: %+v", id, evs)
+		}
+	}
+}
+
 // The event endpoint refuses for a while (the distributor restarting), then
 // takes events again: nothing is lost, and no finished precedes its started.
 func TestBrokerOutageLosesNothing(t *testing.T) {
