@@ -266,11 +266,22 @@ fail() {
 	exit 1
 }
 
+# running NAME: the process started for NAME is alive (not gone, not a
+# zombie). Unlike pid_of it does not insist on DIR in the command line: just
+# after the fork that is still this script's subshell, about to exec.
+running() {
+	local f="$DIR/pids/$1.pid" pid state
+	[[ -s $f ]] || return 1
+	pid="$(<"$f")"
+	state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" || return 1
+	[[ -n $state && $state != Z ]]
+}
+
 STARTED=()
 check_alive() {
 	local c
 	for c in "${STARTED[@]}"; do
-		pid_of "$c" >/dev/null || fail "$c exited unexpectedly" "$c"
+		running "$c" || fail "$c exited unexpectedly" "$c"
 	done
 }
 
