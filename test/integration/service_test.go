@@ -1,0 +1,399 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/keptn-action-provider/action-provider/examples/events"
+	"github.com/keptn-action-provider/action-provider/internal/eventsink"
+	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/workload"
+)
+
+// TestServiceEndToEnd runs the built binary against the control plane, as a
+// distributor sidecar would drive it: POST a triggered event, expect 202,
+// then started and exactly one finished at the event broker (an in-test
+// sink), and the change on the API server. It ends with SIGTERM.
+func TestServiceEndToEnd(t *testing.T) {
+	cp := requireCluster(t)
+	t.Parallel()
+	ctx := testContext(t)
+	stage, ns := newNamespace(ctx, t, cp.client)
+	carts := object{workload.Deployment, "carts", 1}
+	carts.create(ctx, t, cp.client, ns)
+
+	sink := &eventsink.Sink{}
+	broker := httptest.NewServer(sink) // 127.0.0.1
+	t.Cleanup(broker.Close)
+	p := startProvider(ctx, t, map[string]string{
+		"EVENTBROKER":        broker.URL + "/event",
+		"SCALE_MAX_REPLICAS": "10",
+	})
+
+	// It acts on this cluster, not on a sandbox.
+	if line := p.logLine("using Kubernetes cluster"); line == nil || line["cluster"] != cp.config.Host {
+		t.Fatalf("no log line saying it uses the cluster at %s:\n%s", cp.config.Host, p.log)
+	}
+
+	missing := "gone" + randomSuffix()
+	for _, tc := range []struct {
+		name    string
+		example string // examples/events/ file the event is made from
+		stage   string
+		value   any
+		// The finished event; {ns} is the namespace. Errors are matched as
+		// a substring, passes exactly.
+		status   keptnv2.StatusType
+		result   keptnv2.ResultType
+		message  string
+		replicas int32 // of carts afterwards, on the API server; -1: not checked
+	}{
+		{"scale up (examples/events/01-scale-up.json)", "01-scale-up.json", stage, map[string]string{"replicas": "+1"},
+			keptnv2.StatusSucceeded, keptnv2.ResultPass, "scaled deployment {ns}/carts from 1 to 2 replicas", 2},
+		{"helm-service's scaling (examples/events/02-scaling-legacy.json)", "02-scaling-legacy.json", stage, "-1",
+			keptnv2.StatusSucceeded, keptnv2.ResultPass, "scaled deployment {ns}/carts from 2 to 1 replica", 1},
+		{"above SCALE_MAX_REPLICAS", "01-scale-up.json", stage, map[string]string{"replicas": "11"},
+			keptnv2.StatusErrored, keptnv2.ResultFailed,
+			"refused: scaling deployment {ns}/carts from 1 to 11 replicas is above the maximum of 10 (SCALE_MAX_REPLICAS)", 1},
+		{"namespace does not exist", "01-scale-up.json", missing, map[string]string{"replicas": "+1"},
+			keptnv2.StatusErrored, keptnv2.ResultFailed, "no deployment carts or carts-primary in namespace " + project + "-" + missing, -1},
+	} {
+		ok := t.Run(tc.name, func(t *testing.T) {
+			before := read(ctx, t, cp.client, carts.ref(ns))
+			id, body := triggered(t, tc.example, tc.stage, tc.value)
+			if code, answer := post(ctx, t, p.rcvURL, body); code != http.StatusAccepted || answer != "accepted" {
+				t.Fatalf("POST = %d %q, want 202 accepted", code, answer)
+			}
+			fin := awaitFinished(ctx, t, sink, id)
+			checkEvents(ctx, t, sink, id, tc.stage)
+
+			want := strings.ReplaceAll(tc.message, "{ns}", ns)
+			if fin.Data.Status != tc.status || fin.Data.Result != tc.result ||
+				(tc.status == keptnv2.StatusSucceeded && fin.Data.Message != want) ||
+				(tc.status != keptnv2.StatusSucceeded && !strings.Contains(fin.Data.Message, want)) {
+				t.Errorf("finished = %s/%s %q, want %s/%s %q", fin.Data.Status, fin.Data.Result, fin.Data.Message, tc.status, tc.result, want)
+			}
+			after := read(ctx, t, cp.client, carts.ref(ns))
+			if tc.replicas >= 0 && after.replicas != tc.replicas {
+				t.Fatalf("spec.replicas of carts on the API server = %d, want %d", after.replicas, tc.replicas)
+			}
+			if after.replicas == before.replicas && after.generation != before.generation {
+				t.Errorf("carts was written (generation %d -> %d) although its replicas stay %d", before.generation, after.generation, after.replicas)
+			}
+			if tc.stage == missing {
+				_, err := cp.client.CoreV1().Namespaces().Get(ctx, project+"-"+missing, metav1.GetOptions{})
+				if !apierrors.IsNotFound(err) {
+					t.Errorf("namespace %s-%s: %v, want it not to exist", project, missing, err)
+				}
+			}
+			waitConverged(ctx, t, cp.client, carts.ref(ns), after.replicas)
+		})
+		if !ok {
+			t.FailNow() // the next steps start from this one's replicas
+		}
+	}
+
+	t.Run("the distributor's re-POST of an event does not run it again", func(t *testing.T) {
+		id, body := triggered(t, "01-scale-up.json", stage, map[string]string{"replicas": "+1"})
+		if code, answer := post(ctx, t, p.rcvURL, body); code != http.StatusAccepted {
+			t.Fatalf("first POST = %d %q, want 202", code, answer)
+		}
+		awaitFinished(ctx, t, sink, id)
+		if code, answer := post(ctx, t, p.rcvURL, body); code != http.StatusOK || !strings.Contains(answer, "duplicate") {
+			t.Fatalf("second POST = %d %q, want 200 naming it a duplicate", code, answer)
+		}
+		checkEvents(ctx, t, sink, id, stage)
+		if n := read(ctx, t, cp.client, carts.ref(ns)).replicas; n != 2 {
+			t.Fatalf("spec.replicas of carts on the API server = %d, want 2 (1, +1 once)", n)
+		}
+		waitConverged(ctx, t, cp.client, carts.ref(ns), 2)
+	})
+
+	t.Run("SIGTERM", func(t *testing.T) {
+		if err := p.terminate(t, 30*time.Second); err != nil {
+			t.Fatalf("after SIGTERM the process exited with %v, want status 0\n%s", err, p.log)
+		}
+		if p.logLine("stopped") == nil {
+			t.Errorf("no 'stopped' log line:\n%s", p.log)
+		}
+		if _, err := http.Get(p.opsURL + "/readyz"); err == nil {
+			t.Errorf("/readyz still answers after the process exited")
+		}
+	})
+}
+
+// TestServiceSIGTERMWhenIdle: a provider that is ready and has handled
+// nothing exits with status 0, promptly, on SIGTERM.
+func TestServiceSIGTERMWhenIdle(t *testing.T) {
+	requireCluster(t)
+	t.Parallel()
+	ctx := testContext(t)
+	broker := httptest.NewServer(&eventsink.Sink{})
+	t.Cleanup(broker.Close)
+	p := startProvider(ctx, t, map[string]string{"EVENTBROKER": broker.URL + "/event"})
+	start := time.Now()
+	if err := p.terminate(t, 30*time.Second); err != nil {
+		t.Fatalf("after SIGTERM the process exited with %v, want status 0\n%s", err, p.log)
+	}
+	t.Logf("exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+}
+
+// provider is the action-provider binary running as a child process.
+type provider struct {
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when the process has exited; then err is set
+	err    error
+	log    *syncBuffer // stdout and stderr
+	rcvURL string
+	opsURL string
+}
+
+// startProvider starts the binary against the control plane, on loopback
+// ports, with env on top of the defaults below, and waits until /readyz
+// answers. It is killed, if still running, when the test ends.
+func startProvider(ctx context.Context, t *testing.T, env map[string]string) *provider {
+	t.Helper()
+	// The ports are picked free and then given to the process, so another
+	// process may take one in between: a start that fails on a port in use
+	// is tried again on other ports.
+	for attempt := 1; ; attempt++ {
+		p, err := tryStartProvider(ctx, t, env)
+		if err == nil {
+			return p
+		}
+		if attempt < 3 && strings.Contains(p.log.String(), "address already in use") {
+			t.Logf("attempt %d: %v; trying other ports", attempt, err)
+			continue
+		}
+		t.Fatalf("start %s: %v\n%s", providerBin, err, p.log)
+	}
+}
+
+func tryStartProvider(ctx context.Context, t *testing.T, extra map[string]string) (*provider, error) {
+	rcvPort, opsPort := freePort(t), freePort(t)
+	env := map[string]string{
+		"KUBECONFIG":                cluster.env["KUBECONFIG"],
+		"SANDBOX":                   "false",
+		"RCV_HOST":                  "127.0.0.1",
+		"RCV_PORT":                  strconv.Itoa(rcvPort),
+		"OPS_PORT":                  strconv.Itoa(opsPort),
+		"LOG_FORMAT":                "json",
+		"LOG_LEVEL":                 "debug",
+		"EVENTBROKER_RETRY_TIMEOUT": "20s",
+		"SHUTDOWN_GRACE":            "20s",
+		"SHUTDOWN_FLUSH":            "5s",
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	cmd := exec.Command(providerBin)
+	cmd.Env = os.Environ() // later entries win
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	p := &provider{
+		cmd: cmd, done: make(chan struct{}), log: &syncBuffer{},
+		rcvURL: fmt.Sprintf("http://127.0.0.1:%d/", rcvPort),
+		opsURL: fmt.Sprintf("http://127.0.0.1:%d", opsPort),
+	}
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return p, err
+	}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = cmd.Process.Kill()
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+				t.Errorf("process %d did not exit after SIGKILL", cmd.Process.Pid)
+			}
+		}
+		if t.Failed() {
+			t.Logf("action-provider log:\n%s", p.log)
+		}
+	})
+
+	ready, cancel := context.WithTimeout(ctx, waitTimeout)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ready, http.MethodGet, p.opsURL+"/readyz", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, nil
+			}
+		}
+		select {
+		case <-p.done:
+			return p, fmt.Errorf("exited before it was ready: %v", p.err)
+		case <-ready.Done():
+			return p, fmt.Errorf("/readyz not OK within %s", waitTimeout)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// terminate sends SIGTERM and waits, at most timeout, for the exit.
+func (p *provider) terminate(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		t.Fatalf("still running %s after SIGTERM\n%s", timeout, p.log)
+		return nil
+	}
+}
+
+// logLine returns the first JSON log line whose msg is msg.
+func (p *provider) logLine(msg string) map[string]any {
+	sc := bufio.NewScanner(strings.NewReader(p.log.String()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line map[string]any
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == msg {
+			return line
+		}
+	}
+	return nil
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// triggered makes an action.triggered event from an example: a fresh id and
+// context, project itest, the given stage, service carts, and value.
+func triggered(t *testing.T, example, stage string, value any) (id string, body []byte) {
+	t.Helper()
+	raw, err := fs.ReadFile(events.FS, example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		t.Fatalf("%s: %v", example, err)
+	}
+	id = "itest-" + randomSuffix() + randomSuffix()
+	ev["id"] = id
+	ev["shkeptncontext"] = "ctx-" + id
+	data := ev["data"].(map[string]any)
+	data["project"], data["stage"], data["service"] = project, stage, "carts"
+	data["action"].(map[string]any)["value"] = value
+	body, err = json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id, body
+}
+
+// post sends a structured-mode event, as the distributor does.
+func post(ctx context.Context, t *testing.T, url string, body []byte) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, waitTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/cloudevents+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+func awaitFinished(ctx context.Context, t *testing.T, sink *eventsink.Sink, id string) eventsink.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, waitTimeout)
+	defer cancel()
+	fin, err := sink.AwaitFinished(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fin
+}
+
+// checkEvents checks that the sink got exactly a started then a finished
+// event for id, and nothing else for it even a little later, each answering
+// the triggered event.
+func checkEvents(ctx context.Context, t *testing.T, sink *eventsink.Sink, id, stage string) {
+	t.Helper()
+	// Nothing more may follow the finished event; give a stray one a moment
+	// to show up.
+	select {
+	case <-ctx.Done():
+	case <-time.After(300 * time.Millisecond):
+	}
+	evs := sink.For(id)
+	if len(evs) != 2 || evs[0].Type != keptnevent.StartedType || evs[1].Type != keptnevent.FinishedType {
+		var types []string
+		for _, ev := range evs {
+			types = append(types, ev.Type)
+		}
+		t.Fatalf("events for %s: %v, want exactly one started then one finished", id, types)
+	}
+	for _, ev := range evs {
+		if ev.KeptnContext != "ctx-"+id || ev.Source != "action-provider" || ev.ID == "" || ev.ID == id {
+			t.Errorf("%s: shkeptncontext %q, source %q, id %q", ev.Type, ev.KeptnContext, ev.Source, ev.ID)
+		}
+		if ev.Data.Project != project || ev.Data.Stage != stage || ev.Data.Service != "carts" {
+			t.Errorf("%s: data %s/%s/%s, want %s/%s/carts", ev.Type, ev.Data.Project, ev.Data.Stage, ev.Data.Service, project, stage)
+		}
+	}
+}
+
+// syncBuffer collects the output of a process while tests read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
