@@ -9,7 +9,7 @@ FUZZTIME  ?= 20s
 BENCHTIME ?= 2s
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: help run demo test check fuzz bench bench-load build build-nosandbox size clean
+.PHONY: help run demo test test-unit test-deploy check fuzz bench bench-load build build-nosandbox size rootfs image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -20,8 +20,29 @@ run: ## run the service (sandbox mode when no cluster is configured)
 demo: ## run the example events through the service in sandbox mode and print what Keptn receives
 	LOG_FORMAT=$${LOG_FORMAT:-text} go run ./cmd/action-provider demo
 
-test: ## run every test, with the race detector
-	go test -race -count=1 -timeout 15m ./...
+# `make test` runs the integration tests (test/integration) against a real
+# Kubernetes control plane (test/controlplane/controlplane.sh): it starts one
+# in a temporary directory, runs every test with CONTROLPLANE_ENV pointing at
+# it, then stops it and removes the directory however the tests end (also on
+# Ctrl-C). The first run builds Kubernetes into ~/.cache (10-20 min, ~3 GB of
+# RAM); later runs start it in seconds.
+CONTROLPLANE := test/controlplane/controlplane.sh
+
+test: ## run every test, with the race detector, against a real Kubernetes control plane
+	@cp_dir=$$(mktemp -d "$${TMPDIR:-/tmp}/action-provider-controlplane.XXXXXX") || exit 1; \
+	  trap '$(CONTROLPLANE) stop "$$cp_dir" || true; rm -rf "$$cp_dir"' EXIT; \
+	  trap 'exit 130' INT; trap 'exit 143' TERM; \
+	  echo "starting a Kubernetes control plane for integration tests (first run builds Kubernetes, ~10-20 min)"; \
+	  $(CONTROLPLANE) build >/dev/null || exit 1; \
+	  $(CONTROLPLANE) start "$$cp_dir" >/dev/null || exit 1; \
+	  echo "CONTROLPLANE_ENV=$$cp_dir/env go test -race -count=1 -timeout 15m ./..."; \
+	  CONTROLPLANE_ENV="$$cp_dir/env" go test -race -count=1 -timeout 15m ./...
+
+test-unit: ## run the tests that need no cluster (the integration tests skip), with the race detector
+	env -u CONTROLPLANE_ENV go test -race -count=1 -timeout 15m ./...
+
+test-deploy: ## check deploy/service.yaml, the Helm chart and examples/keptn on a local control plane
+	test/deploy.sh
 
 check: ## gofmt, go vet and staticcheck
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
@@ -49,5 +70,13 @@ build-nosandbox: ## build bin/action-provider-nosandbox, without the in-memory c
 size: build build-nosandbox ## what the sandbox costs in binary size
 	@ls -l bin/action-provider bin/action-provider-nosandbox | awk '{printf "%-34s %6.1f MiB\n", $$NF, $$5/1048576}'
 
+rootfs: ## the container image's root file system in dist/rootfs: the static binary (no sandbox) and CA certificates
+	rm -rf dist/rootfs && mkdir -p dist/rootfs/etc/ssl/certs
+	CGO_ENABLED=0 go build -trimpath -tags nosandbox -ldflags "$(LDFLAGS)" -o dist/rootfs/action-provider ./cmd/action-provider
+	cp /etc/ssl/certs/ca-certificates.crt dist/rootfs/etc/ssl/certs/
+
+image: rootfs ## build and check the container image with buildah, from dist/rootfs (no registry needed)
+	VERSION=$(VERSION) test/image.sh
+
 clean: ## remove build output
-	rm -rf bin
+	rm -rf bin dist

@@ -1,0 +1,699 @@
+#!/usr/bin/env bash
+# test/deploy.sh - prove the deployment artefacts: deploy/service.yaml, the
+# Helm chart in chart/ and the Keptn examples in examples/keptn/.
+#
+#   test/deploy.sh            (from the repository root; no arguments)
+#
+# 1. Tools: helm (built once with `go install` into the cache), the provider
+#    binary, and test/deploy/keptnsim (the distributor's /event endpoint and
+#    Keptn's get-action step, for the live test).
+# 2. Static: the Keptn examples as Keptn 1.x reads them; `helm lint` and
+#    `helm template` in both RBAC scopes; wrong values must fail with the
+#    schema's (or the chart's) message.
+# 3. On a real Kubernetes control plane (test/controlplane; kwok makes pods
+#    Running/Ready without images), in a private network namespace when the
+#    machine allows it:
+#    - server-side dry runs of the manifest and of the chart in both scopes;
+#    - the manifest applied for real: exact RBAC rules, `kubectl auth can-i`
+#      matrix, and `kubectl delete -f` leaves namespace keptn alone;
+#    - helm install --wait (namespaced RBAC), exact rules, can-i matrix;
+#    - the provider binary run with the chart's ServiceAccount token: scale
+#      events built from examples/keptn change replicas on the server, an
+#      event for a namespace outside its RBAC ends errored with "forbidden";
+#    - helm test, helm upgrade (to cluster scope: the forbidden namespace now
+#      works), helm uninstall, and nothing of the release is left.
+# Every wait is bounded; the whole live part is limited to DEPLOY_TIMEOUT
+# seconds (default 600). It exits non-zero on the first failure, with the
+# reason and the relevant log tails, and prints a summary with timings.
+#
+# Environment: DEPLOY_NETNS=auto|on|off (default auto: a private network
+# namespace via `unshare --net` when available), DEPLOY_KEEP=1 keeps the
+# temporary directory, DEPLOY_TIMEOUT (seconds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+HELM_VERSION=v3.22.0
+KUBE_VERSION=v1.37.2 # what test/controlplane runs; helm lint/template assume it
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/action-provider"
+HELM_BIN_DIR="$CACHE/helm-$HELM_VERSION/bin"
+HELM="$HELM_BIN_DIR/helm"
+CONTROLPLANE="$ROOT/test/controlplane/controlplane.sh"
+NS=keptn
+RELEASE=keptn-action-provider # the chart's full name is then the release name
+SA=keptn-action-provider
+SA_USER="system:serviceaccount:$NS:$SA"
+CLUSTER_NAME="$NS-$RELEASE" # name of the chart's ClusterRole / Roles
+PLAIN_SA_USER="system:serviceaccount:$NS:action-provider"
+# The rules the code needs today (see the comments in deploy/service.yaml),
+# as kubectl's jsonpath below prints them.
+WANT_RULES='["apps"]|["deployments","statefulsets"]|["get"];["apps"]|["deployments/scale","statefulsets/scale"]|["get","update"];'
+
+# ------------------------------------------------------------- reporting ---
+
+now_ms() { date +%s%3N; }
+say() { printf '\n== %s\n' "$*"; }
+ok() {
+	printf '   ok  %s\n' "$*"
+	echo "$*" >>"$TMP/checks"
+}
+fail() {
+	printf '\ndeploy: FAIL: %s\n' "$*" >&2
+	if declare -F on_fail >/dev/null; then on_fail >&2 || true; fi
+	exit 1
+}
+# step NAME: closes the previous step (records its duration), opens NAME.
+STEP=""
+STEP_T0=0
+step() {
+	local t
+	t=$(now_ms)
+	if [[ -n $STEP ]]; then printf '%s\t%s\n' "$STEP" $((t - STEP_T0)) >>"$TMP/timings"; fi
+	STEP=$1
+	STEP_T0=$t
+	[[ -z $STEP ]] || say "$STEP"
+}
+
+# must_fail DESCRIPTION EXPECTED_TEXT COMMAND...: COMMAND must exit non-zero
+# and print EXPECTED_TEXT (stdout or stderr).
+must_fail() {
+	local desc=$1 want=$2 out rc=0
+	shift 2
+	out=$("$@" 2>&1) || rc=$?
+	((rc != 0)) || fail "$desc: succeeded, but it must fail"
+	[[ $out == *"$want"* ]] || fail "$desc: failed without the expected message '$want'; it printed: $out"
+	ok "$desc -> fails: $(grep -F -m1 -- "$want" <<<"$out" | sed 's/^[[:space:]]*//')"
+}
+
+# ---------------------------------------------------------- helm (cached) ---
+
+install_helm() {
+	if [[ -x $HELM ]] && "$HELM" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"; then
+		HELM_BUILD="warm (cached: $HELM)"
+		return 0
+	fi
+	echo "   building helm $HELM_VERSION with go install (first run only, ~3 min)"
+	local t0 gobin k8s_minor
+	t0=$(now_ms)
+	mkdir -p "$HELM_BIN_DIR"
+	gobin=$(mktemp -d "$HELM_BIN_DIR/.tmp.XXXXXX")
+	# helm's lint and template assume a Kubernetes version unless given one;
+	# its release builds set it to that of its client-go (v0.37 -> 1.37).
+	k8s_minor=37
+	local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+	local pkg
+	for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+		ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$k8s_minor"
+	done
+	if ! (cd "$HELM_BIN_DIR" && env GOBIN="$gobin" GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0 \
+		go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"); then
+		rm -rf "$gobin"
+		fail "go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION failed"
+	fi
+	mv -f "$gobin/helm" "$HELM"
+	rm -rf "$gobin"
+	HELM_BUILD="cold: built in $((($(now_ms) - t0) / 1000)) s"
+}
+
+# ------------------------------------------------------------ static part ---
+
+static_checks() {
+	local tpl=("$HELM" template "$RELEASE" chart/ -n "$NS" --kube-version "$KUBE_VERSION")
+	local nsd=(--set rbac.scope=namespaced --set 'rbac.namespaces={sockshop-production}')
+
+	step "Keptn examples (examples/keptn) as Keptn 1.x reads them"
+	"$TMP/bin/keptnsim" events -shipyard examples/keptn/shipyard.yaml -remediation examples/keptn/remediation.yaml \
+		-project sockshop -stage production -service carts -out "$TMP/events" >/dev/null ||
+		fail "examples/keptn: see the message above"
+	ok "shipyard.yaml: spec.keptn.sh/0.2.x, stage production has remediation = get-action, action, evaluation, re-triggered on a failed evaluation"
+	ok "remediation.yaml: spec.keptn.sh/0.1.4, $(wc -l <"$TMP/events/index.tsv") actions, all scale/scaling, picked as remediation-service picks them"
+
+	step "helm lint"
+	"$HELM" lint --strict chart/ -n "$NS" --kube-version "$KUBE_VERSION" >"$TMP/lint.log" 2>&1 ||
+		fail "helm lint (defaults): $(cat "$TMP/lint.log")"
+	ok "helm lint --strict chart/ (defaults: cluster scope)"
+	"$HELM" lint --strict chart/ -n "$NS" --kube-version "$KUBE_VERSION" "${nsd[@]}" >"$TMP/lint.log" 2>&1 ||
+		fail "helm lint (namespaced): $(cat "$TMP/lint.log")"
+	ok "helm lint --strict chart/ --set rbac.scope=namespaced,rbac.namespaces={sockshop-production}"
+	"$HELM" lint --strict chart/ -n "$NS" --kube-version "$KUBE_VERSION" -f test/deploy/values-everything.yaml >"$TMP/lint.log" 2>&1 ||
+		fail "helm lint (every option): $(cat "$TMP/lint.log")"
+	ok "helm lint --strict chart/ -f test/deploy/values-everything.yaml (ServiceMonitor, PDB, NetworkPolicy, remote mode)"
+
+	step "helm template, both RBAC scopes"
+	"${tpl[@]}" >"$TMP/cluster.yaml" || fail "helm template (cluster scope)"
+	kinds=$(grep -E '^kind: ' "$TMP/cluster.yaml" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $3, $1; sep=","}')
+	[[ $kinds == "ClusterRole=1,ClusterRoleBinding=1,Deployment=1,Pod=1,Service=1,ServiceAccount=1" ]] ||
+		fail "cluster scope renders $kinds"
+	ok "cluster scope: $kinds (the Pod is the helm test hook)"
+	"${tpl[@]}" "${nsd[@]}" --set 'rbac.namespaces={sockshop-production,sockshop-staging}' >"$TMP/namespaced.yaml" ||
+		fail "helm template (namespaced)"
+	kinds=$(grep -E '^kind: ' "$TMP/namespaced.yaml" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $3, $1; sep=","}')
+	[[ $kinds == "Deployment=1,Pod=1,Role=2,RoleBinding=2,Service=1,ServiceAccount=1" ]] ||
+		fail "namespaced scope renders $kinds"
+	[[ $(grep -cE '^  namespace: sockshop-(production|staging)$' "$TMP/namespaced.yaml") == 4 ]] ||
+		fail "namespaced scope: the Roles/RoleBindings are not in sockshop-production and sockshop-staging"
+	ok "namespaced scope: $kinds, one Role + RoleBinding in each of sockshop-production, sockshop-staging"
+	"${tpl[@]}" --set dryRun=true --set logLevel=debug --set shutdownGraceSeconds=120 --set scale.maxReplicas=7 \
+		--show-only templates/deployment.yaml >"$TMP/values.yaml" || fail "helm template with values"
+	local want
+	for want in 'name: DRY_RUN|value: "true"' 'name: LOG_LEVEL|value: "debug"' 'name: SHUTDOWN_GRACE|value: "120s"' \
+		'name: SCALE_MAX_REPLICAS|value: "7"' 'name: MAX_EVENT_BYTES|value: "65536"' 'name: SANDBOX|value: "false"' \
+		'name: EVENTBROKER|value: "http://localhost:8081/event"' 'name: PUBSUB_RECIPIENT_PORT|value: "8080"'; do
+		grep -A1 -F -- "- ${want%%|*}" "$TMP/values.yaml" | grep -qF -- "${want#*|}" ||
+			fail "values do not reach the environment: want ${want/|/ }"
+	done
+	grep -qF 'terminationGracePeriodSeconds: 150' "$TMP/values.yaml" ||
+		fail "terminationGracePeriodSeconds does not follow shutdownGraceSeconds (want 120+10+5+15=150)"
+	grep -qF 'command: ["/bin/sleep", "135"]' "$TMP/values.yaml" ||
+		fail "the distributor's preStop does not follow shutdownGraceSeconds (want sleep 135)"
+	ok "values reach the pod: DRY_RUN, LOG_LEVEL, SHUTDOWN_GRACE=120s -> preStop sleep 135, grace period 150; SANDBOX=false"
+
+	step "wrong values fail with a clear message"
+	must_fail "--set rbac.scope=everything" "at '/rbac/scope': value must be one of 'cluster', 'namespaced'" \
+		"${tpl[@]}" --set rbac.scope=everything
+	must_fail "--set dryRun=maybe" "at '/dryRun': got string, want boolean" "${tpl[@]}" --set dryRun=maybe
+	must_fail "--set logLevel=loud" "at '/logLevel': value must be one of" "${tpl[@]}" --set logLevel=loud
+	must_fail "--set actionTimeout=5min" "at '/actionTimeout': '5min' does not match pattern" "${tpl[@]}" --set actionTimeout=5min
+	must_fail "--set dryrun=true (a misspelt key)" "additional properties 'dryrun' not allowed" "${tpl[@]}" --set dryrun=true
+	must_fail "--set rbac.scope=namespaced without namespaces" "at '/rbac/namespaces': minItems: got 0, want 1" \
+		"${tpl[@]}" --set rbac.scope=namespaced
+	must_fail "--set 'rbac.namespaces={Bad_NS}'" "at '/rbac/namespaces/0': 'Bad_NS' does not match pattern" \
+		"${tpl[@]}" "${nsd[@]}" --set 'rbac.namespaces={Bad_NS}'
+	must_fail "--set scale.minReplicas=5,scale.maxReplicas=2" "scale.maxReplicas (2) must not be below scale.minReplicas (5)" \
+		"${tpl[@]}" --set scale.minReplicas=5 --set scale.maxReplicas=2
+	must_fail "--set terminationGracePeriodSeconds=30" "terminationGracePeriodSeconds (30) must be at least" \
+		"${tpl[@]}" --set terminationGracePeriodSeconds=30
+	must_fail "remote mode without a token Secret" "distributor.keptnApiTokenSecret is not" \
+		"${tpl[@]}" --set distributor.keptnApiEndpoint=https://keptn.example.com/api
+	must_fail "remote mode with 2 replicas" "replicaCount > 1 with distributor.keptnApiEndpoint" \
+		"${tpl[@]}" --set distributor.keptnApiEndpoint=https://keptn.example.com/api \
+		--set distributor.keptnApiTokenSecret=keptn-api-token --set replicaCount=2
+}
+
+# -------------------------------------------------------------- live part ---
+
+kc() { kubectl "$@"; }
+
+# rules_of KIND NAME [NAMESPACE] -> the rules as WANT_RULES spells them.
+rules_of() {
+	local args=("$1" "$2")
+	[[ -z ${3:-} ]] || args+=(-n "$3")
+	kc get "${args[@]}" -o jsonpath='{range .rules[*]}{.apiGroups}|{.resources}|{.verbs};{end}'
+}
+expect_rules() {
+	local got
+	got=$(rules_of "$@") || fail "cannot read $1 $2"
+	[[ $got == "$WANT_RULES" ]] || fail "$1 $2${3:+ in $3} has rules $got; want exactly $WANT_RULES"
+	ok "$1 $2${3:+ (namespace $3)}: exactly get deployments,statefulsets; get,update deployments/scale,statefulsets/scale"
+}
+
+# can USER yes|no VERB RESOURCE NAMESPACE|--all [SUBRESOURCE]
+can() {
+	local user=$1 want=$2 verb=$3 res=$4 ns=$5 sub=${6:-} got
+	local args=(auth can-i "$verb" "$res" --as "$user")
+	if [[ $ns == --all ]]; then args+=(--all-namespaces); else args+=(-n "$ns"); fi
+	[[ -z $sub ]] || args+=(--subresource "$sub")
+	got=$(kc "${args[@]}" 2>/dev/null || true)
+	local what="$verb $res${sub:+/$sub} in ${ns/--all/all namespaces}"
+	[[ $got == "$want" ]] || fail "can-i as $user: $what: got '$got', want '$want'"
+	printf '   ok  can-i %-3s %s\n' "$want" "$what"
+	echo "can-i $want $what" >>"$TMP/checks"
+}
+
+# What the provider may do in any scope: only what the code calls.
+can_matrix_common() {
+	local u=$1
+	say "RBAC as $u (kubectl auth can-i --as)"
+	can "$u" yes get deployments sockshop-production
+	can "$u" yes get statefulsets sockshop-production
+	can "$u" yes get deployments sockshop-production scale
+	can "$u" yes update deployments sockshop-production scale
+	can "$u" yes get statefulsets sockshop-production scale
+	can "$u" yes update statefulsets sockshop-production scale
+	local verb
+	for verb in list watch create update patch delete; do can "$u" no "$verb" deployments sockshop-production; done
+	can "$u" no patch deployments sockshop-production scale
+	can "$u" no update deployments sockshop-production status
+	can "$u" no get daemonsets sockshop-production
+	can "$u" no get replicasets sockshop-production
+	can "$u" no get pods sockshop-production
+	can "$u" no delete pods sockshop-production
+	can "$u" no create pods sockshop-production eviction
+	can "$u" no get secrets sockshop-production
+	can "$u" no get secrets "$NS"
+	can "$u" no list secrets --all
+	can "$u" no get configmaps "$NS"
+	can "$u" no '*' '*' sockshop-production
+	can "$u" no '*' '*' kube-system
+	can "$u" no get secrets kube-system
+	can "$u" no list namespaces --all
+	can "$u" no get nodes --all
+	can "$u" no create clusterrolebindings --all
+	can "$u" no escalate roles sockshop-production
+	can "$u" no impersonate serviceaccounts "$NS"
+	can "$u" no create serviceaccounts "$NS" token
+}
+
+can_matrix_namespaced() {
+	local u=$1
+	can_matrix_common "$u"
+	can "$u" no get deployments other-ns
+	can "$u" no get deployments other-ns scale
+	can "$u" no update deployments other-ns scale
+	local r
+	for r in deployments statefulsets; do
+		can "$u" no get "$r" kube-system
+		can "$u" no update "$r" kube-system scale
+	done
+	can "$u" no get deployments "$NS"
+}
+
+can_matrix_cluster() {
+	local u=$1
+	can_matrix_common "$u"
+	# Cluster scope is what it says: the two rules, in every namespace.
+	can "$u" yes get deployments other-ns
+	can "$u" yes update deployments other-ns scale
+	can "$u" yes get deployments kube-system
+	can "$u" no list deployments --all
+	can "$u" no update deployments kube-system
+	can "$u" no delete deployments kube-system
+}
+
+# wait_for DESCRIPTION SECONDS COMMAND...: poll COMMAND until it succeeds.
+wait_for() {
+	local desc=$1 secs=$2 deadline
+	shift 2
+	deadline=$(($(date +%s) + secs))
+	until "$@" >/dev/null 2>&1; do
+		(($(date +%s) < deadline)) || fail "$desc: not within ${secs}s"
+		sleep 0.3
+	done
+}
+
+replicas_of() { kc get deployment "$2" -n "$1" -o jsonpath='{.spec.replicas}'; }
+
+no_release_objects() {
+	local left
+	left=$(kc get all,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings,poddisruptionbudgets,networkpolicies,servicemonitors,configmaps,secrets \
+		-A -l "app.kubernetes.io/instance=$1" -o name 2>&1) || return 1
+	[[ -z $left ]]
+}
+
+# Kill a process this script started, by its pid file, and wait for it.
+stop_pid() {
+	local f=$1 pid i
+	[[ -s $f ]] || return 0
+	pid=$(<"$f")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$f"
+}
+
+live_cleanup() {
+	stop_pid "$TMP/pids/provider"
+	stop_pid "$TMP/pids/sink"
+	stop_pid "$TMP/pids/kubelet"
+	"$CONTROLPLANE" stop "$TMP/cp" >/dev/null 2>&1 || true
+}
+
+on_fail() {
+	local f
+	for f in "$TMP/logs/provider.log" "$TMP/logs/kubelet.log"; do
+		[[ -s $f ]] || continue
+		echo "---- last 30 lines of $f"
+		tail -n 30 "$f"
+	done
+	if [[ -s $TMP/sink-events.jsonl ]]; then
+		echo "---- events the sink received ($TMP/sink-events.jsonl)"
+		tail -n 10 "$TMP/sink-events.jsonl"
+	fi
+}
+
+# post EVENT_FILE: POST a triggered event to the provider, as the distributor.
+post() {
+	local out
+	out=$("$TMP/bin/keptnsim" post "http://127.0.0.1:$RCV_PORT/" "$1" 2>&1) || fail "POST $1 to the provider: $out"
+	[[ $out == 202* ]] || fail "POST $1: $out; want 202"
+}
+
+# expect_finished ID STATUS RESULT MESSAGE
+expect_finished() {
+	local out
+	out=$("$TMP/bin/keptnsim" expect -events "$TMP/sink-events.jsonl" -id "$1" -status "$2" -result "$3" \
+		-message "$4" -timeout 30s 2>&1) || fail "$out"
+	ok "finished $out"
+}
+
+# The kubelet's part for the helm test Pod, which kwok leaves Running forever
+# (it completes only Job pods): check what the Pod would check, then set its
+# phase. The Pod GETs /readyz through the ops Service; here the Service must
+# have a ready endpoint (a pod of the Deployment), and the path is asked of
+# the real provider process, which stands for that pod.
+play_kubelet_for_test_pod() {
+	local pod=$1 deadline url phase exit_code=1 t
+	deadline=$(($(date +%s) + 60))
+	until [[ $(kc get pod "$pod" -n "$NS" -o jsonpath='{.status.phase}' 2>/dev/null) == Running ]]; do
+		(($(date +%s) < deadline)) || { echo "test pod $pod never ran"; return 1; }
+		sleep 0.3
+	done
+	url=$(kc get pod "$pod" -n "$NS" -o jsonpath='{.spec.containers[0].env[?(@.name=="READYZ_URL")].value}')
+	echo "test pod $pod runs; READYZ_URL=$url"
+	local svc="${url#http://}"
+	svc=${svc%%.*}
+	# The Service's ready endpoints must be pods of the Deployment (not this Pod).
+	local endpoints
+	endpoints=$(kc get endpointslices -n "$NS" -l "kubernetes.io/service-name=$svc" \
+		-o jsonpath='{range .items[*].endpoints[?(@.conditions.ready==true)]}{.targetRef.name}{"\n"}{end}')
+	echo "service $svc: ready endpoints: ${endpoints//$'\n'/ }"
+	if [[ $url == "http://$svc.$NS.svc:8090/readyz" && -n $endpoints ]] && ! grep -qx "$pod" <<<"$endpoints" &&
+		! grep -qv "^$RELEASE-" <<<"$endpoints" && "$TMP/bin/keptnsim" get "http://127.0.0.1:$OPS_PORT/readyz"; then
+		exit_code=0
+	fi
+	t=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+	phase=Failed
+	((exit_code != 0)) || phase=Succeeded
+	echo "setting $pod to $phase (exit code $exit_code)"
+	kc patch pod "$pod" -n "$NS" --subresource=status --type=merge -p "$(printf \
+		'{"status":{"phase":"%s","containerStatuses":[{"name":"readyz","image":"busybox","imageID":"","ready":false,"restartCount":0,"started":false,"state":{"terminated":{"exitCode":%d,"reason":"%s","startedAt":"%s","finishedAt":"%s"}}}]}}' \
+		"$phase" "$exit_code" "$([[ $phase == Succeeded ]] && echo Completed || echo Error)" "$t" "$t")"
+}
+
+live_checks() {
+	trap live_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	mkdir -p "$TMP/pids" "$TMP/logs"
+	if [[ ${DEPLOY_IN_NETNS:-0} == 1 ]]; then ip link set lo up || fail "cannot bring up lo in the network namespace"; fi
+
+	step "control plane (test/controlplane, kwok)"
+	local attempt started=0
+	for attempt in 1 2 3; do
+		if "$CONTROLPLANE" start "$TMP/cp" >/dev/null 2>"$TMP/logs/controlplane.log"; then
+			started=1
+			break
+		fi
+		echo "   control plane start failed (attempt $attempt of 3)"
+	done
+	((started)) || fail "control plane: $(tail -n 20 "$TMP/logs/controlplane.log")"
+	set -a
+	# shellcheck disable=SC1091
+	. "$TMP/cp/env"
+	set +a
+	export PATH="$KUBE_BIN_DIR:$PATH"
+	kc create namespace "$NS" >/dev/null
+	# Pod Security "restricted", enforced (pods are rejected) and warned
+	# (workloads whose pods would be rejected are reported).
+	kc label namespace "$NS" pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted >/dev/null
+	kc create namespace sockshop-production >/dev/null
+	kc create namespace sockshop-staging >/dev/null
+	kc create namespace other-ns >/dev/null
+	kc apply -f test/deploy/servicemonitor-crd.yaml >/dev/null
+	kc wait --for condition=established --timeout=30s crd/servicemonitors.monitoring.coreos.com >/dev/null
+	ok "API server $KUBE_APISERVER_URL ($(kc get --raw /version | grep -o '"gitVersion": *"[^"]*"' | cut -d'"' -f4)); namespaces keptn (Pod Security restricted: enforce, warn), sockshop-production, sockshop-staging, other-ns; ServiceMonitor CRD"
+
+	step "server-side dry runs"
+	kc apply --dry-run=server -f deploy/service.yaml >"$TMP/dry.log" 2>&1 || fail "deploy/service.yaml: $(cat "$TMP/dry.log")"
+	! grep -q '^Warning' "$TMP/dry.log" || fail "deploy/service.yaml: $(grep '^Warning' "$TMP/dry.log")"
+	ok "kubectl apply --dry-run=server -f deploy/service.yaml ($(wc -l <"$TMP/dry.log") objects, no warning)"
+	local tpl=("$HELM" template "$RELEASE" chart/ -n "$NS")
+	local name args
+	for name in cluster namespaced everything; do
+		case $name in
+		cluster) args=() ;;
+		namespaced) args=(--set rbac.scope=namespaced --set 'rbac.namespaces={sockshop-production,other-ns}') ;;
+		everything) args=(-f test/deploy/values-everything.yaml) ;;
+		esac
+		"${tpl[@]}" "${args[@]}" >"$TMP/render-$name.yaml" || fail "helm template ($name)"
+		kc apply --dry-run=server -f "$TMP/render-$name.yaml" >"$TMP/dry.log" 2>&1 || fail "chart ($name): $(cat "$TMP/dry.log")"
+		! grep -q '^Warning' "$TMP/dry.log" || fail "chart ($name): $(grep '^Warning' "$TMP/dry.log")"
+		ok "helm template ($name) | kubectl apply --dry-run=server: $(wc -l <"$TMP/dry.log") objects accepted, no warning"
+	done
+
+	step "deploy/service.yaml applied for real"
+	kc apply -f deploy/service.yaml >/dev/null
+	kc rollout status deployment/action-provider -n "$NS" --timeout=60s >/dev/null || fail "deploy/service.yaml: rollout"
+	ok "Deployment action-provider rolled out (kwok: Running/Ready)"
+	expect_rules clusterrole keptn-action-provider
+	can "$PLAIN_SA_USER" yes update deployments sockshop-production scale
+	can "$PLAIN_SA_USER" yes get deployments other-ns
+	can "$PLAIN_SA_USER" no get secrets --all
+	can "$PLAIN_SA_USER" no list deployments --all
+	kc delete -f deploy/service.yaml --wait --timeout=60s >/dev/null
+	[[ $(kc get namespace "$NS" -o jsonpath='{.status.phase}') == Active ]] ||
+		fail "kubectl delete -f deploy/service.yaml took namespace $NS with it"
+	ok "kubectl delete -f deploy/service.yaml removed it and left namespace $NS alone"
+
+	step "a wrong value fails helm install"
+	must_fail "helm install --set rbac.scope=everything" "at '/rbac/scope': value must be one of 'cluster', 'namespaced'" \
+		"$HELM" install bad chart/ -n "$NS" --set rbac.scope=everything
+	! "$HELM" status bad -n "$NS" >/dev/null 2>&1 || fail "the failed install left a release"
+	no_release_objects bad || fail "the failed install left objects"
+	ok "no release and no object left behind"
+
+	step "helm install --wait (rbac.scope=namespaced: sockshop-production)"
+	"$HELM" install "$RELEASE" chart/ -n "$NS" --wait --timeout 120s \
+		--set rbac.scope=namespaced --set 'rbac.namespaces={sockshop-production}' >"$TMP/logs/install.log" 2>&1 ||
+		fail "helm install: $(cat "$TMP/logs/install.log")"
+	grep -q 'STATUS: deployed' "$TMP/logs/install.log" || fail "helm install: not deployed"
+	ok "deployed; $(kc get deployment "$RELEASE" -n "$NS" -o jsonpath='{.status.readyReplicas}') ready replica"
+	grep -qF "helm test $RELEASE" "$TMP/logs/install.log" || fail "NOTES.txt does not say how to check it"
+	ok "NOTES.txt tells how to check it works"
+	expect_rules role "$CLUSTER_NAME" sockshop-production
+	[[ -z $(kc get clusterroles,clusterrolebindings -l "app.kubernetes.io/instance=$RELEASE" -o name) ]] ||
+		fail "namespaced scope created cluster-wide RBAC"
+	ok "no ClusterRole or ClusterRoleBinding in namespaced scope"
+	can_matrix_namespaced "$SA_USER"
+
+	step "the provider binary with the chart's ServiceAccount token"
+	local token
+	token=$(kc create token "$SA" -n "$NS" --duration=30m)
+	cat >"$TMP/sa.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+  - name: controlplane
+    cluster:
+      server: $KUBE_APISERVER_URL
+      certificate-authority: $KUBE_CA_FILE
+users:
+  - name: $SA
+    user:
+      token: $token
+contexts:
+  - name: $SA
+    context: {cluster: controlplane, user: $SA, namespace: $NS}
+current-context: $SA
+EOF
+	chmod 600 "$TMP/sa.kubeconfig"
+	local who
+	who=$(KUBECONFIG="$TMP/sa.kubeconfig" kc auth whoami -o jsonpath='{.status.userInfo.username}')
+	[[ $who == "$SA_USER" ]] || fail "the token is $who, want $SA_USER"
+	ok "kubeconfig with a token of $who"
+	kc create deployment carts --image=registry.invalid/carts:1 --replicas=1 -n sockshop-production >/dev/null
+	kc create deployment carts --image=registry.invalid/carts:1 --replicas=1 -n other-ns >/dev/null
+	kc rollout status deployment/carts -n sockshop-production --timeout=60s >/dev/null
+	kc rollout status deployment/carts -n other-ns --timeout=60s >/dev/null
+	ok "Deployment carts at 1 replica in sockshop-production and other-ns"
+
+	"$TMP/bin/keptnsim" sink -addr 127.0.0.1:0 -port-file "$TMP/sink.port" -out "$TMP/sink-events.jsonl" \
+		>"$TMP/logs/sink.log" 2>&1 &
+	echo $! >"$TMP/pids/sink"
+	wait_for "event sink" 10 test -s "$TMP/sink.port"
+	local ports
+	ports=$("$TMP/bin/keptnsim" freeport 2)
+	RCV_PORT=$(sed -n 1p <<<"$ports")
+	OPS_PORT=$(sed -n 2p <<<"$ports")
+	env -i PATH="$PATH" HOME="$TMP" KUBECONFIG="$TMP/sa.kubeconfig" SANDBOX=false \
+		RCV_HOST=127.0.0.1 RCV_PORT="$RCV_PORT" OPS_PORT="$OPS_PORT" \
+		EVENTBROKER="http://127.0.0.1:$(<"$TMP/sink.port")/event" LOG_FORMAT=text LOG_LEVEL=debug \
+		"$TMP/bin/action-provider" >"$TMP/logs/provider.log" 2>&1 &
+	echo $! >"$TMP/pids/provider"
+	wait_for "provider /readyz" 20 "$TMP/bin/keptnsim" get "http://127.0.0.1:$OPS_PORT/readyz"
+	grep -q 'using Kubernetes cluster' "$TMP/logs/provider.log" || fail "the provider is not using the cluster"
+	ok "provider ready on 127.0.0.1:$RCV_PORT (ops $OPS_PORT), events to the sink on $(<"$TMP/sink.port")"
+
+	say "remediation.yaml's actions, as Keptn would trigger them (events: $TMP/events)"
+	# What each of examples/keptn/remediation.yaml's actions must do to
+	# sockshop-production/carts, in order (index.tsv: file, id, problem type,
+	# action index, action, value).
+	local -A want_to=(["Response time degradation/0"]=2 ["Failure rate increase/0"]=3
+		["CPU saturation/0"]=4 ["CPU saturation/1"]=5 ["default/0"]="5 dry")
+	local file id ptype idx action value from to
+	while IFS=$'\t' read -r file id ptype idx action value; do
+		[[ -n ${want_to["$ptype/$idx"]:-} ]] || fail "no expectation for $ptype action $idx; update test/deploy.sh with examples/keptn/remediation.yaml"
+		from=$(replicas_of sockshop-production carts)
+		to=${want_to["$ptype/$idx"]}
+		post "$TMP/events/$file"
+		if [[ $to == *dry ]]; then
+			expect_finished "$id" succeeded pass "dry run: would scale deployment sockshop-production/carts from $from to 3 replicas"
+			to=${to% dry}
+		else
+			expect_finished "$id" succeeded pass "scaled deployment sockshop-production/carts from $from to $to replicas"
+		fi
+		[[ $(replicas_of sockshop-production carts) == "$to" ]] ||
+			fail "$ptype action $idx ($action $value): carts has $(replicas_of sockshop-production carts) replicas on the server, want $to"
+		ok "  \"$ptype\" #$idx: $action $value -> carts at $to replicas on the API server"
+	done <"$TMP/events/index.tsv"
+	kc rollout status deployment/carts -n sockshop-production --timeout=60s >/dev/null
+	ok "carts rolled out at $(kc get deployment carts -n sockshop-production -o jsonpath='{.status.readyReplicas}') ready replicas"
+
+	id=$("$TMP/bin/keptnsim" event -project other -stage ns -service carts -action scale -value '{"replicas":"+1"}' -out "$TMP/other-ns.json")
+	post "$TMP/other-ns.json"
+	expect_finished "$id" errored fail "forbidden"
+	[[ $(replicas_of other-ns carts) == 1 ]] || fail "other-ns/carts changed"
+	ok "other-ns (outside rbac.namespaces): errored/fail \"forbidden\", carts unchanged at 1"
+
+	step "helm test"
+	play_kubelet_for_test_pod "$RELEASE-test-readyz" >"$TMP/logs/kubelet.log" 2>&1 &
+	echo $! >"$TMP/pids/kubelet"
+	"$HELM" test "$RELEASE" -n "$NS" --timeout 90s >"$TMP/logs/test.log" 2>&1 || fail "helm test: $(cat "$TMP/logs/test.log")"
+	wait "$(<"$TMP/pids/kubelet")" || fail "helm test pod: $(cat "$TMP/logs/kubelet.log")"
+	rm -f "$TMP/pids/kubelet"
+	grep -q 'Phase:.*Succeeded' "$TMP/logs/test.log" || fail "helm test: $(cat "$TMP/logs/test.log")"
+	ok "helm test: $(grep -m1 '^Phase:' "$TMP/logs/test.log" | tr -s ' ') ($(grep -m1 'ready endpoints' "$TMP/logs/kubelet.log"))"
+	wait_for "the test pod deleted (hook-succeeded)" 30 bash -c "! kubectl get pod '$RELEASE-test-readyz' -n '$NS'"
+	ok "the test pod is deleted after success (hook-delete-policy)"
+
+	step "helm upgrade (rbac.scope=cluster, logLevel=debug)"
+	"$HELM" upgrade "$RELEASE" chart/ -n "$NS" --reuse-values --set rbac.scope=cluster --set logLevel=debug \
+		--wait --timeout 120s >"$TMP/logs/upgrade.log" 2>&1 || fail "helm upgrade: $(cat "$TMP/logs/upgrade.log")"
+	grep -q 'REVISION: 2' "$TMP/logs/upgrade.log" || fail "helm upgrade: not revision 2"
+	[[ $(kc get deployment "$RELEASE" -n "$NS" -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="LOG_LEVEL")].value}') == debug ]] ||
+		fail "helm upgrade: LOG_LEVEL is not debug"
+	kc rollout status deployment/"$RELEASE" -n "$NS" --timeout=60s >/dev/null || fail "helm upgrade: rollout"
+	ok "revision 2 rolled out with LOG_LEVEL=debug"
+	[[ -z $(kc get roles,rolebindings -A -l "app.kubernetes.io/instance=$RELEASE" -o name) ]] || fail "the Roles of revision 1 are left"
+	expect_rules clusterrole "$CLUSTER_NAME"
+	ok "the namespaced Role/RoleBinding are gone"
+	can_matrix_cluster "$SA_USER"
+	wait_for "RBAC: update deployments/scale in other-ns" 20 \
+		kubectl auth can-i update deployments --subresource=scale -n other-ns --as "$SA_USER"
+	id=$("$TMP/bin/keptnsim" event -project other -stage ns -service carts -action scale -value '{"replicas":"+1"}' -out "$TMP/other-ns-2.json")
+	post "$TMP/other-ns-2.json"
+	expect_finished "$id" succeeded pass "scaled deployment other-ns/carts from 1 to 2 replicas"
+	[[ $(replicas_of other-ns carts) == 2 ]] || fail "other-ns/carts is not at 2 replicas"
+	ok "with cluster scope, the same token scales other-ns/carts to 2"
+	stop_pid "$TMP/pids/provider"
+	stop_pid "$TMP/pids/sink"
+	local errors
+	errors=$(grep 'level=error' "$TMP/logs/provider.log" | grep -v 'forbidden' || true)
+	[[ -z $errors ]] || fail "the provider logged unexpected errors: $(head -n 3 <<<"$errors")"
+	ok "provider stopped; no unexpected error in its log"
+
+	step "helm uninstall"
+	"$HELM" uninstall "$RELEASE" -n "$NS" --wait --timeout 60s >"$TMP/logs/uninstall.log" 2>&1 ||
+		fail "helm uninstall: $(cat "$TMP/logs/uninstall.log")"
+	wait_for "objects of release $RELEASE gone" 60 no_release_objects "$RELEASE"
+	ok "kubectl get all,sa,role,rolebinding,clusterrole,clusterrolebinding,pdb,networkpolicy,servicemonitor,cm,secret -A -l app.kubernetes.io/instance=$RELEASE: nothing"
+	! "$HELM" status "$RELEASE" -n "$NS" >/dev/null 2>&1 || fail "helm still knows release $RELEASE"
+	ok "helm has no release $RELEASE"
+
+	step "stop the control plane"
+	"$CONTROLPLANE" stop "$TMP/cp" >/dev/null 2>&1
+	step ""
+}
+
+# ------------------------------------------------------------------ main ---
+
+if [[ ${1:-} == --live ]]; then
+	# Re-executed by the main script (possibly in a network namespace).
+	: "${TMP:?}" "${HELM:?}"
+	cd "$ROOT"
+	live_checks
+	exit 0
+fi
+[[ $# -eq 0 ]] || {
+	echo "usage: test/deploy.sh" >&2
+	exit 2
+}
+
+T0=$(now_ms)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/action-provider-deploy.XXXXXX")
+export TMP
+cleanup() {
+	local rc=$?
+	# The live part cleans up after itself; this is the safety net.
+	for f in "$TMP"/pids/*; do [[ -e $f ]] && stop_pid "$f"; done
+	"$CONTROLPLANE" stop "$TMP/cp" >/dev/null 2>&1 || true
+	if [[ ${DEPLOY_KEEP:-0} == 1 || $rc -ne 0 ]]; then
+		echo "deploy: files kept in $TMP" >&2
+	else
+		rm -rf "$TMP"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+# Helm keeps its own state here, not in ~/.config/helm.
+export HELM_CACHE_HOME="$TMP/helm/cache" HELM_CONFIG_HOME="$TMP/helm/config" HELM_DATA_HOME="$TMP/helm/data"
+mkdir -p "$TMP/bin"
+: >"$TMP/checks"
+: >"$TMP/timings"
+
+step "tools: helm $HELM_VERSION, the provider, keptnsim"
+install_helm
+ok "helm $("$HELM" version --template '{{.Version}}') ($HELM_BUILD)"
+CGO_ENABLED=0 go build -trimpath -tags nosandbox -o "$TMP/bin/action-provider" ./cmd/action-provider ||
+	fail "go build ./cmd/action-provider"
+go build -o "$TMP/bin/keptnsim" ./test/deploy/keptnsim || fail "go build ./test/deploy/keptnsim"
+ok "built action-provider (-tags nosandbox, as in the image) and keptnsim"
+export HELM
+
+static_checks
+
+# The live part: in a private network namespace if possible, so that nothing
+# it starts (the provider's ops port binds all interfaces) is reachable from
+# outside; the control plane and everything else use 127.0.0.1 only.
+step ""
+netns=${DEPLOY_NETNS:-auto}
+runner=()
+if [[ $netns != off ]] && command -v unshare >/dev/null && command -v ip >/dev/null &&
+	unshare --net true 2>/dev/null; then
+	runner=(unshare --net --)
+	export DEPLOY_IN_NETNS=1
+	say "live checks run in a private network namespace (unshare --net)"
+elif [[ $netns == on ]]; then
+	fail "DEPLOY_NETNS=on, but unshare --net (or ip) is not available"
+else
+	export DEPLOY_IN_NETNS=0
+	say "live checks run in the host network namespace (no unshare --net): the provider's ops port binds all interfaces while they run"
+fi
+# timeout runs the live part in its own process group, which a Ctrl-C at the
+# terminal does not reach: forward INT/TERM to timeout, which passes them on
+# to the whole group (helm, kubectl, the provider...); the live part's own
+# trap then stops the control plane. Wait for that before cleaning up.
+timeout --kill-after=15 "${DEPLOY_TIMEOUT:-600}" "${runner[@]}" bash "$0" --live &
+LIVE_PID=$!
+SIGNALLED=""
+forward() {
+	SIGNALLED=$1
+	echo "deploy: $1: stopping the live checks" >&2
+	kill "-$1" "$LIVE_PID" 2>/dev/null || true
+}
+trap 'forward INT' INT
+trap 'forward TERM' TERM
+live_rc=0
+while :; do
+	live_rc=0
+	wait "$LIVE_PID" || live_rc=$?
+	kill -0 "$LIVE_PID" 2>/dev/null || break # else a signal interrupted wait
+done
+trap 'exit 130' INT
+trap 'exit 143' TERM
+case $SIGNALLED in
+INT) exit 130 ;;
+TERM) exit 143 ;;
+esac
+((live_rc != 124)) || fail "the live checks took longer than ${DEPLOY_TIMEOUT:-600}s"
+((live_rc == 0)) || exit "$live_rc"
+
+say "summary"
+total=$(($(now_ms) - T0))
+awk -F'\t' '{printf "   %6.1f s  %s\n", $2 / 1000, $1}' "$TMP/timings"
+printf '   %6.1f s  total; %d checks passed; helm %s\n' "$(awk -v t="$total" 'BEGIN{print t/1000}')" "$(wc -l <"$TMP/checks")" "$HELM_BUILD"
+echo "deploy: ok"
