@@ -66,23 +66,23 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rc.refuse(w, http.StatusBadRequest, metrics.Invalid, id, err.Error())
 		return
 	}
-	received := rc.Metrics.EventsReceived.MustCurryWith(map[string]string{"type": keptnevent.TriggeredType})
+	received := rc.Metrics.EventsReceived.WithLabelValues
 	switch rc.Submitter.Submit(t) {
 	case lifecycle.Accepted:
-		received.WithLabelValues(metrics.Accepted).Inc()
+		received(keptnevent.TriggeredType, metrics.Accepted).Inc()
 		answer(w, http.StatusAccepted, "accepted")
 	case lifecycle.Unknown:
-		received.WithLabelValues(metrics.UnknownAction).Inc()
+		received(keptnevent.TriggeredType, metrics.UnknownAction).Inc()
 		answer(w, http.StatusOK, fmt.Sprintf("ignored: no handler for action %q", t.Data.Action.Action))
 	case lifecycle.Duplicate:
-		received.WithLabelValues(metrics.Duplicate).Inc()
+		received(keptnevent.TriggeredType, metrics.Duplicate).Inc()
 		answer(w, http.StatusOK, "ignored: duplicate of an accepted event")
 	case lifecycle.Busy:
-		received.WithLabelValues(metrics.Busy).Inc()
+		received(keptnevent.TriggeredType, metrics.Busy).Inc()
 		w.Header().Set("Retry-After", "1")
 		answer(w, http.StatusServiceUnavailable, "busy: too many actions queued; retry later")
 	case lifecycle.Draining:
-		received.WithLabelValues(metrics.Draining).Inc()
+		received(keptnevent.TriggeredType, metrics.Draining).Inc()
 		answer(w, http.StatusServiceUnavailable, "shutting down; retry on another replica")
 	}
 }
