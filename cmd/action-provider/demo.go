@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/examples/events"
@@ -157,27 +155,13 @@ func post(ctx context.Context, url string, body []byte) (int, string, error) {
 	return resp.StatusCode, strings.TrimSpace(string(b)), nil
 }
 
+// replicas is the desired count of ref, or -1 when it cannot be read.
 func replicas(ctx context.Context, client kubernetes.Interface, ref workload.Ref) int32 {
-	var n *int32
-	var err error
-	switch ref.Kind {
-	case workload.Deployment:
-		d, e := client.AppsV1().Deployments(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-		if err = e; e == nil {
-			n = d.Spec.Replicas
-		}
-	case workload.StatefulSet:
-		s, e := client.AppsV1().StatefulSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-		if err = e; e == nil {
-			n = s.Spec.Replicas
-		}
-	default:
-		err = errors.New("not scalable")
-	}
-	if err != nil || n == nil {
+	n, err := workload.Desired(ctx, client, ref)
+	if err != nil {
 		return -1
 	}
-	return *n
+	return n
 }
 
 func orNone(v []byte) string {

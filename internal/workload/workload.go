@@ -120,7 +120,7 @@ func Resolve(ctx context.Context, c kubernetes.Interface, req action.Request, se
 	}
 	service := ref
 	service.Name = req.Service
-	replicas, err := desired(ctx, c, service)
+	replicas, err := Desired(ctx, c, service)
 	switch {
 	case err == nil && replicas != 0:
 		return service, nil
@@ -129,7 +129,7 @@ func Resolve(ctx context.Context, c kubernetes.Interface, req action.Request, se
 	}
 	primary := ref
 	primary.Name = req.Service + primarySuffix
-	_, perr := desired(ctx, c, primary)
+	_, perr := Desired(ctx, c, primary)
 	switch {
 	case perr == nil:
 		return primary, nil
@@ -144,13 +144,13 @@ func Resolve(ctx context.Context, c kubernetes.Interface, req action.Request, se
 
 // get reads the workload, only to learn whether it exists.
 func get(ctx context.Context, c kubernetes.Interface, ref Ref) error {
-	_, err := desired(ctx, c, ref)
+	_, err := Desired(ctx, c, ref)
 	return err
 }
 
-// desired reads the workload's desired replica count; -1 for a DaemonSet,
-// which has none.
-func desired(ctx context.Context, c kubernetes.Interface, ref Ref) (int32, error) {
+// Desired reads the workload's desired replica count (spec.replicas); -1
+// for a DaemonSet, which has none.
+func Desired(ctx context.Context, c kubernetes.Interface, ref Ref) (int32, error) {
 	var replicas *int32
 	switch ref.Kind {
 	case Deployment:
