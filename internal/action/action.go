@@ -10,6 +10,7 @@ package action
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 )
@@ -73,3 +74,24 @@ func Warning(message string) Outcome { return Outcome{Result: keptnv2.ResultWarn
 
 // Fail reports an action that ran as designed but did not reach its goal.
 func Fail(message string) Outcome { return Outcome{Result: keptnv2.ResultFailed, Message: message} }
+
+// Refusal is the error of an action that decided not to act because a rule
+// forbids it: a guardrail, a bound, a PodDisruptionBudget. It is reported as
+// status "succeeded", result "fail": the provider did its job, which was to
+// refuse, and "errored" stays reserved for when it could not do its job (a
+// bad value, an unreachable API server). A remediation sequence reads both
+// as a failed action either way.
+type Refusal struct {
+	// Rule names what refused, in words an operator can search the README
+	// and the configuration for: "namespace allowlist", "cooldown".
+	Rule string
+	// Reason says why, with the facts: the namespace, the time left.
+	Reason string
+}
+
+// Refuse returns a *Refusal by rule with a formatted reason.
+func Refuse(rule, format string, args ...any) *Refusal {
+	return &Refusal{Rule: rule, Reason: fmt.Sprintf(format, args...)}
+}
+
+func (r *Refusal) Error() string { return "refused (" + r.Rule + "): " + r.Reason }

@@ -89,15 +89,11 @@ func Resolve(ctx context.Context, c kubernetes.Interface, req action.Request, se
 		ref.Kind = k
 	}
 
-	if ref.Namespace == "" {
-		if req.Project == "" || req.Stage == "" {
-			return Ref{}, errors.New(`cannot tell the namespace: the event has no project or stage, and the value sets no "namespace"`)
-		}
-		ref.Namespace = req.Project + "-" + req.Stage
+	ns, err := Namespace(req, sel)
+	if err != nil {
+		return Ref{}, err
 	}
-	if errs := validation.IsDNS1123Label(ref.Namespace); len(errs) > 0 {
-		return Ref{}, fmt.Errorf("invalid namespace %q: %s", ref.Namespace, strings.Join(errs, "; "))
-	}
+	ref.Namespace = ns
 
 	if ref.Name != "" {
 		if errs := validation.IsDNS1123Subdomain(ref.Name); len(errs) > 0 {
@@ -140,6 +136,46 @@ func Resolve(ctx context.Context, c kubernetes.Interface, req action.Request, se
 	}
 	return Ref{}, fmt.Errorf("no %s %s or %s in namespace %s: %w",
 		strings.ToLower(string(ref.Kind)), req.Service, primary.Name, ref.Namespace, err)
+}
+
+// Namespace is the namespace an action targets: the value's, else Keptn's
+// "<project>-<stage>". It needs no API call, so that a namespace the
+// provider may not touch is refused before anything in it is read.
+func Namespace(req action.Request, sel Selector) (string, error) {
+	ns := sel.Namespace
+	if ns == "" {
+		if req.Project == "" || req.Stage == "" {
+			return "", errors.New(`cannot tell the namespace: the event has no project or stage, and the value sets no "namespace"`)
+		}
+		ns = req.Project + "-" + req.Stage
+	}
+	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		return "", fmt.Errorf("invalid namespace %q: %s", ns, strings.Join(errs, "; "))
+	}
+	return ns, nil
+}
+
+// Object reads the workload's metadata: its annotations for the guards, its
+// UID for the audit record.
+func Object(ctx context.Context, c kubernetes.Interface, ref Ref) (metav1.Object, error) {
+	var (
+		obj metav1.Object
+		err error
+	)
+	switch ref.Kind {
+	case Deployment:
+		obj, err = c.AppsV1().Deployments(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	case StatefulSet:
+		obj, err = c.AppsV1().StatefulSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	case DaemonSet:
+		obj, err = c.AppsV1().DaemonSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	default:
+		return nil, fmt.Errorf("unsupported kind %q", ref.Kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", ref, err)
+	}
+	return obj, nil
 }
 
 // get reads the workload, only to learn whether it exists.

@@ -1,0 +1,377 @@
+// Package ledger keeps, on the cluster, what must hold across replicas and
+// restarts of the provider, as coordination.k8s.io Leases in the
+// provider's own namespace:
+//
+//   - which triggered events were taken, so that an event delivered twice,
+//     even to two replicas, runs and is reported once (Claim);
+//   - which target is being acted on, so that two actions never act on one
+//     workload at the same time (Lock);
+//   - when each action last changed each target, so that a remediation
+//     loop cannot restart or scale the same workload over and over
+//     (the cooldown, checked by Lock and recorded by Hold.Release).
+//
+// The API server is the arbiter: every write carries the resourceVersion it
+// read, and a replica that loses a race reads again.
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/workload"
+)
+
+// Labels and annotations on the Leases. kubectl get leases -l
+// keptn-action-provider.io/record lists them all.
+const (
+	recordLabel     = guard.AnnotationPrefix + "record"
+	recordEvent     = "event"
+	recordTarget    = "target"
+	managedByLabel  = "app.kubernetes.io/managed-by"
+	managedBy       = "action-provider"
+	triggeredIDKey  = guard.AnnotationPrefix + "triggeredid"
+	holderKey       = guard.AnnotationPrefix + "holder"
+	targetKey       = guard.AnnotationPrefix + "target"
+	lastRunPrefix   = guard.AnnotationPrefix + "last-"
+	releaseTimeout  = 10 * time.Second
+	defaultSweepGap = time.Minute
+)
+
+// Rules, as named in refusals.
+const (
+	RuleLock     = "one action at a time per target"
+	RuleCooldown = "cooldown"
+	// EnvCooldown is the variable that sets the cooldown.
+	EnvCooldown = "ACTION_COOLDOWN"
+)
+
+// Config tunes a Ledger.
+type Config struct {
+	// Namespace holds the Leases: the provider's own.
+	Namespace string
+	// Identity names this replica in the records: its pod name.
+	Identity string
+	// EventTTL is how long a claimed event is remembered (DEDUP_TTL).
+	EventTTL time.Duration
+	// LockTTL is how long a lock outlives a replica that died holding it:
+	// the action timeout plus a margin.
+	LockTTL time.Duration
+	// Cooldown is the least time between two runs of one action on one
+	// target. 0 disables it.
+	Cooldown time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Ledger is the cluster-side record. It is safe for concurrent use.
+type Ledger struct {
+	client kubernetes.Interface
+	cfg    Config
+
+	mu        sync.Mutex
+	lastSweep time.Time
+}
+
+// New returns a Ledger writing Leases through c.
+func New(c kubernetes.Interface, cfg Config) (*Ledger, error) {
+	if c == nil {
+		return nil, errors.New("ledger: nil Kubernetes client")
+	}
+	if errs := validation.IsDNS1123Label(cfg.Namespace); len(errs) > 0 {
+		return nil, fmt.Errorf("ledger: invalid namespace %q: %s", cfg.Namespace, strings.Join(errs, "; "))
+	}
+	if cfg.EventTTL <= 0 || cfg.LockTTL <= 0 || cfg.Cooldown < 0 {
+		return nil, fmt.Errorf("ledger: event TTL (%s) and lock TTL (%s) must be positive, cooldown (%s) not negative",
+			cfg.EventTTL, cfg.LockTTL, cfg.Cooldown)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Ledger{client: c, cfg: cfg}, nil
+}
+
+func (l *Ledger) leases() leaseClient { return l.client.CoordinationV1().Leases(l.cfg.Namespace) }
+
+type leaseClient interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*coordinationv1.Lease, error)
+	Create(ctx context.Context, lease *coordinationv1.Lease, opts metav1.CreateOptions) (*coordinationv1.Lease, error)
+	Update(ctx context.Context, lease *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error)
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+	List(ctx context.Context, opts metav1.ListOptions) (*coordinationv1.LeaseList, error)
+}
+
+// Claim records that this replica takes the event with triggeredID. It
+// returns false when the event was already taken, by this replica or
+// another, within the event TTL: the caller must then send nothing,
+// because a second started event for one triggered event would leave Keptn
+// waiting for a second finished one.
+func (l *Ledger) Claim(ctx context.Context, triggeredID string) (bool, error) {
+	l.sweep(ctx)
+	now := l.cfg.Now()
+	name := "event-" + digest(triggeredID)
+	lease := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Labels:      map[string]string{recordLabel: recordEvent, managedByLabel: managedBy},
+			Annotations: map[string]string{triggeredIDKey: triggeredID},
+		},
+		Spec: l.spec(l.cfg.Identity, now, l.cfg.EventTTL),
+	}
+	_, err := l.leases().Create(ctx, lease, metav1.CreateOptions{})
+	switch {
+	case err == nil:
+		return true, nil
+	case !apierrors.IsAlreadyExists(err):
+		return false, fmt.Errorf("claim event %s: %w", triggeredID, err)
+	}
+	// Taken before; it counts only while its record is fresh. An expired
+	// one is taken over, with the resourceVersion read, so that of two
+	// replicas racing for it one wins.
+	old, err := l.leases().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return false, fmt.Errorf("read the claim of event %s: %w", triggeredID, err)
+	}
+	if !expired(old.Spec, now) {
+		return false, nil
+	}
+	old.Spec = l.spec(l.cfg.Identity, now, l.cfg.EventTTL)
+	if _, err := l.leases().Update(ctx, old, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsConflict(err) {
+			return false, nil // another replica took it over first
+		}
+		return false, fmt.Errorf("claim event %s: %w", triggeredID, err)
+	}
+	return true, nil
+}
+
+// sweep deletes expired event claims, at most once a minute. Failing to
+// sweep costs only storage, so errors are ignored: the next sweep tries
+// again.
+func (l *Ledger) sweep(ctx context.Context) {
+	now := l.cfg.Now()
+	l.mu.Lock()
+	if now.Sub(l.lastSweep) < defaultSweepGap {
+		l.mu.Unlock()
+		return
+	}
+	l.lastSweep = now
+	l.mu.Unlock()
+	list, err := l.leases().List(ctx, metav1.ListOptions{LabelSelector: recordLabel + "=" + recordEvent})
+	if err != nil {
+		return
+	}
+	for _, lease := range list.Items {
+		if expired(lease.Spec, now) {
+			rv := lease.ResourceVersion
+			_ = l.leases().Delete(ctx, lease.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &rv}})
+		}
+	}
+}
+
+// Lock takes the target's lock for action, on behalf of the event
+// triggeredID. It refuses, with an *action.Refusal, while another action
+// holds the target or while action is cooling down on it. With dryRun it
+// only checks: nothing is written, and the Hold releases nothing.
+func (l *Ledger) Lock(ctx context.Context, ref workload.Ref, actionName, triggeredID string, dryRun bool) (*Hold, error) {
+	name := targetLeaseName(ref)
+	h := &Hold{ledger: l, name: name, action: actionName, triggeredID: triggeredID, dryRun: dryRun}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		now := l.cfg.Now()
+		lease, err := l.leases().Get(ctx, name, metav1.GetOptions{})
+		exists := err == nil
+		switch {
+		case apierrors.IsNotFound(err):
+			lease = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
+				Name:        name,
+				Labels:      map[string]string{recordLabel: recordTarget, managedByLabel: managedBy},
+				Annotations: map[string]string{targetKey: ref.String()},
+			}}
+		case err != nil:
+			return fmt.Errorf("read the lock of %s: %w", ref, err)
+		}
+		if err := l.refuse(ref, lease, actionName, triggeredID, now); err != nil {
+			return err
+		}
+		if dryRun {
+			return nil
+		}
+		holder, _ := json.Marshal(record{Action: actionName, TriggeredID: triggeredID, Replica: l.cfg.Identity, Time: now.UTC()})
+		if lease.Annotations == nil {
+			lease.Annotations = map[string]string{}
+		}
+		lease.Annotations[holderKey] = string(holder)
+		lease.Spec = l.spec(triggeredID, now, l.cfg.LockTTL)
+		if exists {
+			_, err = l.leases().Update(ctx, lease, metav1.UpdateOptions{})
+		} else {
+			_, err = l.leases().Create(ctx, lease, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				// Created by another replica since our read: read again.
+				err = apierrors.NewConflict(coordinationv1.Resource("leases"), name, err)
+			}
+		}
+		if err != nil && !apierrors.IsConflict(err) {
+			return fmt.Errorf("lock %s: %w", ref, err)
+		}
+		return err
+	})
+	if err != nil {
+		var refusal *action.Refusal
+		if !errors.As(err, &refusal) && apierrors.IsConflict(err) {
+			return nil, fmt.Errorf("lock %s: still contended after retries: %w", ref, err)
+		}
+		return nil, err
+	}
+	return h, nil
+}
+
+// refuse applies the lock and the cooldown to what the Lease says.
+func (l *Ledger) refuse(ref workload.Ref, lease *coordinationv1.Lease, actionName, triggeredID string, now time.Time) error {
+	if holder := deref(lease.Spec.HolderIdentity); holder != "" && !expired(lease.Spec, now) {
+		var r record
+		_ = json.Unmarshal([]byte(lease.Annotations[holderKey]), &r)
+		if holder == triggeredID {
+			return action.Refuse(RuleLock, "this event is already being handled on %s by replica %s since %s",
+				ref, r.Replica, r.Time.Format(time.RFC3339))
+		}
+		return action.Refuse(RuleLock, "%s is busy: action %s (triggeredid %s) has been running on it since %s",
+			ref, r.Action, holder, r.Time.Format(time.RFC3339))
+	}
+	if l.cfg.Cooldown <= 0 {
+		return nil
+	}
+	var last record
+	if err := json.Unmarshal([]byte(lease.Annotations[lastRunKey(actionName)]), &last); err != nil {
+		return nil // never ran, or a record we cannot read: no cooldown
+	}
+	if since := now.Sub(last.Time); since < l.cfg.Cooldown {
+		return action.Refuse(RuleCooldown, "%s changed %s %s ago (triggeredid %s); it may run again in %s (%s=%s)",
+			actionName, ref, since.Round(time.Second), last.TriggeredID,
+			(l.cfg.Cooldown - since).Round(time.Second), EnvCooldown, l.cfg.Cooldown)
+	}
+	return nil
+}
+
+// Hold is a taken lock. Release it when the action is over.
+type Hold struct {
+	ledger      *Ledger
+	name        string
+	action      string
+	triggeredID string
+	dryRun      bool
+}
+
+// Release gives the lock up and, when the action changed the target,
+// starts its cooldown. It runs under its own short deadline, because the
+// action's context may be the very thing that ended: a lock left behind
+// would block the target until it expires.
+func (h *Hold) Release(ctx context.Context, changed bool) error {
+	if h == nil || h.dryRun {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	l := h.ledger
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		lease, err := l.leases().Get(ctx, h.name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("release lock %s: %w", h.name, err)
+		}
+		if deref(lease.Spec.HolderIdentity) == h.triggeredID {
+			lease.Spec.HolderIdentity = nil
+			delete(lease.Annotations, holderKey)
+		}
+		if changed {
+			last, _ := json.Marshal(record{Action: h.action, TriggeredID: h.triggeredID, Replica: l.cfg.Identity, Time: l.cfg.Now().UTC()})
+			if lease.Annotations == nil {
+				lease.Annotations = map[string]string{}
+			}
+			lease.Annotations[lastRunKey(h.action)] = string(last)
+		}
+		if _, err := l.leases().Update(ctx, lease, metav1.UpdateOptions{}); err != nil {
+			if apierrors.IsConflict(err) {
+				return err
+			}
+			return fmt.Errorf("release lock %s: %w", h.name, err)
+		}
+		return nil
+	})
+}
+
+// record is the JSON kept in the holder and last-run annotations.
+type record struct {
+	Action      string    `json:"action"`
+	TriggeredID string    `json:"triggeredid"`
+	Replica     string    `json:"replica,omitempty"`
+	Time        time.Time `json:"time"`
+}
+
+func (l *Ledger) spec(holder string, now time.Time, ttl time.Duration) coordinationv1.LeaseSpec {
+	t := metav1.NewMicroTime(now)
+	secs := int32(ttl.Round(time.Second) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, AcquireTime: &t, RenewTime: &t}
+}
+
+// expired says whether a lease's holder has lapsed.
+func expired(s coordinationv1.LeaseSpec, now time.Time) bool {
+	if s.RenewTime == nil || s.LeaseDurationSeconds == nil {
+		return true
+	}
+	return now.After(s.RenewTime.Add(time.Duration(*s.LeaseDurationSeconds) * time.Second))
+}
+
+// targetLeaseName is readable when it fits ("target.deployment.ns.carts"),
+// hashed when it does not.
+func targetLeaseName(ref workload.Ref) string {
+	name := "target." + strings.ToLower(string(ref.Kind)) + "." + ref.Namespace + "." + ref.Name
+	if len(validation.IsDNS1123Subdomain(name)) == 0 {
+		return name
+	}
+	return "target-" + digest(ref.String())
+}
+
+// lastRunKey is the annotation holding action's last run. An annotation
+// name is at most 63 characters of [a-z0-9A-Z._-].
+func lastRunKey(actionName string) string {
+	n := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_' {
+			return r
+		}
+		return '-'
+	}, actionName)
+	if len("last-"+n) > validation.LabelValueMaxLength {
+		n = digest(actionName)[:16]
+	}
+	return lastRunPrefix + n
+}
+
+func digest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:16])
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

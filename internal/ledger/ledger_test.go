@@ -1,0 +1,213 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/workload"
+)
+
+// clock is a settable clock for the tests.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func newLedger(t *testing.T, client *fake.Clientset, identity string, clk *clock) *Ledger {
+	t.Helper()
+	l, err := New(client, Config{
+		Namespace: "keptn", Identity: identity, EventTTL: 10 * time.Minute,
+		LockTTL: 6 * time.Minute, Cooldown: 5 * time.Minute, Now: clk.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+var carts = workload.Ref{Kind: workload.Deployment, Namespace: "sockshop-production", Name: "carts"}
+
+func TestClaimOnceAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	a, b := newLedger(t, client, "a", clk), newLedger(t, client, "b", clk)
+
+	if first, err := a.Claim(ctx, "id-1"); err != nil || !first {
+		t.Fatalf("first claim = %v, %v; want true", first, err)
+	}
+	if first, err := b.Claim(ctx, "id-1"); err != nil || first {
+		t.Fatalf("second replica's claim of the same event = %v, %v; want false", first, err)
+	}
+	if first, err := b.Claim(ctx, "id-2"); err != nil || !first {
+		t.Fatalf("another event = %v, %v; want true", first, err)
+	}
+	// After the TTL the record no longer counts: a redelivery a day later
+	// is a new event as far as the provider can tell.
+	clk.advance(11 * time.Minute)
+	if first, err := b.Claim(ctx, "id-1"); err != nil || !first {
+		t.Fatalf("claim after the TTL = %v, %v; want true", first, err)
+	}
+}
+
+func TestClaimSweepsExpiredRecords(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	l := newLedger(t, client, "a", clk)
+	for _, id := range []string{"old-1", "old-2"} {
+		if _, err := l.Claim(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.advance(11 * time.Minute)
+	if _, err := l.Claim(ctx, "new"); err != nil {
+		t.Fatal(err)
+	}
+	list, err := client.CoordinationV1().Leases("keptn").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, lease := range list.Items {
+		ids = append(ids, lease.Annotations[triggeredIDKey])
+	}
+	if len(ids) != 1 || ids[0] != "new" {
+		t.Fatalf("event records after the sweep: %v, want only [new]", ids)
+	}
+}
+
+func TestLockOneAtATimeThenCooldown(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	a, b := newLedger(t, client, "replica-a", clk), newLedger(t, client, "replica-b", clk)
+
+	hold, err := a.Lock(ctx, carts, "restart", "id-1", false)
+	if err != nil {
+		t.Fatalf("first lock: %v", err)
+	}
+	_, err = b.Lock(ctx, carts, "scale", "id-2", false)
+	wantRefusal(t, err, RuleLock, "deployment sockshop-production/carts is busy: action restart (triggeredid id-1)")
+
+	// Another target is not affected.
+	other := carts
+	other.Name = "orders"
+	if h, err := b.Lock(ctx, other, "restart", "id-3", false); err != nil {
+		t.Fatalf("lock of another target: %v", err)
+	} else if err := h.Release(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+
+	clk.advance(30 * time.Second)
+	if err := hold.Release(ctx, true); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	// Released: a different action may run at once, the same one not.
+	if h, err := b.Lock(ctx, carts, "scale", "id-4", false); err != nil {
+		t.Fatalf("scale after the restart finished: %v", err)
+	} else if err := h.Release(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(time.Minute)
+	_, err = b.Lock(ctx, carts, "restart", "id-5", false)
+	wantRefusal(t, err, RuleCooldown, "restart changed deployment sockshop-production/carts 1m0s ago (triggeredid id-1); it may run again in 4m0s (ACTION_COOLDOWN=5m0s)")
+
+	clk.advance(4 * time.Minute)
+	if _, err := b.Lock(ctx, carts, "restart", "id-6", false); err != nil {
+		t.Fatalf("restart after the cooldown: %v", err)
+	}
+}
+
+func TestLockUnchangedTargetStartsNoCooldown(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	l := newLedger(t, fake.NewClientset(), "a", clk)
+	h, err := l.Lock(ctx, carts, "scale", "id-1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Release(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Lock(ctx, carts, "scale", "id-2", false); err != nil {
+		t.Fatalf("an action that changed nothing started a cooldown: %v", err)
+	}
+}
+
+func TestLockOfDeadReplicaExpires(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	a, b := newLedger(t, client, "a", clk), newLedger(t, client, "b", clk)
+	if _, err := a.Lock(ctx, carts, "restart", "id-1", false); err != nil {
+		t.Fatal(err)
+	}
+	// a dies holding the lock; after LockTTL the target is free again.
+	clk.advance(6*time.Minute + time.Second)
+	if _, err := b.Lock(ctx, carts, "scale", "id-2", false); err != nil {
+		t.Fatalf("lock after the holder's TTL: %v", err)
+	}
+}
+
+func TestLockDryRunWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	l := newLedger(t, client, "a", clk)
+	h, err := l.Lock(ctx, carts, "restart", "id-1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Release(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range client.Actions() {
+		if a.GetVerb() != "get" && a.GetVerb() != "list" {
+			t.Errorf("dry run wrote: %s %s", a.GetVerb(), a.GetResource().Resource)
+		}
+	}
+	// And a dry run still reports the refusal a real run would get.
+	if _, err := l.Lock(ctx, carts, "restart", "id-2", false); err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.Lock(ctx, carts, "scale", "id-3", true)
+	wantRefusal(t, err, RuleLock, "busy")
+}
+
+func TestLeaseNames(t *testing.T) {
+	if got := targetLeaseName(carts); got != "target.deployment.sockshop-production.carts" {
+		t.Errorf("lease name %q", got)
+	}
+	long := carts
+	long.Name = strings.Repeat("a", 250)
+	if got := targetLeaseName(long); !strings.HasPrefix(got, "target-") || len(got) > 253 {
+		t.Errorf("lease name of a long target: %q", got)
+	}
+	if got := lastRunKey("toggle feature/flag"); got != "keptn-action-provider.io/last-toggle-feature-flag" {
+		t.Errorf("last-run key %q", got)
+	}
+}
+
+func wantRefusal(t *testing.T, err error, rule, text string) {
+	t.Helper()
+	var r *action.Refusal
+	if !errors.As(err, &r) || r.Rule != rule || !strings.Contains(err.Error(), text) {
+		t.Fatalf("got %v, want a %q refusal containing %q", err, rule, text)
+	}
+}

@@ -1,0 +1,86 @@
+package workload
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Pods lists the pods that belong to the workload: those its label selector
+// matches and that a controller of the workload owns, so that a stray pod
+// carrying the same labels is never counted or touched.
+//
+// Ownership is followed one level for StatefulSets and DaemonSets (they own
+// their pods) and two for Deployments (deployment → ReplicaSet → pod).
+func Pods(ctx context.Context, c kubernetes.Interface, ref Ref) ([]corev1.Pod, error) {
+	var (
+		selector *metav1.LabelSelector
+		owners   = map[string]bool{}
+	)
+	switch ref.Kind {
+	case Deployment:
+		d, err := c.AppsV1().Deployments(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("get %s: %w", ref, err)
+		}
+		selector = d.Spec.Selector
+		sel, err := metav1.LabelSelectorAsSelector(selector)
+		if err != nil {
+			return nil, fmt.Errorf("selector of %s: %w", ref, err)
+		}
+		rss, err := c.AppsV1().ReplicaSets(ref.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+		if err != nil {
+			return nil, fmt.Errorf("list the replicasets of %s: %w", ref, err)
+		}
+		for _, rs := range rss.Items {
+			if owned(rs.OwnerReferences, string(d.UID)) {
+				owners[string(rs.UID)] = true
+			}
+		}
+	case StatefulSet:
+		s, err := c.AppsV1().StatefulSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("get %s: %w", ref, err)
+		}
+		selector, owners[string(s.UID)] = s.Spec.Selector, true
+	case DaemonSet:
+		ds, err := c.AppsV1().DaemonSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("get %s: %w", ref, err)
+		}
+		selector, owners[string(ds.UID)] = ds.Spec.Selector, true
+	default:
+		return nil, fmt.Errorf("unsupported kind %q", ref.Kind)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(selector)
+	if err != nil {
+		return nil, fmt.Errorf("selector of %s: %w", ref, err)
+	}
+	list, err := c.CoreV1().Pods(ref.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, fmt.Errorf("list the pods of %s: %w", ref, err)
+	}
+	pods := list.Items[:0]
+	for _, p := range list.Items {
+		for _, o := range p.OwnerReferences {
+			if o.Controller != nil && *o.Controller && owners[string(o.UID)] {
+				pods = append(pods, p)
+				break
+			}
+		}
+	}
+	return pods, nil
+}
+
+// owned reports whether refs name uid as the controlling owner.
+func owned(refs []metav1.OwnerReference, uid string) bool {
+	for _, o := range refs {
+		if o.Controller != nil && *o.Controller && string(o.UID) == uid {
+			return true
+		}
+	}
+	return false
+}
