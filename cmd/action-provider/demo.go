@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -15,10 +16,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/examples/events"
 	sandboxseed "github.com/keptn-action-provider/action-provider/examples/sandbox"
+	"github.com/keptn-action-provider/action-provider/internal/audit"
+	"github.com/keptn-action-provider/action-provider/internal/catalog"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/eventsink"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
@@ -57,11 +62,11 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 	defer sinkSrv.Close()
 	cfg.EventBroker = "http://" + sinkLn.Addr().String() + "/event"
 
-	registry, err := actions(cfg, client)
+	registry, claims, err := catalog.Build(cfg, client, log)
 	if err != nil {
 		return err
 	}
-	p := provider.New(cfg, registry, log, prometheus.NewRegistry(), nil)
+	p := provider.New(cfg, registry, claims, log, prometheus.NewRegistry(), nil)
 	if err := p.Listen(); err != nil {
 		return err
 	}
@@ -94,12 +99,17 @@ func demoEvent(ctx context.Context, out io.Writer, url string, client kubernetes
 	fmt.Fprintf(out, "== %s\n", name)
 	// Decoding here only describes the event; the provider decodes it itself.
 	t, decodeErr := keptnevent.Decode(http.Header{}, body)
-	var target workload.Ref
-	before := int32(-1)
+	var (
+		target workload.Ref
+		before string
+	)
 	if decodeErr == nil {
 		fmt.Fprintf(out, "   action %q, value %s, %s/%s/%s\n", t.Data.Action.Action, orNone(t.Value), t.Data.Project, t.Data.Stage, t.Data.Service)
-		if ref, err := workload.Resolve(ctx, client, t.Request(false), workload.Selector{}); err == nil {
-			target, before = ref, replicas(ctx, client, ref)
+		// Only to describe the target: the value's own keys are the action's business.
+		var sel workload.Selector
+		_ = json.Unmarshal(t.Value, &sel)
+		if ref, err := workload.Resolve(ctx, client, t.Request(false), sel); err == nil {
+			target, before = ref, describeState(ctx, client, ref)
 		}
 	}
 
@@ -122,8 +132,13 @@ func demoEvent(ctx context.Context, out io.Writer, url string, client kubernetes
 		}
 		fmt.Fprintf(out, "   <- %s  (triggeredid %s, shkeptncontext %s)\n", evs[0].Type, evs[0].TriggeredID, evs[0].KeptnContext)
 		fmt.Fprintf(out, "   <- %s status=%s result=%s\n      %q\n", fin.Type, fin.Data.Status, fin.Data.Result, fin.Data.Message)
-		if before >= 0 {
-			fmt.Fprintf(out, "   replicas of %s: %d -> %d\n", target, before, replicas(ctx, client, target))
+		if before != "" {
+			fmt.Fprintf(out, "   %s before: %s\n", target, before)
+			fmt.Fprintf(out, "   %s after:  %s\n", target, describeState(ctx, client, target))
+			for _, e := range auditEvents(ctx, client, target, t.ID) {
+				fmt.Fprintf(out, "   kubectl describe %s shows: %s %s %s\n      %q\n",
+					strings.ToLower(string(target.Kind)), e.Type, e.Reason, e.Source.Component, e.Message)
+			}
 		}
 	case http.StatusOK:
 		// Nothing is ever queued for an ignored event, so nothing can
@@ -155,13 +170,91 @@ func post(ctx context.Context, url string, body []byte) (int, string, error) {
 	return resp.StatusCode, strings.TrimSpace(string(b)), nil
 }
 
-// replicas is the desired count of ref, or -1 when it cannot be read.
-func replicas(ctx context.Context, client kubernetes.Interface, ref workload.Ref) int32 {
-	n, err := workload.Desired(ctx, client, ref)
-	if err != nil {
-		return -1
+// describeState says what a person would look at: replicas, images,
+// the restart stamp, and the pods.
+func describeState(ctx context.Context, client kubernetes.Interface, ref workload.Ref) string {
+	var (
+		tmpl     corev1.PodTemplateSpec
+		replicas = "a pod on each node"
+	)
+	switch ref.Kind {
+	case workload.Deployment:
+		d, err := client.AppsV1().Deployments(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		tmpl, replicas = d.Spec.Template, count(d.Spec.Replicas, "replica")
+	case workload.StatefulSet:
+		s, err := client.AppsV1().StatefulSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		tmpl, replicas = s.Spec.Template, count(s.Spec.Replicas, "replica")
+	case workload.DaemonSet:
+		ds, err := client.AppsV1().DaemonSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		tmpl = ds.Spec.Template
 	}
-	return n
+	parts := []string{replicas}
+	for _, c := range tmpl.Spec.Containers {
+		parts = append(parts, "image "+c.Image)
+	}
+	if at := tmpl.Annotations["kubectl.kubernetes.io/restartedAt"]; at != "" {
+		parts = append(parts, "restarted at "+at)
+	}
+	// Most sandbox workloads have no pods: nothing runs them.
+	if pods, err := workload.Pods(ctx, client, ref); err == nil && len(pods) > 0 {
+		var names []string
+		for _, p := range pods {
+			state := "ready"
+			if !podReady(p) {
+				state = "not ready"
+			}
+			names = append(names, fmt.Sprintf("pod %s %s (uid %.8s)", p.Name, state, p.UID))
+		}
+		parts = append(parts, strings.Join(names, ", "))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func podReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// count is "1 replica", "3 replicas"; nil counts as 1, the API's default.
+func count(n *int32, noun string) string {
+	v := int32(1)
+	if n != nil {
+		v = *n
+	}
+	if v == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", v, noun)
+}
+
+// auditEvents lists the events the provider recorded on ref for the
+// triggered event id.
+func auditEvents(ctx context.Context, client kubernetes.Interface, ref workload.Ref, id string) []corev1.Event {
+	list, err := client.CoreV1().Events(ref.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil
+	}
+	var evs []corev1.Event
+	for _, e := range list.Items {
+		if e.InvolvedObject.Name == ref.Name && e.InvolvedObject.Kind == string(ref.Kind) &&
+			e.Source.Component == audit.Component && strings.Contains(e.Message, "triggeredid "+id) {
+			evs = append(evs, e)
+		}
+	}
+	return evs
 }
 
 func orNone(v []byte) string {

@@ -24,15 +24,31 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 		"== 01-scale-up.json",
 		"POST -> 202 accepted",
 		"<- sh.keptn.event.action.started  (triggeredid 6de83495-4f83-481c-8dbe-fcceb2e0243b, shkeptncontext 08735340-6f9e-4b32-97ff-3b6c292bc509)",
-		`"scaled deployment sockshop-production/carts from 1 to 2 replicas"`,
-		"replicas of deployment sockshop-production/carts: 1 -> 2",
+		`"scaled deployment sockshop-production/carts from 1 to 2 replicas; rollout converged in `,
+		"deployment sockshop-production/carts before: 1 replica, image docker.io/keptnexamples/carts:0.13.2\n",
+		"deployment sockshop-production/carts after:  2 replicas, image docker.io/keptnexamples/carts:0.13.2",
+		"kubectl describe deployment shows: Normal Scaled keptn-action-provider",
+		"keptn remediation scale: 1 replica → 2 replicas (shkeptncontext 08735340-6f9e-4b32-97ff-3b6c292bc509",
 		"== 02-scaling-legacy.json",
-		"replicas of deployment sockshop-production/carts: 2 -> 3",
+		`"scaled deployment sockshop-staging/carts-primary from 2 to 3 replicas`,
 		"== 03-unknown-action.json",
 		`POST -> 200 ignored: no handler for action "page-oncall"`,
 		"<- no event: another provider may own this action",
 		"== 04-malformed.json",
 		"POST -> 400 invalid data: data.action must be an object, not string",
+		"== 05-delete-pods.json",
+		`"evicted 1 pod of statefulset sockshop-production/carts-db: carts-db-0 (CrashLoopBackOff); rollout converged in `,
+		"statefulset sockshop-production/carts-db before: 1 replica, image docker.io/library/mongo:4.4.29, pod carts-db-0 not ready",
+		"statefulset sockshop-production/carts-db after:  1 replica, image docker.io/library/mongo:4.4.29, pod carts-db-0 ready",
+		"== 06-rollback.json",
+		`"rolled back deployment sockshop-production/carts from revision 2 to revision 1`,
+		"deployment sockshop-production/carts after:  2 replicas, image docker.io/keptnexamples/carts:0.13.1",
+		"== 07-restart.json",
+		`"restarted deployment sockshop-production/carts (never restarted); rollout converged in `,
+		"kubectl describe deployment shows: Normal Restarted keptn-action-provider",
+		"== 08-scale-cooldown.json",
+		"<- sh.keptn.event.action.finished status=succeeded result=fail",
+		`"refused (cooldown): scale changed deployment sockshop-production/carts `,
 		"All example events behaved as the Keptn contract requires.",
 	} {
 		if !strings.Contains(got, want) {
@@ -54,10 +70,17 @@ func TestDemoInDryRunChangesNothing(t *testing.T) {
 	}
 	for _, want := range []string{
 		`"dry run: would scale deployment sockshop-production/carts from 1 to 2 replicas"`,
-		"replicas of deployment sockshop-production/carts: 1 -> 1",
+		"deployment sockshop-production/carts after:  1 replica, image docker.io/keptnexamples/carts:0.13.2\n",
+		"statefulset sockshop-production/carts-db after:  1 replica, image docker.io/library/mongo:4.4.29, pod carts-db-0 not ready",
+		`"dry run: would roll back deployment sockshop-production/carts from revision 2 to revision 1`,
+		`"dry run: would restart deployment sockshop-production/carts`,
+		`"dry run: would evict 1 pod of statefulset sockshop-production/carts-db: carts-db-0 (CrashLoopBackOff)`,
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("dry-run demo lacks %q:\n%s", want, out.String())
 		}
+	}
+	if strings.Contains(out.String(), "kubectl describe") {
+		t.Errorf("a dry run recorded audit events:\n%s", out.String())
 	}
 }

@@ -15,8 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/keptn-action-provider/action-provider/internal/action"
-	"github.com/keptn-action-provider/action-provider/internal/action/scale"
+	"github.com/keptn-action-provider/action-provider/internal/catalog"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/provider"
@@ -88,7 +87,7 @@ func serve(ctx context.Context, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	registry, err := actions(cfg, client)
+	registry, claims, err := catalog.Build(cfg, client, log)
 	if err != nil {
 		return err
 	}
@@ -96,7 +95,7 @@ func serve(ctx context.Context, logOut io.Writer) error {
 		log.Warn("DRY_RUN=true: actions decide and report, and change nothing")
 	}
 	log.WithFields(logrus.Fields{"version": version, "actions": strings.Join(registry.Names(), ",")}).Info("starting")
-	p := provider.New(cfg, registry, log, metricsRegistry(), nil)
+	p := provider.New(cfg, registry, claims, log, metricsRegistry(), nil)
 	if err := p.Listen(); err != nil {
 		return err
 	}
@@ -142,18 +141,4 @@ func connect(cfg config.Config, log logrus.FieldLogger) (kubernetes.Interface, e
 	}
 	log.WithFields(logrus.Fields{"cluster": rc.Host, "from": source}).Info("using Kubernetes cluster")
 	return client, nil
-}
-
-// actions is the catalog of actions this provider answers to.
-func actions(cfg config.Config, client kubernetes.Interface) (*action.Registry, error) {
-	var reg action.Registry
-	scaler, err := scale.New(client, scale.Options{MinReplicas: cfg.ScaleMinReplicas, MaxReplicas: cfg.ScaleMaxReplicas})
-	if err != nil {
-		return nil, fmt.Errorf("configure scale: %w", err)
-	}
-	// "scaling" is helm-service's name, so existing remediation.yaml files work.
-	if err := reg.Register("scale", scaler, "scaling"); err != nil {
-		return nil, err
-	}
-	return &reg, nil
 }

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"path"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
 	"github.com/sirupsen/logrus"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Config is the provider's whole configuration. The struct tags are the
@@ -43,6 +45,14 @@ type Config struct {
 	SandboxSeed      string        `envconfig:"SANDBOX_SEED" desc:"directory of YAML manifests seeding the sandbox (default: the built-in examples/sandbox)"`
 	ScaleMinReplicas int32         `envconfig:"SCALE_MIN_REPLICAS" default:"1" desc:"scale never goes below this many replicas (0 allows scaling to zero)"`
 	ScaleMaxReplicas int32         `envconfig:"SCALE_MAX_REPLICAS" default:"50" desc:"scale never goes above this many replicas"`
+	ScaleMaxStep     int32         `envconfig:"SCALE_MAX_STEP" default:"10" desc:"scale never changes the replica count by more than this at once (0: no limit)"`
+	DeletePodsMax    int           `envconfig:"DELETE_PODS_MAX" default:"10" desc:"delete-pods never evicts more pods than this in one action"`
+
+	AllowedNamespaces []string      `envconfig:"ALLOWED_NAMESPACES" default:"*" desc:"comma-separated globs of the namespaces actions may change; kube-system, kube-public, kube-node-lease and POD_NAMESPACE only when named exactly"`
+	PodNamespace      string        `envconfig:"POD_NAMESPACE" default:"keptn" desc:"the provider's own namespace: it holds the provider's Leases (locks, cooldowns, claimed events) and is protected from actions"`
+	PodName           string        `envconfig:"POD_NAME" desc:"this replica's name in locks and audit events (default: the host name)"`
+	Cooldown          time.Duration `envconfig:"ACTION_COOLDOWN" default:"5m" desc:"least time between two runs of the same action on the same workload, across replicas (0 disables)"`
+	VerifyTimeout     time.Duration `envconfig:"VERIFY_TIMEOUT" default:"2m" desc:"how long a changed workload's rollout may take to converge before the action fails; below ACTION_TIMEOUT"`
 
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"logrus level: trace, debug, info, warn, error"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
@@ -130,6 +140,27 @@ func (c Config) Validate() error {
 	}
 	if c.ScaleMaxReplicas < c.ScaleMinReplicas {
 		bad("SCALE_MAX_REPLICAS", c.ScaleMaxReplicas, fmt.Sprintf("must not be below SCALE_MIN_REPLICAS (%d)", c.ScaleMinReplicas))
+	}
+	if c.ScaleMaxStep < 0 {
+		bad("SCALE_MAX_STEP", c.ScaleMaxStep, "must not be negative")
+	}
+	if c.DeletePodsMax < 1 {
+		bad("DELETE_PODS_MAX", c.DeletePodsMax, "must be at least 1")
+	}
+	for _, g := range c.AllowedNamespaces {
+		if _, err := path.Match(g, ""); err != nil {
+			bad("ALLOWED_NAMESPACES", strings.Join(c.AllowedNamespaces, ","), fmt.Sprintf("%q is not a valid glob", g))
+		}
+	}
+	if errs := validation.IsDNS1123Label(c.PodNamespace); len(errs) > 0 {
+		bad("POD_NAMESPACE", c.PodNamespace, strings.Join(errs, "; "))
+	}
+	if c.Cooldown < 0 {
+		bad("ACTION_COOLDOWN", c.Cooldown, "must not be negative")
+	}
+	positive("VERIFY_TIMEOUT", c.VerifyTimeout)
+	if c.VerifyTimeout >= c.ActionTimeout {
+		bad("VERIFY_TIMEOUT", c.VerifyTimeout, fmt.Sprintf("must be below ACTION_TIMEOUT (%s), so that a slow rollout is reported as such", c.ActionTimeout))
 	}
 	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
 		bad("LOG_LEVEL", c.LogLevel, "must be one of trace, debug, info, warn, error")

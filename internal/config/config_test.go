@@ -47,13 +47,36 @@ func TestValidateReportsEveryProblemByName(t *testing.T) {
 
 func TestLoadParsesTypedValues(t *testing.T) {
 	t.Setenv("ACTION_TIMEOUT", "90s")
+	t.Setenv("VERIFY_TIMEOUT", "60s")
 	t.Setenv("DRY_RUN", "true")
 	t.Setenv("SCALE_MAX_REPLICAS", "12")
+	t.Setenv("ALLOWED_NAMESPACES", "sockshop-*,podtato-production")
 	c, err := Load()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.ActionTimeout != 90*time.Second || !c.DryRun || c.ScaleMaxReplicas != 12 {
 		t.Errorf("got %v %v %v", c.ActionTimeout, c.DryRun, c.ScaleMaxReplicas)
+	}
+	if got := strings.Join(c.AllowedNamespaces, "|"); got != "sockshop-*|podtato-production" {
+		t.Errorf("ALLOWED_NAMESPACES read as %q", got)
+	}
+}
+
+func TestValidateGuardrails(t *testing.T) {
+	t.Setenv("ALLOWED_NAMESPACES", "sockshop-[")
+	t.Setenv("POD_NAMESPACE", "Keptn")
+	t.Setenv("VERIFY_TIMEOUT", "10m")
+	t.Setenv("ACTION_COOLDOWN", "-1s")
+	_, err := Load()
+	for _, want := range []string{
+		`invalid ALLOWED_NAMESPACES=sockshop-[: "sockshop-[" is not a valid glob`,
+		"invalid POD_NAMESPACE=Keptn",
+		"invalid VERIFY_TIMEOUT=10m0s: must be below ACTION_TIMEOUT (5m0s)",
+		"invalid ACTION_COOLDOWN=-1s: must not be negative",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
 	}
 }

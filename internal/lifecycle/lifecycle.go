@@ -1,7 +1,12 @@
 // Package lifecycle is the life of one action.triggered event, from the
 // moment it is decoded to the moment its finished event is delivered:
 //
-//	decode → dedup → queue → started → run → finished
+//	decode → dedup → queue → claim → started → run → finished
+//
+// Dedup happens twice: Submit's in-memory window turns away a redelivery
+// to this replica while the sender waits; the claim, a record on the
+// cluster, turns away one that reached another replica, before anything
+// is sent, because Keptn waits for a finished event for every started one.
 //
 // Submit does the first half while the sender waits for its answer, and
 // returns within microseconds; a worker does the rest. Whatever happens
@@ -52,11 +57,21 @@ type Config struct {
 	DryRun        bool
 }
 
+// Claimer records, where every replica sees it, that an event was taken.
+// Claim returns false when another replica, or this one earlier, took it.
+type Claimer interface {
+	Claim(ctx context.Context, triggeredID string) (first bool, err error)
+}
+
+// claimTimeout bounds the claim; the API server answers in milliseconds.
+const claimTimeout = 10 * time.Second
+
 // Lifecycle runs handled actions on a bounded pool of workers.
 type Lifecycle struct {
 	cfg       Config
 	registry  *action.Registry
 	seen      *dedup.Window
+	claims    Claimer // nil: in-memory dedup only
 	replier   keptnevent.Replier
 	publisher delivery.Publisher
 	log       logrus.FieldLogger
@@ -84,11 +99,11 @@ type job struct {
 	log     logrus.FieldLogger
 }
 
-// New returns a Lifecycle; Start sets its workers going.
-func New(cfg Config, registry *action.Registry, seen *dedup.Window, replier keptnevent.Replier,
+// New returns a Lifecycle; Start sets its workers going. claims may be nil.
+func New(cfg Config, registry *action.Registry, seen *dedup.Window, claims Claimer, replier keptnevent.Replier,
 	publisher delivery.Publisher, log logrus.FieldLogger, m *metrics.Metrics) *Lifecycle {
 	return &Lifecycle{
-		cfg: cfg, registry: registry, seen: seen, replier: replier,
+		cfg: cfg, registry: registry, seen: seen, claims: claims, replier: replier,
 		publisher: publisher, log: log, metrics: m,
 		queue: make(chan job, cfg.QueueSize),
 	}
@@ -180,6 +195,9 @@ func (l *Lifecycle) Wait(ctx context.Context) error {
 
 // handle is the second half of the lifecycle, on a worker.
 func (l *Lifecycle) handle(j job) {
+	if !l.claim(j) {
+		return
+	}
 	started, err := l.replier.Started(j.event)
 	if err == nil {
 		err = l.publisher.Publish(l.deliveryCtx, started)
@@ -196,7 +214,7 @@ func (l *Lifecycle) handle(j job) {
 
 	begin := time.Now()
 	outcome, err := l.run(l.actionCtx, j)
-	status, result, message := report(outcome, err)
+	status, result, message := Report(outcome, err)
 	elapsed := time.Since(begin)
 
 	l.metrics.Actions.WithLabelValues(j.action, string(status), string(result)).Inc()
@@ -217,6 +235,29 @@ func (l *Lifecycle) handle(j job) {
 	log.Info("action finished")
 }
 
+// claim takes the event on the cluster. If the record cannot be written
+// (the API server is unreachable, or RBAC forbids it), the event is run
+// anyway: the in-memory window still holds, and refusing every action
+// because bookkeeping failed would be the worse failure.
+func (l *Lifecycle) claim(j job) bool {
+	if l.claims == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(l.actionCtx, claimTimeout)
+	defer cancel()
+	first, err := l.claims.Claim(ctx, j.event.ID)
+	switch {
+	case err != nil:
+		j.log.WithError(err).Warn("could not record the event on the cluster; running it without cross-replica dedup")
+		return true
+	case !first:
+		l.metrics.EventsReceived.WithLabelValues(keptnevent.TriggeredType, metrics.ClaimedElsewhere).Inc()
+		j.log.Info("event already taken by another replica; sending nothing")
+		return false
+	}
+	return true
+}
+
 // run calls the handler under the action's deadline, and turns a panic, a
 // timeout or a shutdown into an error a person can read.
 func (l *Lifecycle) run(parent context.Context, j job) (out action.Outcome, err error) {
@@ -235,6 +276,8 @@ func (l *Lifecycle) run(parent context.Context, j job) (out action.Outcome, err 
 	switch {
 	case err == nil:
 		return out, nil
+	case isRefusal(err):
+		return out, err // the refusal is the whole story
 	case parent.Err() != nil:
 		return out, fmt.Errorf("interrupted: the provider shut down while the action ran: %w", err)
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
@@ -244,8 +287,13 @@ func (l *Lifecycle) run(parent context.Context, j job) (out action.Outcome, err 
 	}
 }
 
-// report maps a handler's answer onto Keptn's status and result.
-func report(out action.Outcome, err error) (keptnv2.StatusType, keptnv2.ResultType, string) {
+// Report maps a handler's answer onto Keptn's status and result. A refusal
+// is the provider doing its job, so it is "succeeded" with result "fail";
+// "errored" means the provider could not do its job.
+func Report(out action.Outcome, err error) (keptnv2.StatusType, keptnv2.ResultType, string) {
+	if isRefusal(err) {
+		return keptnv2.StatusSucceeded, keptnv2.ResultFailed, err.Error()
+	}
 	if err != nil {
 		return keptnv2.StatusErrored, keptnv2.ResultFailed, err.Error()
 	}
@@ -254,4 +302,9 @@ func report(out action.Outcome, err error) (keptnv2.StatusType, keptnv2.ResultTy
 		result = keptnv2.ResultPass
 	}
 	return keptnv2.StatusSucceeded, result, out.Message
+}
+
+func isRefusal(err error) bool {
+	var r *action.Refusal
+	return errors.As(err, &r)
 }

@@ -14,10 +14,13 @@ const (
 	Accepted      = "accepted"
 	UnknownAction = "unknown_action"
 	Duplicate     = "duplicate"
-	Invalid       = "invalid"
-	TooLarge      = "too_large"
-	Busy          = "busy"
-	Draining      = "draining"
+	// ClaimedElsewhere: accepted here, but another replica had taken it;
+	// counted in addition to its "accepted".
+	ClaimedElsewhere = "claimed_elsewhere"
+	Invalid          = "invalid"
+	TooLarge         = "too_large"
+	Busy             = "busy"
+	Draining         = "draining"
 )
 
 // Metrics holds every collector the provider updates.

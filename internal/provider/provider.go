@@ -42,8 +42,9 @@ type Provider struct {
 }
 
 // New assembles a provider serving the actions in registry. Metrics are
-// registered on reg. A nil publisher means HTTP delivery to cfg.EventBroker.
-func New(cfg config.Config, registry *action.Registry, log logrus.FieldLogger,
+// registered on reg. A nil publisher means HTTP delivery to cfg.EventBroker;
+// nil claims means no cross-replica dedup.
+func New(cfg config.Config, registry *action.Registry, claims lifecycle.Claimer, log logrus.FieldLogger,
 	reg *prometheus.Registry, publisher delivery.Publisher) *Provider {
 	m := metrics.New(reg)
 	if publisher == nil {
@@ -59,6 +60,7 @@ func New(cfg config.Config, registry *action.Registry, log logrus.FieldLogger,
 		lifecycle.Config{Workers: cfg.Workers, QueueSize: cfg.QueueSize, ActionTimeout: cfg.ActionTimeout, DryRun: cfg.DryRun},
 		registry,
 		dedup.New(cfg.DedupTTL, cfg.DedupCapacity, nil),
+		claims,
 		keptnevent.Replier{Source: cfg.EventSource, MaxBytes: cfg.MaxEventBytes},
 		publisher, log, m,
 	)

@@ -23,6 +23,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/eventsink"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 )
 
 // harness is a provider serving on loopback, its event sink and its log.
@@ -64,6 +65,12 @@ func testConfig() config.Config {
 
 func start(t *testing.T, cfg config.Config, handlers map[string]action.Handler, sink *eventsink.Sink) *harness {
 	t.Helper()
+	return startWith(t, cfg, handlers, sink, nil)
+}
+
+// startWith is start with a cross-replica claimer.
+func startWith(t *testing.T, cfg config.Config, handlers map[string]action.Handler, sink *eventsink.Sink, claims lifecycle.Claimer) *harness {
+	t.Helper()
 	if sink == nil {
 		sink = &eventsink.Sink{}
 	}
@@ -83,7 +90,7 @@ func start(t *testing.T, cfg config.Config, handlers map[string]action.Handler, 
 	log.SetLevel(logrus.DebugLevel)
 	log.SetFormatter(&logrus.JSONFormatter{})
 
-	p := New(cfg, &reg, log, prometheus.NewRegistry(), nil)
+	p := New(cfg, &reg, claims, log, prometheus.NewRegistry(), nil)
 	if err := p.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -617,4 +624,61 @@ func grep(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// claimer stands for the cluster's record of taken events.
+type claimer map[string]error // triggered id → nil: taken elsewhere; an error: cannot tell
+
+func (c claimer) Claim(_ context.Context, id string) (bool, error) {
+	err, known := c[id]
+	if !known {
+		return true, nil
+	}
+	return false, err
+}
+
+func TestEventClaimedByAnotherReplicaGetsNoEvent(t *testing.T) {
+	var runs atomic.Int32
+	h := startWith(t, testConfig(), map[string]action.Handler{
+		"scale": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+			runs.Add(1)
+			return action.Pass("ok"), nil
+		}),
+	}, nil, claimer{"elsewhere": nil, "unknowable": errors.New("leases is forbidden")})
+
+	for _, id := range []string{"elsewhere", "unknowable", "mine"} {
+		if code, _ := h.post(trigger(id, "scale", nil)); code != http.StatusAccepted {
+			t.Fatalf("%s: POST = %d, want 202", id, code)
+		}
+	}
+	h.awaitFinished("unknowable") // the record could not be read: run anyway
+	h.awaitFinished("mine")
+	h.stop()
+	if evs := h.sink.For("elsewhere"); len(evs) != 0 {
+		t.Errorf("an event another replica took got %d events, want none", len(evs))
+	}
+	if runs.Load() != 2 {
+		t.Errorf("%d runs, want 2 (unknowable and mine)", runs.Load())
+	}
+	for _, want := range []string{"event already taken by another replica; sending nothing", "leases is forbidden"} {
+		if !strings.Contains(h.log.String(), want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+}
+
+func TestRefusalIsSucceededFail(t *testing.T) {
+	h := start(t, testConfig(), map[string]action.Handler{
+		"restart": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+			return action.Outcome{}, fmt.Errorf("restart: %w", action.Refuse("cooldown", "restart changed carts 1m0s ago"))
+		}),
+	}, nil)
+	if code, _ := h.post(trigger("r1", "restart", nil)); code != http.StatusAccepted {
+		t.Fatal(code)
+	}
+	fin := h.awaitFinished("r1")
+	if fin.Data.Status != keptnv2.StatusSucceeded || fin.Data.Result != keptnv2.ResultFailed ||
+		fin.Data.Message != "restart: refused (cooldown): restart changed carts 1m0s ago" {
+		t.Errorf("finished = %s/%s %q, want succeeded/fail naming the rule", fin.Data.Status, fin.Data.Result, fin.Data.Message)
+	}
 }

@@ -67,6 +67,7 @@ func New(seed fs.FS) (*Cluster, error) {
 		}
 	}
 	addScaleReactors(cs)
+	addEvictionReactor(cs)
 	return &Cluster{Clientset: cs}, nil
 }
 

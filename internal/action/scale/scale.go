@@ -1,6 +1,9 @@
 // Package scale implements the "scale" remediation action: change the
 // replica count of a Deployment or StatefulSet through its scale
-// subresource, as kubectl scale does, within configured bounds.
+// subresource, as kubectl scale does, within configured bounds. When a
+// HorizontalPodAutoscaler drives the workload, setting replicas would be
+// undone at its next sync, so the action moves the autoscaler's floor
+// (minReplicas) instead.
 package scale
 
 import (
@@ -10,13 +13,19 @@ import (
 	"strings"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/mutation"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
+
+// Name is the action's name in a remediation.yaml.
+const Name = "scale"
 
 // DefaultMaxReplicas is the upper bound New applies when Options leaves
 // MaxReplicas at 0, so that a runaway remediation loop cannot scale a
@@ -24,11 +33,11 @@ import (
 const DefaultMaxReplicas = 50
 
 // The environment variables that set the bounds, named in refusals so that
-// whoever reads one knows which setting to change. The configuration that
-// fills Options should read these.
+// whoever reads one knows which setting to change.
 const (
 	EnvMinReplicas = "SCALE_MIN_REPLICAS"
 	EnvMaxReplicas = "SCALE_MAX_REPLICAS"
+	EnvMaxStep     = "SCALE_MAX_STEP"
 )
 
 // Options bound the replica counts the action may set.
@@ -39,24 +48,28 @@ type Options struct {
 	// MaxReplicas is the most replicas the action gives a workload.
 	// 0 means DefaultMaxReplicas.
 	MaxReplicas int32
+	// MaxStep is the largest change of one action, up or down. 0 means
+	// no limit besides the bounds.
+	MaxStep int32
 }
 
 // Handler is the scale action.
 type Handler struct {
-	client kubernetes.Interface
-	opts   Options
+	pipeline *mutation.Pipeline
+	opts     Options
 }
 
 var _ action.Handler = (*Handler)(nil)
 
-// New returns the scale action acting through c. It applies the defaults
-// of Options and refuses a negative minimum or a maximum below the minimum.
-func New(c kubernetes.Interface, opts Options) (*Handler, error) {
-	if c == nil {
-		return nil, errors.New("scale action: nil Kubernetes client")
+// New returns the scale action acting through p. It applies the defaults
+// of Options and refuses a negative bound or a maximum below the minimum.
+func New(p *mutation.Pipeline, opts Options) (*Handler, error) {
+	if p == nil || p.Client == nil {
+		return nil, errors.New("scale action: no Kubernetes client")
 	}
-	if opts.MinReplicas < 0 {
-		return nil, fmt.Errorf("scale action: %s is %d; it cannot be negative", EnvMinReplicas, opts.MinReplicas)
+	if opts.MinReplicas < 0 || opts.MaxStep < 0 {
+		return nil, fmt.Errorf("scale action: %s (%d) and %s (%d) cannot be negative",
+			EnvMinReplicas, opts.MinReplicas, EnvMaxStep, opts.MaxStep)
 	}
 	var defaulted string
 	if opts.MaxReplicas == 0 {
@@ -67,30 +80,15 @@ func New(c kubernetes.Interface, opts Options) (*Handler, error) {
 		return nil, fmt.Errorf("scale action: %s (%d%s) is below %s (%d)",
 			EnvMaxReplicas, opts.MaxReplicas, defaulted, EnvMinReplicas, opts.MinReplicas)
 	}
-	return &Handler{client: c, opts: opts}, nil
+	return &Handler{pipeline: p, opts: opts}, nil
 }
 
 // Options returns the bounds in force, defaults applied.
 func (h *Handler) Options() Options { return h.opts }
 
-// scaler is the scale subresource of one kind of workload; the typed
-// clients of Deployments and StatefulSets both provide it.
-type scaler interface {
-	GetScale(ctx context.Context, name string, opts metav1.GetOptions) (*autoscalingv1.Scale, error)
-	UpdateScale(ctx context.Context, name string, s *autoscalingv1.Scale, opts metav1.UpdateOptions) (*autoscalingv1.Scale, error)
-}
-
 // Run scales the workload the request targets. See parseValue for the forms
 // of the value and workload.Resolve for how the workload is found.
-//
-// The count is read, changed and written back with the resourceVersion it
-// was read at; if another writer got in between, the whole step is repeated
-// from a fresh read, so a relative change applies to the count that is
-// really there.
 func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, error) {
-	if err := ctx.Err(); err != nil {
-		return action.Outcome{}, fmt.Errorf("scale: %w", err)
-	}
 	v, err := parseValue(req.Value)
 	if err != nil {
 		return action.Outcome{}, fmt.Errorf("invalid value for action %q: %w; %s", actionName(req), err, acceptedForms)
@@ -106,15 +104,42 @@ func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, 
 			return action.Outcome{}, err
 		}
 	}
-	ref, err := workload.Resolve(ctx, h.client, req, v.Selector)
+	return h.pipeline.Run(ctx, Name, req, v.Options, mutator{client: h.pipeline.Client, opts: h.opts, change: v.change})
+}
+
+// mutator scales one workload.
+type mutator struct {
+	client kubernetes.Interface
+	opts   Options
+	change change
+}
+
+// scaler is the scale subresource of one kind of workload; the typed
+// clients of Deployments and StatefulSets both provide it.
+type scaler interface {
+	GetScale(ctx context.Context, name string, opts metav1.GetOptions) (*autoscalingv1.Scale, error)
+	UpdateScale(ctx context.Context, name string, s *autoscalingv1.Scale, opts metav1.UpdateOptions) (*autoscalingv1.Scale, error)
+}
+
+// Mutate sets the count, or the autoscaler's floor when one drives the
+// workload.
+//
+// The count is read, changed and written back with the resourceVersion it
+// was read at; if another writer got in between, the whole step is repeated
+// from a fresh read, so a relative change applies to the count that is
+// really there.
+func (m mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (mutation.Change, error) {
+	sc, err := m.scaler(ref)
 	if err != nil {
-		return action.Outcome{}, fmt.Errorf("find the workload to scale: %w", err)
+		return mutation.Change{}, err
 	}
-	sc, err := h.scaler(ref)
+	hpa, err := m.autoscaler(ctx, ref)
 	if err != nil {
-		return action.Outcome{}, err
+		return mutation.Change{}, err
 	}
-	dryRun := req.DryRun || v.dryRun
+	if hpa != nil {
+		return m.autoscaled(ctx, ref, sc, hpa.Name, dryRun)
+	}
 
 	var from, to int32
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -128,7 +153,7 @@ func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, 
 			return fmt.Errorf("read the replica count of %s: %w", ref, err)
 		}
 		from = s.Spec.Replicas
-		if to, err = h.desired(ref, from, v.change); err != nil {
+		if to, err = m.desired(ref, from); err != nil {
 			return err
 		}
 		if to == from || dryRun {
@@ -141,26 +166,120 @@ func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, 
 		return nil
 	})
 	if err != nil {
-		return action.Outcome{}, err
+		return mutation.Change{}, err
 	}
-
+	c := mutation.Change{Reason: "Scaled", Before: replicas(from), After: replicas(to), Replicas: &to}
 	switch {
 	case to == from:
-		return action.Pass(fmt.Sprintf("%s already has %s; nothing to do", ref, replicas(from))), nil
+		c.Message = fmt.Sprintf("%s already has %s; nothing to do", ref, replicas(from))
 	case dryRun:
-		return action.Pass(fmt.Sprintf("dry run: would scale %s from %d to %s", ref, from, replicas(to))), nil
+		c.Message = fmt.Sprintf("would scale %s from %d to %s", ref, from, replicas(to))
 	default:
-		return action.Pass(fmt.Sprintf("scaled %s from %d to %s", ref, from, replicas(to))), nil
+		c.Message = fmt.Sprintf("scaled %s from %d to %s", ref, from, replicas(to))
+		c.Changed, c.Rollout = true, true
 	}
+	return c, nil
+}
+
+// autoscaled moves the floor of the autoscaler named hpa to the count the
+// change asks for, raising its ceiling too when the floor would pass it.
+// Going up, the autoscaler brings the workload to the new floor at its
+// next sync, and verification waits for that. Going down, a lower floor
+// only allows the autoscaler to go lower when the load does, so there is
+// nothing to wait for.
+func (m mutator) autoscaled(ctx context.Context, ref workload.Ref, sc scaler, hpa string, dryRun bool) (mutation.Change, error) {
+	client := m.client.AutoscalingV2().HorizontalPodAutoscalers(ref.Namespace)
+	var (
+		from, to, oldMin, oldMax, newMax int32
+	)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("scale %s: %w", ref, err)
+		}
+		s, err := sc.GetScale(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("read the replica count of %s: %w", ref, err)
+		}
+		h, err := client.Get(ctx, hpa, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("read horizontalpodautoscaler %s/%s: %w", ref.Namespace, hpa, err)
+		}
+		from, oldMax = s.Spec.Replicas, h.Spec.MaxReplicas
+		oldMin = 1
+		if h.Spec.MinReplicas != nil {
+			oldMin = *h.Spec.MinReplicas
+		}
+		if to, err = m.desired(ref, from); err != nil {
+			return err
+		}
+		if to < 1 {
+			return action.Refuse("autoscaler floor", "%s is autoscaled by horizontalpodautoscaler %s, whose minReplicas cannot be below 1", ref, hpa)
+		}
+		newMax = max(oldMax, to)
+		if to == oldMin || dryRun {
+			return nil
+		}
+		h.Spec.MinReplicas, h.Spec.MaxReplicas = &to, newMax
+		if _, err := client.Update(ctx, h, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("set minReplicas of horizontalpodautoscaler %s/%s to %d: %w", ref.Namespace, hpa, to, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return mutation.Change{}, err
+	}
+
+	bounds := func(lo, hi int32) string {
+		return fmt.Sprintf("autoscaler %s minReplicas %d, maxReplicas %d", hpa, lo, hi)
+	}
+	c := mutation.Change{Reason: "Scaled", Before: bounds(oldMin, oldMax), After: bounds(to, newMax)}
+	what := fmt.Sprintf("%s is autoscaled by horizontalpodautoscaler %s, so its minReplicas was set instead of the replicas: %d → %d",
+		ref, hpa, oldMin, to)
+	if newMax != oldMax {
+		what += fmt.Sprintf(" (maxReplicas raised %d → %d to make room)", oldMax, newMax)
+	}
+	switch {
+	case to == oldMin:
+		c.Message = fmt.Sprintf("%s is autoscaled by horizontalpodautoscaler %s, whose minReplicas is already %d; nothing to do", ref, hpa, to)
+		return c, nil
+	case dryRun:
+		c.Message = "would scale: " + strings.Replace(what, "was set", "would be set", 1)
+		return c, nil
+	}
+	c.Changed = true
+	c.Message = "scaled: " + what
+	if to > from {
+		c.Rollout, c.Replicas = true, &to
+		c.Message += fmt.Sprintf("; the autoscaler takes it from %d to %s", from, replicas(to))
+	} else {
+		c.Message += fmt.Sprintf("; it has %s now, and the autoscaler goes lower only as the load allows", replicas(from))
+	}
+	return c, nil
+}
+
+// autoscaler finds the HorizontalPodAutoscaler whose target is ref, if any.
+func (m mutator) autoscaler(ctx context.Context, ref workload.Ref) (*autoscalingv2.HorizontalPodAutoscaler, error) {
+	list, err := m.client.AutoscalingV2().HorizontalPodAutoscalers(ref.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("look for an autoscaler of %s: %w", ref, err)
+	}
+	for i, h := range list.Items {
+		t := h.Spec.ScaleTargetRef
+		gv, _ := schema.ParseGroupVersion(t.APIVersion)
+		if t.Kind == string(ref.Kind) && t.Name == ref.Name && gv.Group == "apps" {
+			return &list.Items[i], nil
+		}
+	}
+	return nil, nil
 }
 
 // scaler returns the scale subresource client for ref's kind.
-func (h *Handler) scaler(ref workload.Ref) (scaler, error) {
+func (m mutator) scaler(ref workload.Ref) (scaler, error) {
 	switch ref.Kind {
 	case workload.Deployment:
-		return h.client.AppsV1().Deployments(ref.Namespace), nil
+		return m.client.AppsV1().Deployments(ref.Namespace), nil
 	case workload.StatefulSet:
-		return h.client.AppsV1().StatefulSets(ref.Namespace), nil
+		return m.client.AppsV1().StatefulSets(ref.Namespace), nil
 	}
 	return nil, scalable(ref.Kind)
 }
@@ -176,16 +295,20 @@ func scalable(k workload.Kind) error {
 	return fmt.Errorf("a %s cannot be scaled", strings.ToLower(string(k)))
 }
 
-// desired applies c to current and checks the result against the bounds.
-func (h *Handler) desired(ref workload.Ref, current int32, c change) (int32, error) {
-	n := c.apply(current)
+// desired applies the change to current and checks the result against the
+// bounds and the largest step.
+func (m mutator) desired(ref workload.Ref, current int32) (int32, error) {
+	n := m.change.apply(current)
 	switch {
-	case n < int64(h.opts.MinReplicas):
-		return 0, fmt.Errorf("refused: scaling %s from %d to %d replicas is below the minimum of %d (%s)",
-			ref, current, n, h.opts.MinReplicas, EnvMinReplicas)
-	case n > int64(h.opts.MaxReplicas):
-		return 0, fmt.Errorf("refused: scaling %s from %d to %d replicas is above the maximum of %d (%s)",
-			ref, current, n, h.opts.MaxReplicas, EnvMaxReplicas)
+	case n < int64(m.opts.MinReplicas):
+		return 0, action.Refuse("minimum replicas", "scaling %s from %d to %d replicas is below the minimum of %d (%s)",
+			ref, current, n, m.opts.MinReplicas, EnvMinReplicas)
+	case n > int64(m.opts.MaxReplicas):
+		return 0, action.Refuse("maximum replicas", "scaling %s from %d to %d replicas is above the maximum of %d (%s)",
+			ref, current, n, m.opts.MaxReplicas, EnvMaxReplicas)
+	case m.opts.MaxStep > 0 && (n-int64(current) > int64(m.opts.MaxStep) || int64(current)-n > int64(m.opts.MaxStep)):
+		return 0, action.Refuse("maximum step", "scaling %s from %d to %d replicas changes more than %d at once (%s)",
+			ref, current, n, m.opts.MaxStep, EnvMaxStep)
 	}
 	return int32(n), nil
 }
@@ -194,7 +317,7 @@ func (h *Handler) desired(ref workload.Ref, current int32, c change) (int32, err
 // as "scaling".
 func actionName(req action.Request) string {
 	if req.Action == "" {
-		return "scale"
+		return Name
 	}
 	return req.Action
 }

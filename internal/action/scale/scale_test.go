@@ -6,8 +6,11 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -18,9 +21,17 @@ import (
 	sandboxseed "github.com/keptn-action-provider/action-provider/examples/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/action/scale"
+	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/mutation"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
+
+// pipeline runs the action with every namespace allowed and no ledger or
+// audit: those stages have tests of their own.
+func pipeline(c kubernetes.Interface) *mutation.Pipeline {
+	return &mutation.Pipeline{Client: c, Policy: guard.Policy{Namespaces: []string{"*"}}, VerifyTimeout: 5 * time.Second}
+}
 
 func newSandbox(t testing.TB) *sandbox.Cluster {
 	t.Helper()
@@ -145,12 +156,12 @@ func TestRun(t *testing.T) {
 		},
 		{
 			name: "dry run is still bounded", req: request("production", `{"replicas": "+60", "dryRun": true}`),
-			wantErr: "refused: scaling deployment sockshop-production/carts from 1 to 61 replicas is above the maximum of 50 (SCALE_MAX_REPLICAS)",
+			wantErr: "refused (maximum replicas): scaling deployment sockshop-production/carts from 1 to 61 replicas is above the maximum of 50 (SCALE_MAX_REPLICAS)",
 			check:   prodCarts, after: 1,
 		},
 		{
 			name: "above the default maximum", req: request("production", `{"replicas": "51"}`),
-			wantErr: "refused: scaling deployment sockshop-production/carts from 1 to 51 replicas is above the maximum of 50 (SCALE_MAX_REPLICAS)",
+			wantErr: "refused (maximum replicas): scaling deployment sockshop-production/carts from 1 to 51 replicas is above the maximum of 50 (SCALE_MAX_REPLICAS)",
 			check:   prodCarts, after: 1,
 		},
 		{
@@ -165,7 +176,7 @@ func TestRun(t *testing.T) {
 		},
 		{
 			name: "below a configured minimum", opts: scale.Options{MinReplicas: 1}, req: request("production", `"-1"`),
-			wantErr: "refused: scaling deployment sockshop-production/carts from 1 to 0 replicas is below the minimum of 1 (SCALE_MIN_REPLICAS)",
+			wantErr: "refused (minimum replicas): scaling deployment sockshop-production/carts from 1 to 0 replicas is below the minimum of 1 (SCALE_MIN_REPLICAS)",
 			check:   prodCarts, after: 1,
 		},
 		{
@@ -186,7 +197,7 @@ func TestRun(t *testing.T) {
 			req:  func() action.Request { r := request("production", `{"replica": "2"}`); r.Action = "scaling"; return r }(),
 			wantErr: `invalid value for action "scaling": unknown key "replica"; accepted forms: {"replicas": "3"} or {"replicas": 3} (absolute), ` +
 				`{"replicas": "+1"} or {"replicas": "-1"} (relative), or "1" or "-1" (relative, helm-service "scaling" format); ` +
-				`an object may also set "namespace", "name", "kind" and "dryRun"`,
+				`an object may also set "namespace", "name", "kind", "dryRun", "wait" and "timeout"`,
 			check: prodCarts, after: 1,
 		},
 		{
@@ -205,7 +216,7 @@ func TestRun(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newSandbox(t)
-			h, err := scale.New(c, tt.opts)
+			h, err := scale.New(pipeline(c), tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -221,8 +232,9 @@ func TestRun(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Run: %v", err)
 				}
-				if want := action.Pass(tt.want); got != want {
-					t.Errorf("Run = %+v, want %+v", got, want)
+				// Verification may add how the rollout went.
+				if got.Result != keptnv2.ResultPass || !strings.HasPrefix(got.Message, tt.want) {
+					t.Errorf("Run = %+v, want a pass starting %q", got, tt.want)
 				}
 			}
 			if tt.check.Name != "" {
@@ -235,7 +247,7 @@ func TestRun(t *testing.T) {
 }
 
 func TestRunNotFoundIsWrapped(t *testing.T) {
-	h, err := scale.New(newSandbox(t), scale.Options{})
+	h, err := scale.New(pipeline(newSandbox(t)), scale.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +283,7 @@ func TestRunRetriesConflicts(t *testing.T) {
 		}
 		return true, nil, apierrors.NewConflict(gvr.GroupResource(), "carts", errors.New("the object has been modified"))
 	})
-	h, err := scale.New(c, scale.Options{})
+	h, err := scale.New(pipeline(c), scale.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,8 +291,8 @@ func TestRunRetriesConflicts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if want := action.Pass("scaled deployment sockshop-production/carts from 5 to 6 replicas"); got != want {
-		t.Errorf("Run = %+v, want %+v", got, want)
+	if want := "scaled deployment sockshop-production/carts from 5 to 6 replicas; rollout converged in "; got.Result != keptnv2.ResultPass || !strings.HasPrefix(got.Message, want) {
+		t.Errorf("Run = %+v, want a pass starting %q", got, want)
 	}
 	if n := specReplicas(t, c, prodCarts); n != 6 {
 		t.Errorf("carts has %d replicas, want 6", n)
@@ -294,7 +306,7 @@ func TestRunGivesUpOnEndlessConflicts(t *testing.T) {
 		updates++
 		return true, nil, apierrors.NewConflict(appsv1.Resource("deployments"), "carts", errors.New("the object has been modified"))
 	})
-	h, err := scale.New(c, scale.Options{})
+	h, err := scale.New(pipeline(c), scale.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +345,7 @@ func TestRunHonoursContext(t *testing.T) {
 					return false, nil, nil
 				})
 			}
-			h, err := scale.New(c, scale.Options{})
+			h, err := scale.New(pipeline(c), scale.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -358,13 +370,13 @@ func TestNew(t *testing.T) {
 		{name: "zero value", opts: scale.Options{}, want: scale.Options{MinReplicas: 0, MaxReplicas: scale.DefaultMaxReplicas}},
 		{name: "both set", opts: scale.Options{MinReplicas: 1, MaxReplicas: 5}, want: scale.Options{MinReplicas: 1, MaxReplicas: 5}},
 		{name: "fixed count", opts: scale.Options{MinReplicas: 3, MaxReplicas: 3}, want: scale.Options{MinReplicas: 3, MaxReplicas: 3}},
-		{name: "negative minimum", opts: scale.Options{MinReplicas: -1}, wantErr: "SCALE_MIN_REPLICAS is -1; it cannot be negative"},
+		{name: "negative minimum", opts: scale.Options{MinReplicas: -1}, wantErr: "SCALE_MIN_REPLICAS (-1) and SCALE_MAX_STEP (0) cannot be negative"},
 		{name: "maximum below minimum", opts: scale.Options{MinReplicas: 5, MaxReplicas: 3}, wantErr: "SCALE_MAX_REPLICAS (3) is below SCALE_MIN_REPLICAS (5)"},
 		{name: "default maximum below minimum", opts: scale.Options{MinReplicas: 60}, wantErr: "SCALE_MAX_REPLICAS (50, the default) is below SCALE_MIN_REPLICAS (60)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, err := scale.New(fake.NewClientset(), tt.opts)
+			h, err := scale.New(pipeline(fake.NewClientset()), tt.opts)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("New error = %v, want one containing %q", err, tt.wantErr)
@@ -379,14 +391,14 @@ func TestNew(t *testing.T) {
 			}
 		})
 	}
-	if _, err := scale.New(nil, scale.Options{}); err == nil {
+	if _, err := scale.New(pipeline(nil), scale.Options{}); err == nil {
 		t.Error("New(nil, ...) succeeded, want an error")
 	}
 }
 
 func BenchmarkRunDryRun(b *testing.B) {
 	c := newSandbox(b)
-	h, err := scale.New(c, scale.Options{})
+	h, err := scale.New(pipeline(c), scale.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -400,5 +412,86 @@ func BenchmarkRunDryRun(b *testing.B) {
 		}
 		// The fake records every call; keep that from growing with b.N.
 		c.ClearActions()
+	}
+}
+
+func TestRunAutoscaledWorkloadMovesTheFloor(t *testing.T) {
+	ctx := context.Background()
+	hpa := func(min, max int32) *autoscalingv2.HorizontalPodAutoscaler {
+		return &autoscalingv2.HorizontalPodAutoscaler{
+			ObjectMeta: metav1.ObjectMeta{Name: "carts-hpa", Namespace: "sockshop-production"},
+			Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+				ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "carts"},
+				MinReplicas:    &min, MaxReplicas: max,
+			},
+		}
+	}
+	tests := []struct {
+		name             string
+		value            string
+		dryRun           bool
+		hpa              *autoscalingv2.HorizontalPodAutoscaler
+		want             string
+		wantMin, wantMax int32
+	}{
+		{"up within the ceiling", `{"replicas": "+2", "wait": false}`, false, hpa(1, 5),
+			"scaled: deployment sockshop-production/carts is autoscaled by horizontalpodautoscaler carts-hpa, so its minReplicas was set instead of the replicas: 1 → 3; the autoscaler takes it from 1 to 3 replicas",
+			3, 5},
+		{"up past the ceiling", `{"replicas": "4", "wait": false}`, false, hpa(1, 2),
+			"(maxReplicas raised 2 → 4 to make room)", 4, 4},
+		{"down", `{"replicas": "1"}`, false, hpa(4, 8),
+			"minReplicas was set instead of the replicas: 4 → 1; it has 1 replica now, and the autoscaler goes lower only as the load allows", 1, 8},
+		{"dry run", `{"replicas": "+2"}`, true, hpa(1, 5),
+			"dry run: would scale: deployment sockshop-production/carts is autoscaled by horizontalpodautoscaler carts-hpa, so its minReplicas would be set instead", 1, 5},
+		{"floor already there", `{"replicas": "3"}`, false, hpa(3, 5),
+			"whose minReplicas is already 3; nothing to do", 3, 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newSandbox(t)
+			if _, err := c.AutoscalingV2().HorizontalPodAutoscalers("sockshop-production").Create(ctx, tt.hpa, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			h, err := scale.New(pipeline(c), scale.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := request("production", tt.value)
+			req.DryRun = tt.dryRun
+			got, err := h.Run(ctx, req)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if got.Result != keptnv2.ResultPass || !strings.Contains(got.Message, tt.want) {
+				t.Errorf("Run = %+v, want a pass containing %q", got, tt.want)
+			}
+			after, err := c.AutoscalingV2().HorizontalPodAutoscalers("sockshop-production").Get(ctx, "carts-hpa", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *after.Spec.MinReplicas != tt.wantMin || after.Spec.MaxReplicas != tt.wantMax {
+				t.Errorf("autoscaler %d..%d afterwards, want %d..%d", *after.Spec.MinReplicas, after.Spec.MaxReplicas, tt.wantMin, tt.wantMax)
+			}
+			if n := specReplicas(t, c, prodCarts); n != 1 {
+				t.Errorf("spec.replicas written directly: %d, want 1 (the autoscaler's job)", n)
+			}
+		})
+	}
+}
+
+func TestRunRefusesTooLargeAStep(t *testing.T) {
+	c := newSandbox(t)
+	h, err := scale.New(pipeline(c), scale.Options{MaxStep: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.Run(context.Background(), request("production", `{"replicas": "4"}`))
+	var r *action.Refusal
+	if !errors.As(err, &r) || r.Rule != "maximum step" ||
+		!strings.Contains(err.Error(), "scaling deployment sockshop-production/carts from 1 to 4 replicas changes more than 2 at once (SCALE_MAX_STEP)") {
+		t.Fatalf("Run error = %v, want a maximum step refusal", err)
+	}
+	if n := specReplicas(t, c, prodCarts); n != 1 {
+		t.Errorf("carts has %d replicas after a refusal, want 1", n)
 	}
 }

@@ -5,11 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 
-	"github.com/keptn-action-provider/action-provider/internal/workload"
+	"github.com/keptn-action-provider/action-provider/internal/mutation"
 )
 
 // acceptedForms is appended to every value error: the person reading it in
@@ -17,7 +16,7 @@ import (
 const acceptedForms = `accepted forms: {"replicas": "3"} or {"replicas": 3} (absolute), ` +
 	`{"replicas": "+1"} or {"replicas": "-1"} (relative), ` +
 	`or "1" or "-1" (relative, helm-service "scaling" format); ` +
-	`an object may also set "namespace", "name", "kind" and "dryRun"`
+	`an object may also set ` + mutation.OptionKeys
 
 // change is the change of replica count an action asks for.
 type change struct {
@@ -38,17 +37,15 @@ func (c change) apply(current int32) int64 {
 // value is a decoded action value.
 type value struct {
 	change
-	workload.Selector
-	dryRun bool
+	mutation.Options
 }
 
 // object is the object form of the value. Unknown keys are refused, so that
 // a typo such as "replica" or "dryrun " is an error rather than silently a
 // different action.
 type object struct {
-	workload.Selector
+	mutation.Options
 	Replicas json.RawMessage `json:"replicas"`
-	DryRun   bool            `json:"dryRun"`
 }
 
 // parseValue decodes data.action.value. The bare string and bare number
@@ -59,7 +56,7 @@ func parseValue(raw json.RawMessage) (value, error) {
 		return value{}, errors.New("the action has no value")
 	}
 	var v any
-	if err := decode(raw, &v, false); err != nil {
+	if err := mutation.Decode(raw, &v, false); err != nil {
 		return value{}, err
 	}
 	switch v := v.(type) {
@@ -80,20 +77,20 @@ func parseValue(raw json.RawMessage) (value, error) {
 	case nil:
 		return value{}, errors.New("the action has no value")
 	default:
-		return value{}, fmt.Errorf("a value of type %s is not understood", jsonType(v))
+		return value{}, fmt.Errorf("a value of type %s is not understood", mutation.JSONType(v))
 	}
 }
 
 func parseObject(raw json.RawMessage) (value, error) {
 	var o object
-	if err := decode(raw, &o, true); err != nil {
+	if err := mutation.Decode(raw, &o, true); err != nil {
 		return value{}, err
 	}
 	c, err := parseReplicas(o.Replicas)
 	if err != nil {
 		return value{}, err
 	}
-	return value{change: c, Selector: o.Selector, dryRun: o.DryRun}, nil
+	return value{change: c, Options: o.Options}, nil
 }
 
 // parseReplicas reads "replicas": a string is absolute unless signed, a
@@ -101,7 +98,7 @@ func parseObject(raw json.RawMessage) (value, error) {
 func parseReplicas(raw json.RawMessage) (change, error) {
 	var v any
 	if len(raw) > 0 {
-		if err := decode(raw, &v, false); err != nil {
+		if err := mutation.Decode(raw, &v, false); err != nil {
 			return change{}, err
 		}
 	}
@@ -124,7 +121,7 @@ func parseReplicas(raw json.RawMessage) (change, error) {
 	case nil:
 		return change{}, errors.New(`"replicas" is missing`)
 	default:
-		return change{}, fmt.Errorf(`"replicas" is %s, not a string or a number`, jsonType(v))
+		return change{}, fmt.Errorf(`"replicas" is %s, not a string or a number`, mutation.JSONType(v))
 	}
 }
 
@@ -145,45 +142,4 @@ func parseCount(s string, alwaysRelative bool) (change, error) {
 		return change{}, fmt.Errorf("%q would change nothing", s)
 	}
 	return c, nil
-}
-
-// decode reads exactly one JSON value, keeping numbers as written so that
-// 1.5 or 1e3 can be refused rather than rounded.
-func decode(raw []byte, v any, strict bool) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if strict {
-		dec.DisallowUnknownFields()
-	}
-	if err := dec.Decode(v); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			// The value is flat; drop the embedded struct's name from the path.
-			key := typeErr.Field[strings.LastIndex(typeErr.Field, ".")+1:]
-			return fmt.Errorf("%q is a JSON %s, want %s", key, typeErr.Value, typeErr.Type)
-		}
-		// encoding/json has no error type for this one.
-		if after, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return fmt.Errorf("unknown key %s", after)
-		}
-		return fmt.Errorf("not valid JSON: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("not valid JSON: more than one value")
-	}
-	return nil
-}
-
-// jsonType names the JSON type of a decoded value.
-func jsonType(v any) string {
-	switch v.(type) {
-	case []any:
-		return "an array"
-	case bool:
-		return "a boolean"
-	case map[string]any:
-		return "an object"
-	default:
-		return fmt.Sprintf("%T", v)
-	}
 }

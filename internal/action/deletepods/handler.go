@@ -1,0 +1,33 @@
+package deletepods
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/mutation"
+)
+
+// Name is the action's name in a remediation.yaml.
+const Name = "delete-pods"
+
+// Handler is the delete-pods action: evictions, guarded, recorded and
+// verified by the pipeline.
+type Handler struct {
+	pipeline *mutation.Pipeline
+	opts     Options
+}
+
+var _ action.Handler = (*Handler)(nil)
+
+// New returns the delete-pods action, acting through p within opts.
+func New(p *mutation.Pipeline, opts Options) *Handler { return &Handler{pipeline: p, opts: opts} }
+
+// Run evicts pods of the workload the request targets.
+func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, error) {
+	v, err := ParseValue(req.Value)
+	if err != nil {
+		return action.Outcome{}, fmt.Errorf("invalid value for action %q: %w; accepted forms: %s", req.Action, err, AcceptedForms)
+	}
+	return h.pipeline.Run(ctx, Name, req, v.Options, NewMutator(h.pipeline.Client, h.opts, v))
+}

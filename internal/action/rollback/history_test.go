@@ -1,0 +1,259 @@
+package rollback_test
+
+import (
+	"context"
+	"testing"
+
+	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/keptn-action-provider/action-provider/internal/action/rollback"
+	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/workload"
+)
+
+const (
+	cartsDBUID = types.UID("uid-carts-db")
+	exporterID = types.UID("uid-node-exporter")
+)
+
+var (
+	cartsDB  = workload.Ref{Kind: workload.StatefulSet, Namespace: ns, Name: "carts-db"}
+	exporter = workload.Ref{Kind: workload.DaemonSet, Namespace: ns, Name: "node-exporter"}
+
+	mongo40 = template("carts-db", "mongo", "mongo:4.0")
+	mongo41 = template("carts-db", "mongo", "mongo:4.1")
+	mongo42 = template("carts-db", "mongo", "mongo:4.2")
+
+	exporter10 = template("node-exporter", "exporter", "node-exporter:1.0")
+	exporter11 = template("node-exporter", "exporter", "node-exporter:1.1")
+)
+
+// statefulSet is carts-db on tmpl, its status naming updateRevision.
+func statefulSet(tmpl corev1.PodTemplateSpec, updateRevision string) *appsv1.StatefulSet {
+	return &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "carts-db", Namespace: ns, UID: cartsDBUID},
+		Spec: appsv1.StatefulSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "carts-db"}},
+			Template: *tmpl.DeepCopy(),
+		},
+		Status: appsv1.StatefulSetStatus{UpdateRevision: updateRevision},
+	}
+}
+
+func daemonSet(tmpl corev1.PodTemplateSpec) *appsv1.DaemonSet {
+	return &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "node-exporter", Namespace: ns, UID: exporterID},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "node-exporter"}},
+			Template: *tmpl.DeepCopy(),
+		},
+	}
+}
+
+func TestMutateControllerRevisions(t *testing.T) {
+	stsRev := func(t *testing.T, rev int64, tmpl corev1.PodTemplateSpec) runtime.Object {
+		return controllerRevision(t, "StatefulSet", "carts-db", cartsDBUID, rev, tmpl)
+	}
+	dsRev := func(t *testing.T, rev int64, tmpl corev1.PodTemplateSpec) runtime.Object {
+		return controllerRevision(t, "DaemonSet", "node-exporter", exporterID, rev, tmpl)
+	}
+	stsHistory := func(t *testing.T) []runtime.Object {
+		return []runtime.Object{statefulSet(mongo42, "carts-db-3"), stsRev(t, 1, mongo40), stsRev(t, 2, mongo41), stsRev(t, 3, mongo42)}
+	}
+	tests := []struct {
+		name       string
+		ref        workload.Ref
+		objects    func(t *testing.T) []runtime.Object
+		toRevision int64
+		dryRun     bool
+		want       mutation.Change
+		image      string // of the workload's container afterwards
+	}{
+		{
+			name: "statefulset previous revision", ref: cartsDB, objects: stsHistory,
+			want: mutation.Change{
+				Message: "rolled back statefulset sockshop-production/carts-db from revision 3 to revision 2 (image mongo:4.2 → mongo:4.1)",
+				Reason:  "RolledBack",
+				Before:  "revision 3 (image mongo:4.2)",
+				After:   "revision 2 (image mongo:4.1)",
+				Changed: true, Rollout: true,
+			},
+			image: "mongo:4.1",
+		},
+		{
+			name: "statefulset to revision", ref: cartsDB, objects: stsHistory, toRevision: 1,
+			want: mutation.Change{
+				Message: "rolled back statefulset sockshop-production/carts-db from revision 3 to revision 1 (image mongo:4.2 → mongo:4.0)",
+				Reason:  "RolledBack",
+				Before:  "revision 3 (image mongo:4.2)",
+				After:   "revision 1 (image mongo:4.0)",
+				Changed: true, Rollout: true,
+			},
+			image: "mongo:4.0",
+		},
+		{
+			name: "statefulset dry run", ref: cartsDB, objects: stsHistory, dryRun: true,
+			want: mutation.Change{
+				Message: "would roll back statefulset sockshop-production/carts-db from revision 3 to revision 2 (image mongo:4.2 → mongo:4.1)",
+				Reason:  "RolledBack",
+				Before:  "revision 3 (image mongo:4.2)",
+				After:   "revision 2 (image mongo:4.1)",
+			},
+			image: "mongo:4.2",
+		},
+		{
+			name: "statefulset already at the target", ref: cartsDB, objects: stsHistory, toRevision: 3,
+			want: mutation.Change{
+				Message: "statefulset sockshop-production/carts-db already runs the pod template of revision 3; nothing to do",
+				Reason:  "RolledBack",
+			},
+			image: "mongo:4.2",
+		},
+		{
+			name: "statefulset no such revision", ref: cartsDB, objects: stsHistory, toRevision: 9,
+			want: mutation.Change{
+				Message: "cannot roll back statefulset sockshop-production/carts-db to revision 9: there is no such revision (available: 1, 2, 3)",
+				Result:  keptnv2.ResultFailed,
+			},
+			image: "mongo:4.2",
+		},
+		{
+			name: "statefulset no previous revision", ref: cartsDB,
+			objects: func(t *testing.T) []runtime.Object {
+				return []runtime.Object{statefulSet(mongo40, "carts-db-1"), stsRev(t, 1, mongo40)}
+			},
+			want: mutation.Change{
+				Message: "cannot roll back statefulset sockshop-production/carts-db: it has no previous revision (only revision 1)",
+				Result:  keptnv2.ResultFailed,
+			},
+			image: "mongo:4.0",
+		},
+		{
+			// Rolled back to revision 2 already, before the controller
+			// renumbered it: the status, not the highest revision, says
+			// which revision is current.
+			name: "statefulset current revision from its status", ref: cartsDB,
+			objects: func(t *testing.T) []runtime.Object {
+				return []runtime.Object{statefulSet(mongo41, "carts-db-2"), stsRev(t, 1, mongo40), stsRev(t, 2, mongo41), stsRev(t, 3, mongo42)}
+			},
+			want: mutation.Change{
+				Message: "rolled back statefulset sockshop-production/carts-db from revision 2 to revision 1 (image mongo:4.1 → mongo:4.0)",
+				Reason:  "RolledBack",
+				Before:  "revision 2 (image mongo:4.1)",
+				After:   "revision 1 (image mongo:4.0)",
+				Changed: true, Rollout: true,
+			},
+			image: "mongo:4.0",
+		},
+		{
+			name: "statefulset ignores revisions it does not control", ref: cartsDB,
+			objects: func(t *testing.T) []runtime.Object {
+				other := controllerRevision(t, "StatefulSet", "other", "uid-other", 2, template("carts-db", "mongo", "evil:1"))
+				return []runtime.Object{statefulSet(mongo42, "carts-db-3"), stsRev(t, 1, mongo40), other, stsRev(t, 3, mongo42)}
+			},
+			want: mutation.Change{
+				Message: "rolled back statefulset sockshop-production/carts-db from revision 3 to revision 1 (image mongo:4.2 → mongo:4.0)",
+				Reason:  "RolledBack",
+				Before:  "revision 3 (image mongo:4.2)",
+				After:   "revision 1 (image mongo:4.0)",
+				Changed: true, Rollout: true,
+			},
+			image: "mongo:4.0",
+		},
+		{
+			name: "daemonset previous revision", ref: exporter,
+			objects: func(t *testing.T) []runtime.Object {
+				return []runtime.Object{daemonSet(exporter11), dsRev(t, 1, exporter10), dsRev(t, 2, exporter11)}
+			},
+			want: mutation.Change{
+				Message: "rolled back daemonset sockshop-production/node-exporter from revision 2 to revision 1 (image node-exporter:1.1 → node-exporter:1.0)",
+				Reason:  "RolledBack",
+				Before:  "revision 2 (image node-exporter:1.1)",
+				After:   "revision 1 (image node-exporter:1.0)",
+				Changed: true, Rollout: true,
+			},
+			image: "node-exporter:1.0",
+		},
+		{
+			name: "daemonset already at the target", ref: exporter, toRevision: 2,
+			objects: func(t *testing.T) []runtime.Object {
+				return []runtime.Object{daemonSet(exporter11), dsRev(t, 1, exporter10), dsRev(t, 2, exporter11)}
+			},
+			want: mutation.Change{
+				Message: "daemonset sockshop-production/node-exporter already runs the pod template of revision 2; nothing to do",
+				Reason:  "RolledBack",
+			},
+			image: "node-exporter:1.1",
+		},
+		{
+			name: "daemonset no previous revision", ref: exporter,
+			objects: func(t *testing.T) []runtime.Object {
+				return []runtime.Object{daemonSet(exporter11), dsRev(t, 2, exporter11)}
+			},
+			want: mutation.Change{
+				Message: "cannot roll back daemonset sockshop-production/node-exporter: it has no previous revision (only revision 2)",
+				Result:  keptnv2.ResultFailed,
+			},
+			image: "node-exporter:1.1",
+		},
+		{
+			name: "daemonset no history", ref: exporter,
+			objects: func(t *testing.T) []runtime.Object { return []runtime.Object{daemonSet(exporter11)} },
+			want: mutation.Change{
+				Message: "cannot roll back daemonset sockshop-production/node-exporter: it has no revision history",
+				Result:  keptnv2.ResultFailed,
+			},
+			image: "node-exporter:1.1",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := fake.NewSimpleClientset(tt.objects(t)...)
+			got, err := rollback.NewMutator(cs, tt.toRevision).Mutate(context.Background(), tt.ref, tt.dryRun)
+			if err != nil {
+				t.Fatalf("Mutate: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("Mutate =\n %+v\nwant\n %+v", got, tt.want)
+			}
+
+			ps := patches(cs)
+			switch {
+			case !tt.want.Changed && len(ps) > 0:
+				t.Errorf("patched %d times, want no patch: %s", len(ps), ps[0].GetPatch())
+			case tt.want.Changed && len(ps) != 1:
+				t.Fatalf("patched %d times, want once", len(ps))
+			case tt.want.Changed && ps[0].GetPatchType() != types.StrategicMergePatchType:
+				t.Errorf("patch type %s, want kubectl's %s", ps[0].GetPatchType(), types.StrategicMergePatchType)
+			}
+
+			var tmpl corev1.PodTemplateSpec
+			switch tt.ref.Kind {
+			case workload.StatefulSet:
+				s, err := cs.AppsV1().StatefulSets(ns).Get(context.Background(), tt.ref.Name, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				tmpl = s.Spec.Template
+			case workload.DaemonSet:
+				ds, err := cs.AppsV1().DaemonSets(ns).Get(context.Background(), tt.ref.Name, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				tmpl = ds.Spec.Template
+			}
+			if n := len(tmpl.Spec.Containers); n != 1 {
+				t.Fatalf("%d containers afterwards, want 1", n)
+			}
+			if img := tmpl.Spec.Containers[0].Image; img != tt.image {
+				t.Errorf("image afterwards = %s, want %s", img, tt.image)
+			}
+		})
+	}
+}

@@ -1,0 +1,161 @@
+// Package mutation runs the actions that change a Kubernetes workload
+// (restart, rollback, scale, delete-pods), each through the same stages,
+// in this order:
+//
+//	resolve → guard → lock → mutate → audit → verify → release
+//
+// An action package supplies only the mutate stage, as a Mutator; the
+// rest is here, once, so that every action refuses, records and checks its
+// work the same way.
+package mutation
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
+	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/audit"
+	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/ledger"
+	"github.com/keptn-action-provider/action-provider/internal/rollout"
+	"github.com/keptn-action-provider/action-provider/internal/workload"
+)
+
+// Pipeline holds what the stages need. Client and Policy are required;
+// a nil Ledger skips the lock and the cooldown, a nil Audit the events
+// (unit tests of one action use neither).
+type Pipeline struct {
+	Client kubernetes.Interface
+	Policy guard.Policy
+	Ledger *ledger.Ledger
+	Audit  *audit.Recorder
+	// VerifyTimeout bounds the wait for a rollout; the value's "timeout"
+	// overrides it. 0 means rollout.DefaultTimeout.
+	VerifyTimeout time.Duration
+	// VerifyInterval is the poll interval of the wait; 0 means the default.
+	VerifyInterval time.Duration
+	// Log receives what is worth knowing but not worth failing for, such
+	// as an audit event that could not be written. Nil discards it.
+	Log logrus.FieldLogger
+}
+
+// Run carries out the action named name (its canonical name, which keys
+// the cooldown) on the workload req and opts select, changing it with m.
+func (p *Pipeline) Run(ctx context.Context, name string, req action.Request, opts Options, m Mutator) (action.Outcome, error) {
+	dryRun := req.DryRun || opts.DryRun
+
+	// Resolve, refusing a forbidden namespace before reading anything in it.
+	ns, err := workload.Namespace(req, opts.Selector)
+	if err != nil {
+		return action.Outcome{}, err
+	}
+	if err := p.Policy.Namespace(ns); err != nil {
+		return action.Outcome{}, err
+	}
+	ref, err := workload.Resolve(ctx, p.Client, req, opts.Selector)
+	if err != nil {
+		return action.Outcome{}, fmt.Errorf("find the workload to %s: %w", name, err)
+	}
+
+	// Guard: the workload's owner may have opted it out.
+	obj, err := workload.Object(ctx, p.Client, ref)
+	if err != nil {
+		return action.Outcome{}, err
+	}
+	if err := guard.OptOut(ref, obj); err != nil {
+		return action.Outcome{}, err
+	}
+
+	// Lock: one action at a time per target, and the cooldown.
+	var hold *ledger.Hold
+	if p.Ledger != nil {
+		if hold, err = p.Ledger.Lock(ctx, ref, name, req.TriggeredID, dryRun); err != nil {
+			return action.Outcome{}, err
+		}
+	}
+	changed := false
+	defer func() {
+		if err := hold.Release(ctx, changed); err != nil {
+			p.log(req).WithError(err).Warn("could not release the target's lock; it expires by itself")
+		}
+	}()
+
+	// Mutate.
+	change, err := m.Mutate(ctx, ref, dryRun)
+	changed = change.Changed
+	if err != nil {
+		return action.Outcome{}, err
+	}
+	message := change.Message
+	if dryRun {
+		message = "dry run: " + message
+	}
+	if !change.Changed {
+		return outcome(change.Result, message), nil
+	}
+
+	// Audit. A change that happened must be reported even when its record
+	// could not be written, so a failure here is logged, not returned.
+	if p.Audit != nil {
+		entry := audit.Entry{
+			Reason: change.Reason, Action: name, Change: describe(change),
+			Context: req.KeptnContext, Trigger: req.TriggeredID, Problem: req.Problem.ProblemTitle,
+			Warning: change.Result == keptnv2.ResultWarning || change.Result == keptnv2.ResultFailed,
+		}
+		if err := p.Audit.Record(ctx, ref, obj, entry); err != nil {
+			p.log(req).WithError(err).Warn("audit event not recorded")
+		}
+	}
+
+	// Verify.
+	if !change.Rollout {
+		return outcome(change.Result, message), nil
+	}
+	if opts.Wait != nil && !*opts.Wait {
+		return outcome(change.Result, message+"; not waiting for the rollout (wait: false)"), nil
+	}
+	timeout := p.VerifyTimeout
+	if opts.Timeout > 0 {
+		timeout = time.Duration(opts.Timeout)
+	}
+	report, err := rollout.Wait(ctx, p.Client, ref, rollout.Options{
+		Timeout: timeout, Interval: p.VerifyInterval, Replicas: change.Replicas, Pods: change.Pods,
+	})
+	if err != nil {
+		return action.Outcome{}, fmt.Errorf("%s, but checking the rollout failed: %w", message, err)
+	}
+	if !report.Converged {
+		return action.Fail(message + ", but the rollout did not converge: " + report.Summary), nil
+	}
+	return outcome(change.Result, message+"; "+report.Summary), nil
+}
+
+// describe is the before → after of a change, for the audit record.
+func describe(c Change) string {
+	if c.Before == "" && c.After == "" {
+		return c.Message
+	}
+	return c.Before + " → " + c.After
+}
+
+func outcome(result keptnv2.ResultType, message string) action.Outcome {
+	if result == "" {
+		result = keptnv2.ResultPass
+	}
+	return action.Outcome{Result: result, Message: message}
+}
+
+func (p *Pipeline) log(req action.Request) logrus.FieldLogger {
+	if p.Log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		return l
+	}
+	return p.Log.WithFields(logrus.Fields{"shkeptncontext": req.KeptnContext, "triggeredid": req.TriggeredID})
+}

@@ -1,0 +1,152 @@
+package mutation
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/keptn-action-provider/action-provider/internal/workload"
+)
+
+// Options are the keys that the value of every workload action accepts
+// besides its own. Action packages embed Options in their value type and
+// decode it with Decode.
+type Options struct {
+	workload.Selector
+	// DryRun asks for this one action to decide and report without writing.
+	DryRun bool `json:"dryRun,omitempty"`
+	// Wait, when false, skips waiting for the rollout to converge.
+	Wait *bool `json:"wait,omitempty"`
+	// Timeout bounds the wait, overriding the configured default: "90s".
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// OptionKeys lists the keys of Options, for the accepted-forms text of an
+// action's value errors.
+const OptionKeys = `"namespace", "name", "kind", "dryRun", "wait" and "timeout"`
+
+// Duration is a time.Duration written as a string such as "90s" or "5m".
+type Duration time.Duration
+
+// UnmarshalJSON reads "90s"; a bare number is refused because its unit
+// would be a guess.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf(`a duration is a string such as "90s" or "5m", not %s`, b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return fmt.Errorf(`%q is not a positive duration such as "90s" or "5m"`, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Decode reads exactly one JSON value from raw into v. Numbers are kept as
+// written (json.Number when v holds an any), so that 1.5 can be refused
+// rather than rounded. With strict, an unknown key is an error: a typo such
+// as "replica" must not silently become a different action. Errors are
+// phrased for a person fixing a remediation.yaml.
+func Decode(raw []byte, v any, strict bool) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			// Values are flat; drop embedded structs' names from the path.
+			key := typeErr.Field[strings.LastIndex(typeErr.Field, ".")+1:]
+			return fmt.Errorf("%q is a JSON %s, want %s", key, typeErr.Value, typeErr.Type)
+		}
+		// encoding/json has no error type for this one.
+		if after, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return fmt.Errorf("unknown key %s", after)
+		}
+		var syntaxErr *json.SyntaxError
+		if errors.As(err, &syntaxErr) || errors.Is(err, io.ErrUnexpectedEOF) || strings.HasPrefix(err.Error(), "json: ") {
+			return fmt.Errorf("not valid JSON: %w", err)
+		}
+		return err // from an UnmarshalJSON of ours: already phrased
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("not valid JSON: more than one value")
+	}
+	// encoding/json matches keys regardless of case, so "dryrun" would
+	// pass as "dryRun": in strict mode, spelling counts.
+	if t := reflect.TypeOf(v); strict && t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
+		return exactKeys(raw, t.Elem())
+	}
+	return nil
+}
+
+// exactKeys refuses a key of the JSON object raw that is not spelled
+// exactly as a key of t. encoding/json matches keys regardless of case, so
+// that without this {"torevision": 3} would pass the strict decode and roll
+// back somewhere its writer may not have checked.
+func exactKeys(raw []byte, t reflect.Type) error {
+	known := map[string]bool{}
+	jsonKeys(t, known)
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // {
+		return fmt.Errorf("not valid JSON: %w", err)
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("not valid JSON: %w", err)
+		}
+		if key, _ := tok.(string); !known[key] {
+			return fmt.Errorf("unknown key %q", key)
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return fmt.Errorf("not valid JSON: %w", err)
+		}
+	}
+	return nil
+}
+
+// jsonKeys adds the JSON keys of struct type t to keys, those of embedded
+// structs included.
+func jsonKeys(t reflect.Type, keys map[string]bool) {
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-" || !f.IsExported() && !f.Anonymous:
+		case f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct:
+			jsonKeys(f.Type, keys)
+		case name != "":
+			keys[name] = true
+		default:
+			keys[f.Name] = true
+		}
+	}
+}
+
+// JSONType names the JSON type of a value decoded into an any.
+func JSONType(v any) string {
+	switch v.(type) {
+	case []any:
+		return "an array"
+	case bool:
+		return "a boolean"
+	case map[string]any:
+		return "an object"
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	case nil:
+		return "null"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
