@@ -434,6 +434,7 @@ start() {
 		--secure-port=0 \
 		--leader-elect=false \
 		--controllers="$KCM_CONTROLLERS" \
+		--horizontal-pod-autoscaler-sync-period=1s \
 		--service-account-private-key-file="$DIR/pki/sa.key" \
 		--root-ca-file="$DIR/pki/ca.crt" \
 		--use-service-account-credentials=false \

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -31,6 +34,11 @@ const (
 	buildTimeout = 10 * time.Minute       // go build of the binary, cold cache
 	pollInterval = 100 * time.Millisecond // between polls of the API server
 )
+
+// ledgerNamespace stands for the provider's own namespace (POD_NAMESPACE),
+// where its Leases live; every provider in these tests shares it, as the
+// replicas of one deployment would.
+const ledgerNamespace = "action-provider-itest"
 
 // controlPlane is the cluster the tests run against.
 type controlPlane struct {
@@ -123,6 +131,10 @@ func connect(envPath string) (*controlPlane, error) {
 	for {
 		_, err = client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		if err == nil {
+			_, err = client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ledgerNamespace}}, metav1.CreateOptions{})
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				return nil, fmt.Errorf("create namespace %s: %w", ledgerNamespace, err)
+			}
 			return &controlPlane{env: env, config: cfg, client: client}, nil
 		}
 		select {

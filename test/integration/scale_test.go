@@ -14,15 +14,12 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
-	"github.com/keptn-action-provider/action-provider/internal/action/scale"
+	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
-// scaleOptions are the bounds of every scale handler in these tests.
-var scaleOptions = scale.Options{MinReplicas: 1, MaxReplicas: 10}
-
-// finished is what the lifecycle would report in the finished event for a
-// handler's answer: an error is errored/fail with the error as the message.
+// finished is what the lifecycle reports in the finished event for a
+// handler's answer.
 type finished struct {
 	status  keptnv2.StatusType
 	result  keptnv2.ResultType
@@ -30,14 +27,8 @@ type finished struct {
 }
 
 func report(out action.Outcome, err error) finished {
-	if err != nil {
-		return finished{keptnv2.StatusErrored, keptnv2.ResultFailed, err.Error()}
-	}
-	result := out.Result
-	if result == "" {
-		result = keptnv2.ResultPass
-	}
-	return finished{keptnv2.StatusSucceeded, result, out.Message}
+	status, result, message := lifecycle.Report(out, err)
+	return finished{status, result, message}
 }
 
 // step is one action run against the namespace of a test case.
@@ -45,11 +36,13 @@ type step struct {
 	action string // as in the event: "scale" or the alias "scaling"
 	value  string // data.action.value
 	dryRun bool   // the provider's DRY_RUN
-	// The finished event: {ns} stands for the namespace. A failed step
-	// (errored/fail) is matched on wantErr as a substring, a passed one
-	// on the whole message.
-	want    string
-	wantErr string
+	// The finished event: {ns} stands for the namespace. A pass is
+	// matched on want as the start of the message (verification adds how
+	// the rollout went), a refusal (succeeded/fail) on wantFail and an
+	// error (errored/fail) on wantErr, as substrings.
+	want     string
+	wantFail string
+	wantErr  string
 	// spec.replicas of every object afterwards, read from the API server.
 	// An object whose count did not change must not have been written at
 	// all: its generation is unchanged.
@@ -112,10 +105,10 @@ func TestScaleHandler(t *testing.T) {
 			objects: []object{deploy("carts", 2)},
 			steps: []step{
 				{action: "scale", value: `{"replicas": "11"}`,
-					wantErr:  "refused: scaling deployment {ns}/carts from 2 to 11 replicas is above the maximum of 10 (SCALE_MAX_REPLICAS)",
+					wantFail: "refused (maximum replicas): scaling deployment {ns}/carts from 2 to 11 replicas is above the maximum of 10 (SCALE_MAX_REPLICAS)",
 					replicas: map[string]int32{"carts": 2}},
 				{action: "scaling", value: `"-2"`,
-					wantErr:  "refused: scaling deployment {ns}/carts from 2 to 0 replicas is below the minimum of 1 (SCALE_MIN_REPLICAS)",
+					wantFail: "refused (minimum replicas): scaling deployment {ns}/carts from 2 to 0 replicas is below the minimum of 1 (SCALE_MIN_REPLICAS)",
 					replicas: map[string]int32{"carts": 2}},
 			},
 		},
@@ -144,10 +137,7 @@ func TestScaleHandler(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)
 			stage, ns := newNamespace(ctx, t, cp.client)
-			h, err := scale.New(cp.client, scaleOptions)
-			if err != nil {
-				t.Fatal(err)
-			}
+			h := newInstance(t, cp.client, "a", nil).handler(t, "scale")
 			refs := map[string]workload.Ref{}
 			for _, o := range tc.objects {
 				o.create(ctx, t, cp.client, ns)
@@ -225,10 +215,7 @@ func TestScaleHandlerRetriesOnConflict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := scale.New(client, scaleOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newInstance(t, client, "a", nil).handler(t, "scale")
 
 	got := report(h.Run(ctx, request(stage, "scale", `{"replicas": "+1"}`, false)))
 	checkFinished(t, 0, step{want: "scaled deployment {ns}/carts from 5 to 6 replicas"}, ns, got)
@@ -270,15 +257,21 @@ func request(stage, actionName, value string, dryRun bool) action.Request {
 
 func checkFinished(t *testing.T, i int, s step, ns string, got finished) {
 	t.Helper()
-	if s.wantErr != "" {
+	switch {
+	case s.wantErr != "":
 		want := strings.ReplaceAll(s.wantErr, "{ns}", ns)
 		if got.status != keptnv2.StatusErrored || got.result != keptnv2.ResultFailed || !strings.Contains(got.message, want) {
 			t.Fatalf("step %d: finished %s/%s %q, want errored/fail with %q", i, got.status, got.result, got.message, want)
 		}
-		return
-	}
-	want := strings.ReplaceAll(s.want, "{ns}", ns)
-	if got.status != keptnv2.StatusSucceeded || got.result != keptnv2.ResultPass || got.message != want {
-		t.Fatalf("step %d: finished %s/%s %q, want succeeded/pass %q", i, got.status, got.result, got.message, want)
+	case s.wantFail != "":
+		want := strings.ReplaceAll(s.wantFail, "{ns}", ns)
+		if got.status != keptnv2.StatusSucceeded || got.result != keptnv2.ResultFailed || !strings.Contains(got.message, want) {
+			t.Fatalf("step %d: finished %s/%s %q, want succeeded/fail with %q", i, got.status, got.result, got.message, want)
+		}
+	default:
+		want := strings.ReplaceAll(s.want, "{ns}", ns)
+		if got.status != keptnv2.StatusSucceeded || got.result != keptnv2.ResultPass || !strings.HasPrefix(got.message, want) {
+			t.Fatalf("step %d: finished %s/%s %q, want succeeded/pass starting %q", i, got.status, got.result, got.message, want)
+		}
 	}
 }
