@@ -18,8 +18,11 @@
 #      matrix, and `kubectl delete -f` leaves namespace keptn alone;
 #    - helm install --wait (namespaced RBAC), exact rules, can-i matrix;
 #    - the provider binary run with the chart's ServiceAccount token: scale
-#      events built from examples/keptn change replicas on the server, an
-#      event for a namespace outside its RBAC ends errored with "forbidden";
+#      events built from examples/keptn change replicas on the server; the
+#      guardrails refuse (succeeded/fail); restart, rollback, delete-pods
+#      (a PodDisruptionBudget refusing, then an eviction) and an HPA-aware
+#      scale work; audit Events and Leases are written; an event for a
+#      namespace outside its RBAC ends errored with "forbidden";
 #    - helm test, helm upgrade (to cluster scope: the forbidden namespace now
 #      works), helm uninstall, and nothing of the release is left.
 # Every wait is bounded; the whole live part is limited to DEPLOY_TIMEOUT
@@ -45,9 +48,20 @@ SA=keptn-action-provider
 SA_USER="system:serviceaccount:$NS:$SA"
 CLUSTER_NAME="$NS-$RELEASE" # name of the chart's ClusterRole / Roles
 PLAIN_SA_USER="system:serviceaccount:$NS:action-provider"
-# The rules the code needs today (see the comments in deploy/service.yaml),
-# as kubectl's jsonpath below prints them.
-WANT_RULES='["apps"]|["deployments","statefulsets"]|["get"];["apps"]|["deployments/scale","statefulsets/scale"]|["get","update"];'
+PLAIN_LEASES="action-provider-leases" # deploy/service.yaml's Role for the Leases
+LEASES_NAME="$RELEASE-leases"       # the chart's
+# The rules the code needs (see the comments in deploy/service.yaml and
+# chart/templates/_helpers.tpl), as kubectl's jsonpath below prints them:
+# WANT_RULES where the provider acts, WANT_LEASE_RULES in its own namespace.
+WANT_RULES='["apps"]|["deployments","statefulsets","daemonsets"]|["get","patch"];'
+WANT_RULES+='["apps"]|["deployments/scale","statefulsets/scale"]|["get","update"];'
+WANT_RULES+='["apps"]|["replicasets","controllerrevisions"]|["list"];'
+WANT_RULES+='[""]|["pods"]|["get","list"];'
+WANT_RULES+='[""]|["pods/eviction"]|["create"];'
+WANT_RULES+='[""]|["events"]|["create"];'
+WANT_RULES+='["policy"]|["poddisruptionbudgets"]|["list"];'
+WANT_RULES+='["autoscaling"]|["horizontalpodautoscalers"]|["get","list","update"];'
+WANT_LEASE_RULES='["coordination.k8s.io"]|["leases"]|["get","list","create","update","delete"];'
 
 # ------------------------------------------------------------- reporting ---
 
@@ -126,7 +140,7 @@ static_checks() {
 		-project sockshop -stage production -service carts -out "$TMP/events" >/dev/null ||
 		fail "examples/keptn: see the message above"
 	ok "shipyard.yaml: spec.keptn.sh/0.2.x, stage production has remediation = get-action, action, evaluation, re-triggered on a failed evaluation"
-	ok "remediation.yaml: spec.keptn.sh/0.1.4, $(wc -l <"$TMP/events/index.tsv") actions, all scale/scaling, picked as remediation-service picks them"
+	ok "remediation.yaml: spec.keptn.sh/0.1.4, $(wc -l <"$TMP/events/index.tsv") actions, all of this provider, picked as remediation-service picks them"
 
 	step "helm lint"
 	"$HELM" lint --strict chart/ -n "$NS" --kube-version "$KUBE_VERSION" >"$TMP/lint.log" 2>&1 ||
@@ -142,22 +156,39 @@ static_checks() {
 	step "helm template, both RBAC scopes"
 	"${tpl[@]}" >"$TMP/cluster.yaml" || fail "helm template (cluster scope)"
 	kinds=$(grep -E '^kind: ' "$TMP/cluster.yaml" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $3, $1; sep=","}')
-	[[ $kinds == "ClusterRole=1,ClusterRoleBinding=1,Deployment=1,Pod=1,Service=1,ServiceAccount=1" ]] ||
+	[[ $kinds == "ClusterRole=1,ClusterRoleBinding=1,Deployment=1,Pod=1,Role=1,RoleBinding=1,Service=1,ServiceAccount=1" ]] ||
 		fail "cluster scope renders $kinds"
-	ok "cluster scope: $kinds (the Pod is the helm test hook)"
+	leases_role_in_ns "$TMP/cluster.yaml" || fail "cluster scope: no Role + RoleBinding $LEASES_NAME in $NS"
+	ok "cluster scope: $kinds (the Pod is the helm test hook; the Role + RoleBinding are $LEASES_NAME in $NS)"
 	"${tpl[@]}" "${nsd[@]}" --set 'rbac.namespaces={sockshop-production,sockshop-staging}' >"$TMP/namespaced.yaml" ||
 		fail "helm template (namespaced)"
 	kinds=$(grep -E '^kind: ' "$TMP/namespaced.yaml" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $3, $1; sep=","}')
-	[[ $kinds == "Deployment=1,Pod=1,Role=2,RoleBinding=2,Service=1,ServiceAccount=1" ]] ||
+	[[ $kinds == "Deployment=1,Pod=1,Role=3,RoleBinding=3,Service=1,ServiceAccount=1" ]] ||
 		fail "namespaced scope renders $kinds"
 	[[ $(grep -cE '^  namespace: sockshop-(production|staging)$' "$TMP/namespaced.yaml") == 4 ]] ||
 		fail "namespaced scope: the Roles/RoleBindings are not in sockshop-production and sockshop-staging"
-	ok "namespaced scope: $kinds, one Role + RoleBinding in each of sockshop-production, sockshop-staging"
+	leases_role_in_ns "$TMP/namespaced.yaml" || fail "namespaced scope: no Role + RoleBinding $LEASES_NAME in $NS"
+	ok "namespaced scope: $kinds, one Role + RoleBinding in each of sockshop-production, sockshop-staging, and $LEASES_NAME in $NS"
+	env_is "$TMP/namespaced.yaml" ALLOWED_NAMESPACES "sockshop-production,sockshop-staging" ||
+		fail "namespaced scope: ALLOWED_NAMESPACES is not rbac.namespaces"
+	env_is "$TMP/cluster.yaml" ALLOWED_NAMESPACES "*" || fail "cluster scope: ALLOWED_NAMESPACES is not *"
+	"${tpl[@]}" "${nsd[@]}" --set 'allowedNamespaces={sockshop-prod*}' >"$TMP/narrow.yaml" || fail "helm template (allowedNamespaces)"
+	env_is "$TMP/narrow.yaml" ALLOWED_NAMESPACES "sockshop-prod*" || fail "an explicit allowedNamespaces is not kept in namespaced scope"
+	ok "ALLOWED_NAMESPACES: * (cluster), rbac.namespaces joined (namespaced, allowedNamespaces left at [\"*\"]), allowedNamespaces when set"
+	local f
+	for f in POD_NAMESPACE:metadata.namespace POD_NAME:metadata.name; do
+		grep -A3 -F -- "- name: ${f%%:*}" "$TMP/cluster.yaml" | grep -qF "fieldPath: ${f#*:}" ||
+			fail "${f%%:*} does not come from the downward API (${f#*:})"
+	done
+	ok "POD_NAMESPACE, POD_NAME from the downward API (metadata.namespace, metadata.name)"
 	"${tpl[@]}" --set dryRun=true --set logLevel=debug --set shutdownGraceSeconds=120 --set scale.maxReplicas=7 \
+		--set scale.maxStep=3 --set deletePods.maxPods=4 --set cooldown=90s --set verifyTimeout=1m30s \
 		--show-only templates/deployment.yaml >"$TMP/values.yaml" || fail "helm template with values"
 	local want
 	for want in 'name: DRY_RUN|value: "true"' 'name: LOG_LEVEL|value: "debug"' 'name: SHUTDOWN_GRACE|value: "120s"' \
 		'name: SCALE_MAX_REPLICAS|value: "7"' 'name: MAX_EVENT_BYTES|value: "65536"' 'name: SANDBOX|value: "false"' \
+		'name: SCALE_MAX_STEP|value: "3"' 'name: DELETE_PODS_MAX|value: "4"' 'name: ACTION_COOLDOWN|value: "90s"' \
+		'name: VERIFY_TIMEOUT|value: "1m30s"' \
 		'name: EVENTBROKER|value: "http://localhost:8081/event"' 'name: PUBSUB_RECIPIENT_PORT|value: "8080"'; do
 		grep -A1 -F -- "- ${want%%|*}" "$TMP/values.yaml" | grep -qF -- "${want#*|}" ||
 			fail "values do not reach the environment: want ${want/|/ }"
@@ -166,7 +197,7 @@ static_checks() {
 		fail "terminationGracePeriodSeconds does not follow shutdownGraceSeconds (want 120+10+5+15=150)"
 	grep -qF 'command: ["/bin/sleep", "135"]' "$TMP/values.yaml" ||
 		fail "the distributor's preStop does not follow shutdownGraceSeconds (want sleep 135)"
-	ok "values reach the pod: DRY_RUN, LOG_LEVEL, SHUTDOWN_GRACE=120s -> preStop sleep 135, grace period 150; SANDBOX=false"
+	ok "values reach the pod: DRY_RUN, LOG_LEVEL, SCALE_MAX_STEP, DELETE_PODS_MAX, ACTION_COOLDOWN, VERIFY_TIMEOUT, SHUTDOWN_GRACE=120s -> preStop sleep 135, grace period 150; SANDBOX=false"
 
 	step "wrong values fail with a clear message"
 	must_fail "--set rbac.scope=everything" "at '/rbac/scope': value must be one of 'cluster', 'namespaced'" \
@@ -181,6 +212,14 @@ static_checks() {
 		"${tpl[@]}" "${nsd[@]}" --set 'rbac.namespaces={Bad_NS}'
 	must_fail "--set scale.minReplicas=5,scale.maxReplicas=2" "scale.maxReplicas (2) must not be below scale.minReplicas (5)" \
 		"${tpl[@]}" --set scale.minReplicas=5 --set scale.maxReplicas=2
+	must_fail "--set scale.maxStep=-1" "at '/scale/maxStep': minimum: got -1, want 0" "${tpl[@]}" --set scale.maxStep=-1
+	must_fail "--set deletePods.maxPods=0" "at '/deletePods/maxPods': minimum: got 0, want 1" "${tpl[@]}" --set deletePods.maxPods=0
+	must_fail "--set-json 'allowedNamespaces=[]'" "at '/allowedNamespaces': minItems: got 0, want 1" "${tpl[@]}" --set-json 'allowedNamespaces=[]'
+	must_fail "--set 'allowedNamespaces={sockshop-*\,kube-system}'" "at '/allowedNamespaces/0': 'sockshop-*,kube-system' does not match pattern" \
+		"${tpl[@]}" --set 'allowedNamespaces={sockshop-*\,kube-system}'
+	must_fail "--set cooldown=5min" "at '/cooldown': '5min' does not match pattern" "${tpl[@]}" --set cooldown=5min
+	must_fail "--set verifyTimeout=5m (= actionTimeout)" "verifyTimeout (5m) must be below actionTimeout (5m)" \
+		"${tpl[@]}" --set verifyTimeout=5m
 	must_fail "--set terminationGracePeriodSeconds=30" "terminationGracePeriodSeconds (30) must be at least" \
 		"${tpl[@]}" --set terminationGracePeriodSeconds=30
 	must_fail "remote mode without a token Secret" "distributor.keptnApiTokenSecret is not" \
@@ -189,6 +228,23 @@ static_checks() {
 		"${tpl[@]}" --set distributor.keptnApiEndpoint=https://keptn.example.com/api \
 		--set distributor.keptnApiTokenSecret=keptn-api-token --set replicaCount=2
 }
+
+# leases_role_in_ns FILE: FILE (helm template output) has the Role and the
+# RoleBinding $LEASES_NAME in namespace $NS, the Role with exactly the rules
+# on leases.
+leases_role_in_ns() {
+	local kind
+	for kind in Role RoleBinding; do
+		awk -v k="kind: $kind" -v n="  name: $LEASES_NAME" -v ns="  namespace: $NS" '
+			/^---/ { if (hit_k && hit_n && hit_ns) found = 1; hit_k = hit_n = hit_ns = 0 }
+			$0 == k { hit_k = 1 } $0 == n { hit_n = 1 } $0 == ns { hit_ns = 1 }
+			END { if (hit_k && hit_n && hit_ns) found = 1; exit !found }' "$1" || return 1
+	done
+	grep -A2 -F 'apiGroups: ["coordination.k8s.io"]' "$1" | grep -qF 'verbs: ["get", "list", "create", "update", "delete"]'
+}
+
+# env_is FILE NAME VALUE: the provider container's variable NAME is VALUE.
+env_is() { grep -A1 -F -- "- name: $2" "$1" | grep -qxF -- "              value: \"$3\""; }
 
 # -------------------------------------------------------------- live part ---
 
@@ -200,11 +256,23 @@ rules_of() {
 	[[ -z ${3:-} ]] || args+=(-n "$3")
 	kc get "${args[@]}" -o jsonpath='{range .rules[*]}{.apiGroups}|{.resources}|{.verbs};{end}'
 }
+# expect_rules KIND NAME [NAMESPACE]: exactly WANT_RULES.
 expect_rules() {
 	local got
 	got=$(rules_of "$@") || fail "cannot read $1 $2"
 	[[ $got == "$WANT_RULES" ]] || fail "$1 $2${3:+ in $3} has rules $got; want exactly $WANT_RULES"
-	ok "$1 $2${3:+ (namespace $3)}: exactly get deployments,statefulsets; get,update deployments/scale,statefulsets/scale"
+	ok "$1 $2${3:+ (namespace $3)}: exactly get,patch deployments,statefulsets,daemonsets; get,update their scale; list replicasets,controllerrevisions; get,list pods; create pods/eviction, events; list poddisruptionbudgets; get,list,update horizontalpodautoscalers"
+}
+# expect_lease_rules NAME NAMESPACE: Role NAME (and its RoleBinding to
+# SA_NAME) has exactly WANT_LEASE_RULES.
+expect_lease_rules() {
+	local got sa=$3
+	got=$(rules_of role "$1" "$2") || fail "cannot read role $1 in $2"
+	[[ $got == "$WANT_LEASE_RULES" ]] || fail "role $1 in $2 has rules $got; want exactly $WANT_LEASE_RULES"
+	got=$(kc get rolebinding "$1" -n "$2" -o jsonpath='{.roleRef.kind}/{.roleRef.name} {range .subjects[*]}{.kind}:{.namespace}:{.name}{end}') ||
+		fail "cannot read rolebinding $1 in $2"
+	[[ $got == "Role/$1 ServiceAccount:$2:$sa" ]] || fail "rolebinding $1 in $2: $got"
+	ok "role $1 (namespace $2, bound to $sa): exactly get,list,create,update,delete leases"
 }
 
 # can USER yes|no VERB RESOURCE NAMESPACE|--all [SUBRESOURCE]
@@ -222,62 +290,124 @@ can() {
 
 # What the provider may do in any scope: only what the code calls.
 can_matrix_common() {
-	local u=$1
+	local u=$1 p=sockshop-production r verb
 	say "RBAC as $u (kubectl auth can-i --as)"
-	can "$u" yes get deployments sockshop-production
-	can "$u" yes get statefulsets sockshop-production
-	can "$u" yes get deployments sockshop-production scale
-	can "$u" yes update deployments sockshop-production scale
-	can "$u" yes get statefulsets sockshop-production scale
-	can "$u" yes update statefulsets sockshop-production scale
-	local verb
-	for verb in list watch create update patch delete; do can "$u" no "$verb" deployments sockshop-production; done
-	can "$u" no patch deployments sockshop-production scale
-	can "$u" no update deployments sockshop-production status
-	can "$u" no get daemonsets sockshop-production
-	can "$u" no get replicasets sockshop-production
-	can "$u" no get pods sockshop-production
-	can "$u" no delete pods sockshop-production
-	can "$u" no create pods sockshop-production eviction
-	can "$u" no get secrets sockshop-production
+	for r in deployments statefulsets daemonsets; do
+		can "$u" yes get "$r" "$p"
+		can "$u" yes patch "$r" "$p"
+	done
+	for r in deployments statefulsets; do
+		can "$u" yes get "$r" "$p" scale
+		can "$u" yes update "$r" "$p" scale
+		can "$u" no patch "$r" "$p" scale
+	done
+	can "$u" yes list replicasets "$p"
+	can "$u" yes list controllerrevisions "$p"
+	can "$u" yes get pods "$p"
+	can "$u" yes list pods "$p"
+	can "$u" yes create pods "$p" eviction
+	can "$u" yes create events "$p"
+	can "$u" yes list poddisruptionbudgets.policy "$p"
+	for verb in get list update; do can "$u" yes "$verb" horizontalpodautoscalers.autoscaling "$p"; done
+	# Not a verb more.
+	for verb in list watch create update delete deletecollection; do can "$u" no "$verb" deployments "$p"; done
+	can "$u" no watch daemonsets "$p"
+	can "$u" no update deployments "$p" status
+	can "$u" no update daemonsets "$p"
+	for verb in get watch patch delete; do can "$u" no "$verb" replicasets "$p"; done
+	can "$u" no get controllerrevisions "$p"
+	for verb in watch create update patch delete deletecollection; do can "$u" no "$verb" pods "$p"; done
+	can "$u" no get pods "$p" log
+	can "$u" no create pods "$p" exec
+	can "$u" no update pods "$p" status
+	for verb in get list update patch delete; do can "$u" no "$verb" events "$p"; done
+	can "$u" no create events.events.k8s.io "$p"
+	for verb in get watch create update delete; do can "$u" no "$verb" poddisruptionbudgets.policy "$p"; done
+	for verb in watch create patch delete; do can "$u" no "$verb" horizontalpodautoscalers.autoscaling "$p"; done
+	can "$u" no update horizontalpodautoscalers.autoscaling "$p" status
+	# The Leases: in the provider's namespace only.
+	for verb in get list create update delete; do can "$u" yes "$verb" leases "$NS"; done
+	for verb in watch patch deletecollection; do can "$u" no "$verb" leases "$NS"; done
+	for verb in get create update; do can "$u" no "$verb" leases "$p"; done
+	can "$u" no create leases kube-system
+	can "$u" no update leases kube-node-lease
+	can "$u" no list leases --all
+	# Nothing else.
+	can "$u" no get secrets "$p"
 	can "$u" no get secrets "$NS"
 	can "$u" no list secrets --all
 	can "$u" no get configmaps "$NS"
-	can "$u" no '*' '*' sockshop-production
+	can "$u" no '*' '*' "$p"
 	can "$u" no '*' '*' kube-system
 	can "$u" no get secrets kube-system
 	can "$u" no list namespaces --all
 	can "$u" no get nodes --all
 	can "$u" no create clusterrolebindings --all
-	can "$u" no escalate roles sockshop-production
+	can "$u" no escalate roles "$p"
+	can "$u" no bind roles "$NS"
+	can "$u" no update roles "$NS"
 	can "$u" no impersonate serviceaccounts "$NS"
 	can "$u" no create serviceaccounts "$NS" token
 }
 
 can_matrix_namespaced() {
-	local u=$1
+	local u=$1 r
 	can_matrix_common "$u"
-	can "$u" no get deployments other-ns
+	for r in deployments statefulsets daemonsets; do
+		can "$u" no get "$r" other-ns
+		can "$u" no patch "$r" other-ns
+	done
 	can "$u" no get deployments other-ns scale
 	can "$u" no update deployments other-ns scale
-	local r
+	can "$u" no list pods other-ns
+	can "$u" no create pods other-ns eviction
+	can "$u" no create events other-ns
+	can "$u" no update horizontalpodautoscalers.autoscaling other-ns
 	for r in deployments statefulsets; do
 		can "$u" no get "$r" kube-system
+		can "$u" no patch "$r" kube-system
 		can "$u" no update "$r" kube-system scale
 	done
+	can "$u" no create pods kube-system eviction
 	can "$u" no get deployments "$NS"
+	can "$u" no patch deployments "$NS"
+	can "$u" no create events "$NS"
 }
 
 can_matrix_cluster() {
 	local u=$1
 	can_matrix_common "$u"
-	# Cluster scope is what it says: the two rules, in every namespace.
+	# Cluster scope is what it says: the same rules, in every namespace
+	# (ALLOWED_NAMESPACES protects kube-system and the provider's own).
 	can "$u" yes get deployments other-ns
+	can "$u" yes patch deployments other-ns
 	can "$u" yes update deployments other-ns scale
+	can "$u" yes create pods other-ns eviction
 	can "$u" yes get deployments kube-system
+	can "$u" yes create events "$NS"
 	can "$u" no list deployments --all
+	# A ClusterRole's list is cluster-wide: pods, replicasets... of every
+	# namespace can be listed (not watched). rbac.scope=namespaced avoids it.
+	can "$u" yes list pods --all
+	can "$u" no watch pods --all
 	can "$u" no update deployments kube-system
 	can "$u" no delete deployments kube-system
+	can "$u" no delete pods kube-system
+	can "$u" no create leases other-ns
+}
+
+# pod_env_checks DEPLOYMENT [ALLOWED_NAMESPACES]: the provider container of
+# the applied DEPLOYMENT (in $NS) gets POD_NAMESPACE and POD_NAME from the
+# downward API, and the ALLOWED_NAMESPACES given (default *).
+pod_env_checks() {
+	local d=$1 want=${2:-*} jp='{.spec.template.spec.containers[?(@.name=="action-provider")].env[?(@.name=="%s")]%s}' got
+	# shellcheck disable=SC2059
+	got=$(kc get "$d" -n "$NS" -o jsonpath="$(printf "$jp" POD_NAMESPACE .valueFrom.fieldRef.fieldPath)/$(printf "$jp" POD_NAME .valueFrom.fieldRef.fieldPath)")
+	[[ $got == metadata.namespace/metadata.name ]] || fail "$d: POD_NAMESPACE/POD_NAME from $got, want metadata.namespace/metadata.name"
+	# shellcheck disable=SC2059
+	got=$(kc get "$d" -n "$NS" -o jsonpath="$(printf "$jp" ALLOWED_NAMESPACES .value)")
+	[[ $got == "$want" ]] || fail "$d: ALLOWED_NAMESPACES=$got, want $want"
+	ok "$d: POD_NAMESPACE, POD_NAME from the downward API; ALLOWED_NAMESPACES=$want"
 }
 
 # wait_for DESCRIPTION SECONDS COMMAND...: poll COMMAND until it succeeds.
@@ -334,18 +464,52 @@ on_fail() {
 }
 
 # post EVENT_FILE: POST a triggered event to the provider, as the distributor.
+# POSTED counts them: each is claimed with a Lease in $NS.
+POSTED=0
 post() {
 	local out
 	out=$("$TMP/bin/keptnsim" post "http://127.0.0.1:$RCV_PORT/" "$1" 2>&1) || fail "POST $1 to the provider: $out"
 	[[ $out == 202* ]] || fail "POST $1: $out; want 202"
+	POSTED=$((POSTED + 1))
 }
 
-# expect_finished ID STATUS RESULT MESSAGE
+# expect_finished ID STATUS RESULT MESSAGE [TIMEOUT]: MESSAGE is a part of
+# the finished message (a change that rolls out ends "; rollout converged
+# in ...", so match the part before it).
 expect_finished() {
 	local out
 	out=$("$TMP/bin/keptnsim" expect -events "$TMP/sink-events.jsonl" -id "$1" -status "$2" -result "$3" \
-		-message "$4" -timeout 30s 2>&1) || fail "$out"
+		-message "$4" -timeout "${5:-30s}" 2>&1) || fail "$out"
 	ok "finished $out"
+}
+
+# trigger ACTION VALUE [PROJECT STAGE SERVICE]: post one action.triggered
+# event (default: sockshop-production, service carts); sets ID.
+N_EVENT=0
+trigger() {
+	N_EVENT=$((N_EVENT + 1))
+	local f="$TMP/event-$N_EVENT.json"
+	ID=$("$TMP/bin/keptnsim" event -project "${3:-sockshop}" -stage "${4:-production}" -service "${5:-carts}" \
+		-action "$1" -value "$2" -out "$f") || fail "keptnsim event $1 $2"
+	post "$f"
+}
+
+# audit_events NAMESPACE WORKLOAD REASON: how many audit Events the provider
+# wrote on WORKLOAD with REASON.
+audit_events() {
+	kc get events -n "$1" -o name \
+		--field-selector "involvedObject.name=$2,reason=$3,source=keptn-action-provider" | wc -l
+}
+
+# expect_leases: one claimed-event Lease per posted event, all of the
+# provider's Leases in $NS and none anywhere else.
+expect_leases() {
+	local where n
+	where=$(kc get leases -A -l keptn-action-provider.io/record -o jsonpath='{range .items[*]}{.metadata.namespace}{"\n"}{end}' | sort -u)
+	[[ $where == "$NS" ]] || fail "the provider's Leases are in '${where//$'\n'/ }', want only $NS"
+	n=$(kc get leases -n "$NS" -l keptn-action-provider.io/record=event -o name | wc -l)
+	((n == POSTED)) || fail "$n claimed-event Leases in $NS, want $POSTED (one per triggered event)"
+	ok "Leases only in $NS: $n claimed events (one per triggered event), $(kc get leases -n "$NS" -l keptn-action-provider.io/record=target -o name | wc -l) targets"
 }
 
 # The kubelet's part for the helm test Pod, which kwok leaves Running forever
@@ -438,10 +602,9 @@ live_checks() {
 	kc rollout status deployment/action-provider -n "$NS" --timeout=60s >/dev/null || fail "deploy/service.yaml: rollout"
 	ok "Deployment action-provider rolled out (kwok: Running/Ready)"
 	expect_rules clusterrole keptn-action-provider
-	can "$PLAIN_SA_USER" yes update deployments sockshop-production scale
-	can "$PLAIN_SA_USER" yes get deployments other-ns
-	can "$PLAIN_SA_USER" no get secrets --all
-	can "$PLAIN_SA_USER" no list deployments --all
+	expect_lease_rules "$PLAIN_LEASES" "$NS" action-provider
+	pod_env_checks deployment/action-provider
+	can_matrix_cluster "$PLAIN_SA_USER"
 	kc delete -f deploy/service.yaml --wait --timeout=60s >/dev/null
 	[[ $(kc get namespace "$NS" -o jsonpath='{.status.phase}') == Active ]] ||
 		fail "kubectl delete -f deploy/service.yaml took namespace $NS with it"
@@ -463,9 +626,11 @@ live_checks() {
 	grep -qF "helm test $RELEASE" "$TMP/logs/install.log" || fail "NOTES.txt does not say how to check it"
 	ok "NOTES.txt tells how to check it works"
 	expect_rules role "$CLUSTER_NAME" sockshop-production
+	expect_lease_rules "$LEASES_NAME" "$NS" "$SA"
 	[[ -z $(kc get clusterroles,clusterrolebindings -l "app.kubernetes.io/instance=$RELEASE" -o name) ]] ||
 		fail "namespaced scope created cluster-wide RBAC"
 	ok "no ClusterRole or ClusterRoleBinding in namespaced scope"
+	pod_env_checks "deployment/$RELEASE" sockshop-production
 	can_matrix_namespaced "$SA_USER"
 
 	step "the provider binary with the chart's ServiceAccount token"
@@ -507,9 +672,14 @@ EOF
 	ports=$("$TMP/bin/keptnsim" freeport 2)
 	RCV_PORT=$(sed -n 1p <<<"$ports")
 	OPS_PORT=$(sed -n 2p <<<"$ports")
+	# As the chart's pod, except: ALLOWED_NAMESPACES=* (the chart renders
+	# rbac.namespaces), so that an event for other-ns reaches the API server
+	# and RBAC is what stops it; ACTION_COOLDOWN=0s, because
+	# remediation.yaml's actions scale carts several times within a minute.
 	env -i PATH="$PATH" HOME="$TMP" KUBECONFIG="$TMP/sa.kubeconfig" SANDBOX=false \
 		RCV_HOST=127.0.0.1 RCV_PORT="$RCV_PORT" OPS_PORT="$OPS_PORT" \
 		EVENTBROKER="http://127.0.0.1:$(<"$TMP/sink.port")/event" LOG_FORMAT=text LOG_LEVEL=debug \
+		POD_NAMESPACE="$NS" POD_NAME=action-provider-deploy-sh ALLOWED_NAMESPACES='*' ACTION_COOLDOWN=0s \
 		"$TMP/bin/action-provider" >"$TMP/logs/provider.log" 2>&1 &
 	echo $! >"$TMP/pids/provider"
 	wait_for "provider /readyz" 20 "$TMP/bin/keptnsim" get "http://127.0.0.1:$OPS_PORT/readyz"
@@ -540,12 +710,104 @@ EOF
 	done <"$TMP/events/index.tsv"
 	kc rollout status deployment/carts -n sockshop-production --timeout=60s >/dev/null
 	ok "carts rolled out at $(kc get deployment carts -n sockshop-production -o jsonpath='{.status.readyReplicas}') ready replicas"
+	local n
+	n=$(audit_events sockshop-production carts Scaled)
+	((n == 4)) || fail "$n audit Events (reason Scaled) on sockshop-production/carts, want 4 (the dry run writes none)"
+	ok "4 audit Events (reason Scaled, source keptn-action-provider) on carts: one per real change"
+	local targets
+	targets=$(kc get leases -n "$NS" -l keptn-action-provider.io/record=target \
+		-o jsonpath='{range .items[*]}{.metadata.annotations.keptn-action-provider\.io/target}{"|"}{.metadata.annotations.keptn-action-provider\.io/last-scale}{"\n"}{end}')
+	grep -q '^deployment sockshop-production/carts|{.*"action":"scale"' <<<"$targets" ||
+		fail "no target Lease in $NS records the last scale of sockshop-production/carts: $targets"
+	ok "the target Lease of sockshop-production/carts in $NS records its last scale (the cooldown's memory)"
+	expect_leases
 
-	id=$("$TMP/bin/keptnsim" event -project other -stage ns -service carts -action scale -value '{"replicas":"+1"}' -out "$TMP/other-ns.json")
-	post "$TMP/other-ns.json"
-	expect_finished "$id" errored fail "forbidden"
+	say "the guardrails refuse: status succeeded, result fail, nothing changed"
+	trigger scale '{"replicas":51}'
+	expect_finished "$ID" succeeded fail "refused (maximum replicas): scaling deployment sockshop-production/carts from 5 to 51 replicas is above the maximum of 50"
+	trigger scale '{"replicas":"+11"}'
+	expect_finished "$ID" succeeded fail "refused (maximum step): scaling deployment sockshop-production/carts from 5 to 16 replicas changes more than 10 at once"
+	trigger scale '{"replicas":"+1","namespace":"kube-system","name":"coredns"}'
+	expect_finished "$ID" succeeded fail "refused (namespace allowlist): namespace kube-system is protected"
+	trigger restart "{\"namespace\":\"$NS\",\"name\":\"$RELEASE\"}"
+	expect_finished "$ID" succeeded fail "refused (namespace allowlist): namespace $NS is protected"
+	[[ $(replicas_of sockshop-production carts) == 5 ]] || fail "a refused action changed carts"
+	ok "carts unchanged at 5 replicas"
+
+	say "restart, rollback, delete-pods and an autoscaled scale with the chart's RBAC"
+	trigger restart null
+	expect_finished "$ID" succeeded pass "restarted deployment sockshop-production/carts (never restarted); rollout converged" 90s
+	[[ -n $(kc get deployment carts -n sockshop-production -o jsonpath='{.spec.template.metadata.annotations.kubectl\.kubernetes\.io/restartedAt}') ]] ||
+		fail "restart: the pod template of carts has no restartedAt"
+	n=$(audit_events sockshop-production carts Restarted)
+	((n == 1)) || fail "restart: $n audit Events (Restarted) on carts, want 1"
+	ok "  restart: PATCHed kubectl.kubernetes.io/restartedAt into carts' pod template; 1 audit Event (Restarted)"
+	trigger rollback null
+	expect_finished "$ID" succeeded pass "rolled back deployment sockshop-production/carts from revision 2 to revision 1" 90s
+	[[ -z $(kc get deployment carts -n sockshop-production -o jsonpath='{.spec.template.metadata.annotations.kubectl\.kubernetes\.io/restartedAt}') ]] ||
+		fail "rollback: the pod template of carts still has restartedAt"
+	n=$(audit_events sockshop-production carts RolledBack)
+	((n == 1)) || fail "rollback: $n audit Events (RolledBack) on carts, want 1"
+	ok "  rollback: carts' pod template is revision 1's again (from its ReplicaSets); 1 audit Event (RolledBack)"
+	kc rollout status deployment/carts -n sockshop-production --timeout=60s >/dev/null
+	kc create poddisruptionbudget carts -n sockshop-production --selector=app=carts --max-unavailable=0 >/dev/null
+	wait_for "the disruption controller to process PodDisruptionBudget carts" 30 \
+		bash -c "[[ \$(kubectl get pdb carts -n sockshop-production -o jsonpath='{.status.observedGeneration}') == 1 ]]"
+	trigger delete-pods '{"all":true,"maxPods":1}'
+	expect_finished "$ID" succeeded fail "refused (PodDisruptionBudget)"
+	expect_finished "$ID" succeeded fail "PodDisruptionBudget carts (maxUnavailable 0"
+	ok "  delete-pods: refused by PodDisruptionBudget carts, which the provider named (list poddisruptionbudgets)"
+	kc delete poddisruptionbudget carts -n sockshop-production >/dev/null
+	local pods_before evicted
+	pods_before=$(kc get pods -n sockshop-production -l app=carts -o jsonpath='{.items[*].metadata.name}')
+	trigger delete-pods '{"all":true,"maxPods":1}'
+	expect_finished "$ID" succeeded pass "evicted 1 pod of deployment sockshop-production/carts: carts-" 90s
+	evicted=$(grep -F "$ID" "$TMP/sink-events.jsonl" | grep -o 'evicted 1 pod of deployment sockshop-production/carts: carts-[a-z0-9-]*' | head -n1 | sed 's/.*: //')
+	[[ -n $evicted && " $pods_before " == *" $evicted "* ]] || fail "delete-pods: which pod was evicted? ('$evicted'; pods before: $pods_before)"
+	wait_for "pod $evicted gone" 30 bash -c "! kubectl get pod '$evicted' -n sockshop-production"
+	kc rollout status deployment/carts -n sockshop-production --timeout=60s >/dev/null
+	n=$(audit_events sockshop-production carts PodsEvicted)
+	((n == 1)) || fail "delete-pods: $n audit Events (PodsEvicted) on carts, want 1"
+	ok "  delete-pods: evicted $evicted (pods/eviction), it is gone and replaced; 1 audit Event (PodsEvicted)"
+	kc create deployment orders --image=registry.invalid/orders:1 --replicas=1 -n sockshop-production >/dev/null
+	kc apply -f - >/dev/null <<HPA
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: orders, namespace: sockshop-production}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: orders}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+    - type: Resource
+      resource: {name: cpu, target: {type: Utilization, averageUtilization: 80}}
+HPA
+	kc rollout status deployment/orders -n sockshop-production --timeout=60s >/dev/null
+	trigger scale '{"replicas":2}' sockshop production orders
+	expect_finished "$ID" succeeded pass "deployment sockshop-production/orders is autoscaled by horizontalpodautoscaler orders, so its minReplicas was set instead of the replicas: 1 → 2" 90s
+	[[ $(kc get hpa orders -n sockshop-production -o jsonpath='{.spec.minReplicas}/{.spec.maxReplicas}') == 2/3 ]] ||
+		fail "scale with an HPA: orders' HPA is not at minReplicas 2, maxReplicas 3"
+	[[ $(replicas_of sockshop-production orders) == 2 ]] || fail "scale with an HPA: the autoscaler did not bring orders to 2"
+	ok "  scale of an autoscaled deployment: HPA orders minReplicas 1 → 2 (get, list, update horizontalpodautoscalers); the autoscaler took orders to 2"
+	# The opt-out last: the Deployment controller copies the annotation to the
+	# current ReplicaSet, and a rollback to that revision would bring it back
+	# (kubectl rollout undo copies a revision's annotations too).
+	kc annotate deployment orders -n sockshop-production keptn-action-provider.io/opt-out=true >/dev/null
+	trigger restart null sockshop production orders
+	expect_finished "$ID" succeeded fail "refused (opt-out annotation): deployment sockshop-production/orders is annotated"
+	[[ -z $(kc get deployment orders -n sockshop-production -o jsonpath='{.spec.template.metadata.annotations}') ]] ||
+		fail "a refused restart changed the pod template of orders"
+	ok "  opt-out annotation: restart of orders refused, its pod template unchanged"
+	expect_leases
+
+	trigger scale '{"replicas":"+1"}' other ns carts
+	expect_finished "$ID" errored fail "forbidden"
 	[[ $(replicas_of other-ns carts) == 1 ]] || fail "other-ns/carts changed"
 	ok "other-ns (outside rbac.namespaces): errored/fail \"forbidden\", carts unchanged at 1"
+	trigger restart null other ns carts
+	expect_finished "$ID" errored fail "forbidden"
+	[[ -z $(kc get deployment carts -n other-ns -o jsonpath='{.spec.template.metadata.annotations}') ]] || fail "other-ns/carts was restarted"
+	ok "other-ns: restart errored/fail \"forbidden\" too, carts not restarted"
 
 	step "helm test"
 	play_kubelet_for_test_pod "$RELEASE-test-readyz" >"$TMP/logs/kubelet.log" 2>&1 &
@@ -566,23 +828,33 @@ EOF
 		fail "helm upgrade: LOG_LEVEL is not debug"
 	kc rollout status deployment/"$RELEASE" -n "$NS" --timeout=60s >/dev/null || fail "helm upgrade: rollout"
 	ok "revision 2 rolled out with LOG_LEVEL=debug"
-	[[ -z $(kc get roles,rolebindings -A -l "app.kubernetes.io/instance=$RELEASE" -o name) ]] || fail "the Roles of revision 1 are left"
+	local left
+	left=$(kc get roles,rolebindings -A -l "app.kubernetes.io/instance=$RELEASE" \
+		-o jsonpath='{range .items[*]}{.kind}/{.metadata.namespace}/{.metadata.name}{"\n"}{end}' | sort)
+	[[ $left == "Role/$NS/$LEASES_NAME"$'\n'"RoleBinding/$NS/$LEASES_NAME" ]] ||
+		fail "after the upgrade the Roles/RoleBindings are ${left//$'\n'/ }; want only $LEASES_NAME in $NS"
 	expect_rules clusterrole "$CLUSTER_NAME"
-	ok "the namespaced Role/RoleBinding are gone"
+	expect_lease_rules "$LEASES_NAME" "$NS" "$SA"
+	ok "the namespaced Roles/RoleBindings are gone; the Leases' Role in $NS stays"
+	pod_env_checks "deployment/$RELEASE" '*'
 	can_matrix_cluster "$SA_USER"
 	wait_for "RBAC: update deployments/scale in other-ns" 20 \
 		kubectl auth can-i update deployments --subresource=scale -n other-ns --as "$SA_USER"
-	id=$("$TMP/bin/keptnsim" event -project other -stage ns -service carts -action scale -value '{"replicas":"+1"}' -out "$TMP/other-ns-2.json")
-	post "$TMP/other-ns-2.json"
-	expect_finished "$id" succeeded pass "scaled deployment other-ns/carts from 1 to 2 replicas"
+	trigger scale '{"replicas":"+1"}' other ns carts
+	expect_finished "$ID" succeeded pass "scaled deployment other-ns/carts from 1 to 2 replicas"
 	[[ $(replicas_of other-ns carts) == 2 ]] || fail "other-ns/carts is not at 2 replicas"
-	ok "with cluster scope, the same token scales other-ns/carts to 2"
+	n=$(audit_events other-ns carts Scaled)
+	((n == 1)) || fail "$n audit Events (Scaled) on other-ns/carts, want 1"
+	ok "with cluster scope, the same token scales other-ns/carts to 2 (1 audit Event in other-ns)"
+	expect_leases
 	stop_pid "$TMP/pids/provider"
 	stop_pid "$TMP/pids/sink"
 	local errors
 	errors=$(grep 'level=error' "$TMP/logs/provider.log" | grep -v 'forbidden' || true)
 	[[ -z $errors ]] || fail "the provider logged unexpected errors: $(head -n 3 <<<"$errors")"
-	ok "provider stopped; no unexpected error in its log"
+	errors=$(grep -E 'could not record the event|audit event not recorded|could not release' "$TMP/logs/provider.log" || true)
+	[[ -z $errors ]] || fail "the provider could not write its Leases or audit Events: $(head -n 3 <<<"$errors")"
+	ok "provider stopped; no unexpected error in its log, and every Lease and audit Event was written"
 
 	step "helm uninstall"
 	"$HELM" uninstall "$RELEASE" -n "$NS" --wait --timeout 60s >"$TMP/logs/uninstall.log" 2>&1 ||

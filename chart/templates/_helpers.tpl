@@ -83,6 +83,9 @@ grace period must cover drain + 10; the default adds 15. */}}
 {{- if lt (add .Values.shutdownGraceSeconds .Values.shutdownFlushSeconds | int) (include "ap.drainSeconds" . | int) | not }}
 {{- fail (printf "distributor.drainSeconds (%s) must exceed shutdownGraceSeconds + shutdownFlushSeconds (%d): the distributor must outlive the provider's drain" (include "ap.drainSeconds" .) (add .Values.shutdownGraceSeconds .Values.shutdownFlushSeconds | int)) }}
 {{- end }}
+{{- if ge (include "ap.seconds" .Values.verifyTimeout | float64) (include "ap.seconds" .Values.actionTimeout | float64) }}
+{{- fail (printf "verifyTimeout (%s) must be below actionTimeout (%s): a slow rollout must be reported as such before the action times out" .Values.verifyTimeout .Values.actionTimeout) }}
+{{- end }}
 {{- if and .Values.rbac.create (eq .Values.rbac.scope "namespaced") (empty .Values.rbac.namespaces) }}
 {{- fail "rbac.scope=namespaced needs rbac.namespaces: the <project>-<stage> namespaces the provider may act on, e.g. --set 'rbac.namespaces={sockshop-production}'" }}
 {{- end }}
@@ -96,17 +99,98 @@ grace period must cover drain + 10; the default adds 15. */}}
 {{- end }}
 {{- end }}
 
-{{/* The RBAC rules: exactly what the code calls today; each new action adds its rules. */}}
+{{/* The rules in the namespaces the provider acts on (a ClusterRole in
+cluster scope, a Role in each of rbac.namespaces in namespaced scope): exactly
+what the actions call, each rule naming the code that needs it. No watch, no
+delete, no secrets, no wildcards. */}}
 {{- define "ap.rules" -}}
-# internal/workload/workload.go (Resolve -> desired): GET the Deployment or
-# StatefulSet named by the event, to find the target ("<service>", then
-# "<service>-primary").
+# internal/workload/workload.go (Resolve, Object, Desired) and
+# internal/rollout/rollout.go (Check): GET the workload named by the event
+# (also "<service>-primary"), its annotations for the guards, and its rollout
+# status after a change. internal/action/restart/restart.go (Mutate):
+# strategic-merge PATCH of the pod template's restartedAt annotation;
+# internal/action/rollback/deployment.go, history.go: PATCH the template back
+# to the previous revision (kubectl rollout undo).
 - apiGroups: ["apps"]
-  resources: ["deployments", "statefulsets"]
-  verbs: ["get"]
-# internal/action/scale/scale.go (Run): GetScale and UpdateScale (PUT) of the
-# scale subresource; replicas are never written any other way.
+  resources: ["deployments", "statefulsets", "daemonsets"]
+  verbs: ["get", "patch"]
+# internal/action/scale/scale.go (Mutate): GetScale and UpdateScale (PUT) of
+# the scale subresource; replicas are never written any other way.
 - apiGroups: ["apps"]
   resources: ["deployments/scale", "statefulsets/scale"]
   verbs: ["get", "update"]
+# internal/workload/pods.go (Pods), internal/action/rollback/deployment.go:
+# LIST a Deployment's ReplicaSets (its pods, its revisions);
+# internal/action/rollback/history.go: LIST the ControllerRevisions of a
+# StatefulSet or DaemonSet.
+- apiGroups: ["apps"]
+  resources: ["replicasets", "controllerrevisions"]
+  verbs: ["list"]
+# internal/workload/pods.go (Pods): LIST the workload's pods (delete-pods,
+# rollout verification); internal/action/deletepods/deletepods.go (replaced):
+# GET one pod after its eviction answered 409 Conflict.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list"]
+# internal/action/deletepods/deletepods.go (evict): CREATE an Eviction, so that
+# PodDisruptionBudgets are honoured; pods are never deleted directly.
+- apiGroups: [""]
+  resources: ["pods/eviction"]
+  verbs: ["create"]
+# internal/audit/audit.go (Record): CREATE a core Event on each changed
+# workload, the audit record.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+# internal/action/deletepods/deletepods.go (blame): LIST the namespace's
+# budgets to name the one that refused an eviction.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["list"]
+# internal/action/scale/scale.go (autoscaler, autoscaled): LIST to find a
+# workload's HorizontalPodAutoscaler, GET and UPDATE (PUT) its min/maxReplicas
+# instead of fighting it over the replica count.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "update"]
+{{- end }}
+
+{{/* The rules in the release's own namespace (POD_NAMESPACE), whatever
+rbac.scope: the provider's memory across replicas and restarts. */}}
+{{- define "ap.leaseRules" -}}
+# internal/ledger/ledger.go (Claim, Lock, Hold.Release, sweep): GET, CREATE and
+# UPDATE Leases (claimed events, one lock per target, cooldowns), each write
+# carrying the resourceVersion it read; LIST expired claimed-event Leases and
+# DELETE them.
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "list", "create", "update", "delete"]
+{{- end }}
+
+{{/* Name of the Role + RoleBinding for the Leases, in the release namespace. */}}
+{{- define "ap.leasesName" -}}
+{{- printf "%s-leases" (include "ap.fullname" . | trunc 56 | trimSuffix "-") }}
+{{- end }}
+
+{{/* ALLOWED_NAMESPACES: allowedNamespaces comma-joined; in namespaced RBAC
+scope with allowedNamespaces left at ["*"], rbac.namespaces instead, so that
+the allowlist refuses (succeeded/fail) what RBAC would forbid (errored). */}}
+{{- define "ap.allowedNamespaces" -}}
+{{- if and (eq .Values.rbac.scope "namespaced") (eq (join "," .Values.allowedNamespaces) "*") (not (empty .Values.rbac.namespaces)) }}
+{{- join "," .Values.rbac.namespaces }}
+{{- else }}
+{{- join "," .Values.allowedNamespaces }}
+{{- end }}
+{{- end }}
+
+{{/* A Go duration, as the schema's pattern admits it ("2m30s", "1.5h"), in
+seconds (a float). */}}
+{{- define "ap.seconds" -}}
+{{- $units := dict "ns" 0.000000001 "us" 0.000001 "µs" 0.000001 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 }}
+{{- $total := 0.0 }}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h)" (toString .) -1 }}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" . }}
+{{- $total = addf $total (mulf (float64 $num) (get $units (trimPrefix $num .))) }}
+{{- end }}
+{{- $total }}
 {{- end }}

@@ -62,11 +62,12 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 	defer sinkSrv.Close()
 	cfg.EventBroker = "http://" + sinkLn.Addr().String() + "/event"
 
-	registry, claims, err := catalog.Build(cfg, client, log)
+	// The sandbox is the demo's own: no other replica to share claims with.
+	registry, _, err := catalog.Build(cfg, client, log)
 	if err != nil {
 		return err
 	}
-	p := provider.New(cfg, registry, claims, log, prometheus.NewRegistry(), nil)
+	p := provider.New(cfg, registry, nil, log, prometheus.NewRegistry(), nil)
 	if err := p.Listen(); err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/catalog"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/kube"
+	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	"github.com/keptn-action-provider/action-provider/internal/provider"
 )
 
@@ -83,13 +84,19 @@ func serve(ctx context.Context, logOut io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg, logOut)
-	client, err := connect(cfg, log)
+	client, sandboxed, err := connect(cfg, log)
 	if err != nil {
 		return err
 	}
-	registry, claims, err := catalog.Build(cfg, client, log)
+	registry, book, err := catalog.Build(cfg, client, log)
 	if err != nil {
 		return err
+	}
+	// A sandbox is this process's own cluster: no other replica shares it,
+	// and claims kept there would only cost memory under load.
+	var claims lifecycle.Claimer = book
+	if sandboxed {
+		claims = nil
 	}
 	if cfg.DryRun {
 		log.Warn("DRY_RUN=true: actions decide and report, and change nothing")
@@ -123,22 +130,23 @@ func metricsRegistry() *prometheus.Registry {
 
 // connect finds the cluster: in-cluster config, KUBECONFIG or ~/.kube/config,
 // else (with SANDBOX=auto) the in-memory sandbox.
-func connect(cfg config.Config, log logrus.FieldLogger) (kubernetes.Interface, error) {
+func connect(cfg config.Config, log logrus.FieldLogger) (client kubernetes.Interface, sandboxed bool, err error) {
 	home, _ := os.UserHomeDir()
 	switch {
 	case cfg.Sandbox == config.SandboxOn:
-		return startSandbox(cfg, log, "SANDBOX=true")
+		client, err = startSandbox(cfg, log, "SANDBOX=true")
+		return client, true, err
 	case cfg.Sandbox == config.SandboxAuto && !kube.Available(os.LookupEnv, home):
-		return startSandbox(cfg, log, "no in-cluster config, KUBECONFIG or ~/.kube/config")
+		client, err = startSandbox(cfg, log, "no in-cluster config, KUBECONFIG or ~/.kube/config")
+		return client, true, err
 	}
 	rc, source, err := kube.RESTConfig(os.LookupEnv, home)
 	if err != nil {
-		return nil, fmt.Errorf("connect to Kubernetes: %w", err)
+		return nil, false, fmt.Errorf("connect to Kubernetes: %w", err)
 	}
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
+	if client, err = kubernetes.NewForConfig(rc); err != nil {
+		return nil, false, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
 	}
 	log.WithFields(logrus.Fields{"cluster": rc.Host, "from": source}).Info("using Kubernetes cluster")
-	return client, nil
+	return client, false, nil
 }

@@ -195,8 +195,10 @@ func freeport(args []string) error {
 
 // ---- events ----
 
-// The actions the provider answers to (cmd/action-provider/run.go).
-var knownActions = map[string]bool{"scale": true, "scaling": true}
+// The actions the provider answers to (internal/catalog/catalog.go), and
+// whether each needs a value: restart, rollback and delete-pods have a
+// meaning without one.
+var knownActions = map[string]bool{"scale": true, "scaling": true, "restart": false, "rollback": false, "delete-pods": false}
 
 // Keptn's entity names (keptncommon.ValidateKeptnEntityName).
 var keptnName = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
@@ -366,10 +368,11 @@ func readRemediation(file string) (*v0_1_4.Remediation, error) {
 			return nil, fmt.Errorf("problemType %q has no actionsOnOpen", m.ProblemType)
 		}
 		for i, a := range m.ActionsOnOpen {
-			if !knownActions[a.Action] {
-				return nil, fmt.Errorf("problemType %q action %d: %q is not an action of this provider (scale, scaling)", m.ProblemType, i, a.Action)
+			needsValue, known := knownActions[a.Action]
+			if !known {
+				return nil, fmt.Errorf("problemType %q action %d: %q is not an action of this provider (scale, scaling, restart, rollback, delete-pods)", m.ProblemType, i, a.Action)
 			}
-			if a.Value == nil {
+			if needsValue && a.Value == nil {
 				return nil, fmt.Errorf("problemType %q action %d: no value", m.ProblemType, i)
 			}
 		}
