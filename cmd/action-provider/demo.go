@@ -29,6 +29,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
 	"github.com/keptn-action-provider/action-provider/internal/provider"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
+	"github.com/keptn-action-provider/action-provider/internal/secret"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -43,7 +44,8 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 	}
 	cfg.RcvHost, cfg.RcvPort, cfg.OpsPort = "127.0.0.1", 0, 0
 	cfg.Sandbox = config.SandboxOn
-	log := newLogger(cfg, logOut)
+	masker := &secret.Masker{}
+	log := newLogger(cfg, logOut, masker)
 	if cfg.LogLevel == "info" {
 		log.SetLevel(logrus.WarnLevel) // the demo's own output tells the story
 	}
@@ -63,11 +65,11 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 	cfg.EventBroker = "http://" + sinkLn.Addr().String() + "/event"
 
 	// The sandbox is the demo's own: no other replica to share claims with.
-	registry, _, err := catalog.Build(cfg, client, log)
+	cat, err := catalog.Load(cfg, catalog.Deps{Client: client, Log: log, Masker: masker})
 	if err != nil {
 		return err
 	}
-	p := provider.New(cfg, registry, nil, log, prometheus.NewRegistry(), nil)
+	p := provider.New(cfg, provider.Deps{Registry: cat.Registry, Masker: masker, Log: log, Metrics: prometheus.NewRegistry()})
 	if err := p.Listen(); err != nil {
 		return err
 	}

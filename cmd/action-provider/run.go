@@ -20,6 +20,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	"github.com/keptn-action-provider/action-provider/internal/provider"
+	"github.com/keptn-action-provider/action-provider/internal/secret"
 )
 
 const usageText = `action-provider: a Keptn action-provider.
@@ -33,6 +34,9 @@ Usage:
   action-provider [serve]   run the service (the default)
   action-provider demo      run the service in sandbox mode, send it the example
                             events, print what Keptn would receive, and exit
+  action-provider lint FILE...
+                            check remediation.yaml files against the action
+                            catalog (ACTIONS_CONFIG); exit 1 on any problem
   action-provider --version print the version
   action-provider --help    print this help
 
@@ -64,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, stderr)
 	case "demo":
 		return demo(ctx, stdout, stderr)
+	case "lint":
+		return runLint(stdout, flags.Args()[1:])
 	case "help":
 		return usage(stdout)
 	default:
@@ -83,42 +89,49 @@ func serve(ctx context.Context, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, logOut)
+	masker := &secret.Masker{}
+	log := newLogger(cfg, logOut, masker)
 	client, sandboxed, err := connect(cfg, log)
 	if err != nil {
 		return err
 	}
-	registry, book, err := catalog.Build(cfg, client, log)
+	cat, err := catalog.Load(cfg, catalog.Deps{Client: client, Log: log, Masker: masker})
 	if err != nil {
 		return err
 	}
 	// A sandbox is this process's own cluster: no other replica shares it,
 	// and claims kept there would only cost memory under load.
-	var claims lifecycle.Claimer = book
+	var claims lifecycle.Claimer = cat.Ledger
 	if sandboxed {
 		claims = nil
 	}
 	if cfg.DryRun {
 		log.Warn("DRY_RUN=true: actions decide and report, and change nothing")
 	}
-	log.WithFields(logrus.Fields{"version": version, "actions": strings.Join(registry.Names(), ",")}).Info("starting")
-	p := provider.New(cfg, registry, claims, log, metricsRegistry(), nil)
+	log.WithFields(logrus.Fields{
+		"version": version, "catalog": cat.Source, "actions": strings.Join(cat.Registry.Names(), ","),
+	}).Info("starting")
+	p := provider.New(cfg, provider.Deps{
+		Registry: cat.Registry, Claims: claims, Masker: masker, Log: log, Metrics: metricsRegistry(),
+	})
 	if err := p.Listen(); err != nil {
 		return err
 	}
 	return p.Serve(ctx)
 }
 
-func newLogger(cfg config.Config, out io.Writer) *logrus.Logger {
+// newLogger writes every line through masker, so that no secret the
+// catalog resolved reaches the log, whichever field carries it.
+func newLogger(cfg config.Config, out io.Writer, masker *secret.Masker) *logrus.Logger {
 	log := logrus.New()
 	log.SetOutput(out)
 	level, _ := logrus.ParseLevel(cfg.LogLevel) // validated by config.Load
 	log.SetLevel(level)
+	var f logrus.Formatter = &logrus.JSONFormatter{}
 	if cfg.LogFormat == config.FormatText {
-		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
-	} else {
-		log.SetFormatter(&logrus.JSONFormatter{})
+		f = &logrus.TextFormatter{FullTimestamp: true}
 	}
+	log.SetFormatter(masker.Formatter(f))
 	return log
 }
 

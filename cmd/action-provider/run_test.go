@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -93,5 +95,42 @@ func TestUnknownCommand(t *testing.T) {
 	err := run(context.Background(), []string{"frobnicate"}, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), `unknown command "frobnicate"`) {
 		t.Fatalf("run = %v", err)
+	}
+}
+
+func TestLintExamplesAndABrokenFile(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"lint", "../../examples/keptn/remediation.yaml"}, &out, io.Discard); err != nil {
+		t.Fatalf("lint of the example: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "remediation.yaml: ok (checked against the built-in catalog)") {
+		t.Errorf("lint output: %s", out.String())
+	}
+
+	broken := filepath.Join(t.TempDir(), "remediation.yaml")
+	if err := os.WriteFile(broken, []byte(`apiVersion: spec.keptn.sh/0.1.4
+kind: Remediation
+metadata: {name: carts}
+spec:
+  remediations:
+    - problemType: Failure rate increase
+      actionsOnOpen:
+        - {action: scale, name: up, value: {replicas: "many"}}
+        - {action: restartt, name: typo}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	err := run(context.Background(), []string{"lint", broken}, &out, io.Discard)
+	if err == nil || err.Error() != "lint: 2 problem(s) in 1 file(s)" {
+		t.Errorf("lint of a broken file: %v", err)
+	}
+	for _, want := range []string{
+		`actionsOnOpen[0] "scale": the handler would refuse this value: "replicas": "many" is not a whole number of replicas`,
+		`actionsOnOpen[1] "restartt": no catalog entry answers to action "restartt"`,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("lint output lacks %q:\n%s", want, out.String())
+		}
 	}
 }

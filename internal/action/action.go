@@ -26,6 +26,13 @@ type Handler interface {
 	Run(ctx context.Context, req Request) (Outcome, error)
 }
 
+// Validator is implemented by handlers that can check an action's value
+// without running it, so that `action-provider lint` can find a value the
+// handler would refuse before a problem in production does.
+type Validator interface {
+	Validate(value json.RawMessage) error
+}
+
 // HandlerFunc adapts an ordinary function to Handler.
 type HandlerFunc func(ctx context.Context, req Request) (Outcome, error)
 

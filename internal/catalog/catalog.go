@@ -1,77 +1,285 @@
-// Package catalog wires the actions this provider answers to from the
-// configuration: one place that says which names map to which handlers,
-// with which bounds and guardrails.
+// Package catalog is the action catalog: which action names this provider
+// answers to, with which handler, settings and guardrails. It is read once
+// at start-up from the YAML file ACTIONS_CONFIG names, or is the built-in
+// default when none is given, and validated whole before anything is
+// served: a catalog with one bad entry does not load at all.
+//
+// It is not reloaded on change. A running action must keep the catalog it
+// started with, and a half-applied reload is worse than none; the Helm
+// chart instead rolls the Deployment when the catalog's ConfigMap changes,
+// which drains running actions like any other restart.
 package catalog
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
-	"github.com/keptn-action-provider/action-provider/internal/action/deletepods"
-	"github.com/keptn-action-provider/action-provider/internal/action/restart"
-	"github.com/keptn-action-provider/action-provider/internal/action/rollback"
-	"github.com/keptn-action-provider/action-provider/internal/action/scale"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/secret"
 )
 
-// Build makes the catalog of actions this provider answers to, and the
-// ledger that keeps their locks, cooldowns and claimed events on the
-// cluster.
-func Build(cfg config.Config, client kubernetes.Interface, log logrus.FieldLogger) (*action.Registry, *ledger.Ledger, error) {
+// File is the catalog as written in YAML.
+type File struct {
+	Actions []Entry `json:"actions"`
+}
+
+// Entry declares one action.
+type Entry struct {
+	// Name is what remediation.yaml's "action" says.
+	Name string `json:"name"`
+	// Kind is the handler: scale, restart, rollback, delete-pods,
+	// toggle-feature or webhook.
+	Kind string `json:"kind"`
+	// Aliases are further names the entry answers to.
+	Aliases []string `json:"aliases,omitempty"`
+	// Settings are the handler's own, checked by its kind.
+	Settings json.RawMessage `json:"settings,omitempty"`
+	// Guardrails apply to every run of the entry.
+	Guardrails Guardrails `json:"guardrails,omitempty"`
+}
+
+// Guardrails of one entry. Zero values keep the provider-wide settings.
+type Guardrails struct {
+	// Timeout is the entry's deadline, at most ACTION_TIMEOUT.
+	Timeout Duration `json:"timeout,omitempty"`
+	// DryRun makes every run of the entry decide and report only.
+	DryRun bool `json:"dryRun,omitempty"`
+	// Cooldown overrides ACTION_COOLDOWN for the workload kinds; "0s"
+	// disables it.
+	Cooldown *Duration `json:"cooldown,omitempty"`
+}
+
+// Duration is a duration written as a string, "90s"; zero is allowed.
+type Duration time.Duration
+
+// UnmarshalJSON reads "90s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf(`a duration is a string such as "90s" or "5m", not %s`, b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf(`%q is not a duration such as "90s" or "5m"`, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Defaults is the catalog when ACTIONS_CONFIG is not set: today's actions
+// under their usual names, with the bounds from the environment.
+var defaults = File{Actions: []Entry{
+	// "scaling" is helm-service's name, so existing remediation.yaml files work.
+	{Name: "scale", Kind: "scale", Aliases: []string{"scaling"}},
+	{Name: "restart", Kind: "restart"},
+	{Name: "rollback", Kind: "rollback"},
+	{Name: "delete-pods", Kind: "delete-pods"},
+}}
+
+// Catalog is the loaded catalog, its handlers built.
+type Catalog struct {
+	Registry *action.Registry
+	// Ledger keeps locks, cooldowns and claimed events on the cluster.
+	Ledger *ledger.Ledger
+	// Source says where the catalog came from, for the start-up log.
+	Source string
+}
+
+// Deps are what the handlers are built with.
+type Deps struct {
+	Client kubernetes.Interface
+	Log    logrus.FieldLogger
+	// Masker learns every secret the catalog resolves.
+	Masker *secret.Masker
+	// Secrets is where secrets are read from; the zero value is the
+	// process environment and the file system.
+	Secrets secret.Source
+}
+
+// Load reads the catalog cfg names (or the built-in one) and builds every
+// handler. The error names the file, the entry and the field.
+func Load(cfg config.Config, d Deps) (*Catalog, error) {
+	f, source, err := read(cfg.ActionsConfig)
+	if err != nil {
+		return nil, err
+	}
+	c, err := build(cfg, f, d)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	c.Source = source
+	return c, nil
+}
+
+// read parses the catalog file strictly: an unknown field is a typo.
+func read(path string) (File, string, error) {
+	if path == "" {
+		return defaults, "built-in catalog", nil
+	}
+	source := "ACTIONS_CONFIG " + path
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return File{}, source, fmt.Errorf("read %s: %w", source, err)
+	}
+	js, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return File{}, source, fmt.Errorf("%s: not valid YAML: %w", source, err)
+	}
+	var f File
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return File{}, source, fmt.Errorf("%s: %w", source, fieldError(err))
+	}
+	if len(f.Actions) == 0 {
+		return File{}, source, fmt.Errorf("%s: no actions: the catalog must declare at least one under \"actions\"", source)
+	}
+	return f, source, nil
+}
+
+// build makes every entry's handler, or fails on the first bad entry.
+func build(cfg config.Config, f File, d Deps) (*Catalog, error) {
+	if d.Masker == nil {
+		d.Masker = &secret.Masker{}
+	}
 	identity := cfg.PodName
 	if identity == "" {
 		identity, _ = os.Hostname()
 	}
 	policy, err := guard.NewPolicy(cfg.AllowedNamespaces, cfg.PodNamespace)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	book, err := ledger.New(client, ledger.Config{
+	book, err := ledger.New(d.Client, ledger.Config{
 		Namespace: cfg.PodNamespace, Identity: identity,
-		EventTTL: cfg.DedupTTL, LockTTL: cfg.ActionTimeout + lockMargin, Cooldown: cfg.Cooldown,
+		EventTTL: cfg.DedupTTL, LockTTL: cfg.ActionTimeout + lockMargin,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	pipeline := &mutation.Pipeline{
-		Client: client, Policy: policy, Ledger: book, Audit: audit.New(client, identity),
-		VerifyTimeout: cfg.VerifyTimeout, Log: log,
-	}
-	scaler, err := scale.New(pipeline, scale.Options{
-		MinReplicas: cfg.ScaleMinReplicas, MaxReplicas: cfg.ScaleMaxReplicas, MaxStep: cfg.ScaleMaxStep,
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("configure scale: %w", err)
+	base := mutation.Pipeline{
+		Client: d.Client, Policy: policy, Ledger: book, Audit: audit.New(d.Client, identity),
+		VerifyTimeout: cfg.VerifyTimeout, Log: d.Log,
+		Cooldown: ledger.Cooldown{Period: cfg.Cooldown, Setting: "ACTION_COOLDOWN"},
 	}
 	var reg action.Registry
-	for _, a := range []struct {
-		name    string
-		handler action.Handler
-		aliases []string
-	}{
-		// "scaling" is helm-service's name, so existing remediation.yaml files work.
-		{scale.Name, scaler, []string{"scaling"}},
-		{restart.Name, restart.New(pipeline), nil},
-		{rollback.Name, rollback.New(pipeline), nil},
-		{deletepods.Name, deletepods.New(pipeline, deletepods.Options{MaxPods: cfg.DeletePodsMax}), nil},
-	} {
-		if err := reg.Register(a.name, a.handler, a.aliases...); err != nil {
-			return nil, nil, err
+	for i, e := range f.Actions {
+		where := fmt.Sprintf("actions[%d]", i)
+		if e.Name != "" {
+			where += fmt.Sprintf(" %q", e.Name)
+		}
+		h, err := entryHandler(cfg, e, base, d)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		if err := reg.Register(e.Name, h, e.Aliases...); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 	}
-	return &reg, book, nil
+	return &Catalog{Registry: &reg, Ledger: book}, nil
+}
+
+// entryHandler checks an entry and builds its handler, guardrails applied.
+func entryHandler(cfg config.Config, e Entry, base mutation.Pipeline, d Deps) (action.Handler, error) {
+	if e.Name == "" {
+		return nil, errors.New(`"name" is missing: it is what remediation.yaml's "action" says`)
+	}
+	k, ok := kinds()[e.Kind]
+	if !ok {
+		return nil, fmt.Errorf("kind: %q is not a kind of action; known: %s", e.Kind, strings.Join(kindNames(), ", "))
+	}
+	g := e.Guardrails
+	if time.Duration(g.Timeout) > cfg.ActionTimeout {
+		return nil, fmt.Errorf("guardrails.timeout: %s is above ACTION_TIMEOUT (%s), which bounds every action", time.Duration(g.Timeout), cfg.ActionTimeout)
+	}
+	if g.Cooldown != nil {
+		if !k.workload {
+			return nil, fmt.Errorf("guardrails.cooldown: a %s action changes no workload; the cooldown applies to workload actions only", e.Kind)
+		}
+		base.Cooldown = ledger.Cooldown{Period: time.Duration(*g.Cooldown), Setting: fmt.Sprintf("guardrails.cooldown of %q", e.Name)}
+	}
+	h, err := k.build(cfg, e, &base, d)
+	if err != nil {
+		return nil, fmt.Errorf("settings: %w", err)
+	}
+	if g.Timeout > 0 || g.DryRun {
+		h = guarded{handler: h, name: e.Name, timeout: time.Duration(g.Timeout), dryRun: g.DryRun}
+	}
+	return h, nil
+}
+
+// guarded applies an entry's timeout and dry run around its handler.
+type guarded struct {
+	handler action.Handler
+	name    string
+	timeout time.Duration
+	dryRun  bool
+}
+
+func (g guarded) Run(ctx context.Context, req action.Request) (action.Outcome, error) {
+	req.DryRun = req.DryRun || g.dryRun
+	if g.timeout <= 0 {
+		return g.handler.Run(ctx, req)
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	out, err := g.handler.Run(ctx, req)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return out, fmt.Errorf("timed out after %s (guardrails.timeout of %q): %w", g.timeout, g.name, err)
+	}
+	return out, err
+}
+
+// Validate lets lint see through the guardrails.
+func (g guarded) Validate(value json.RawMessage) error {
+	if v, ok := g.handler.(action.Validator); ok {
+		return v.Validate(value)
+	}
+	return nil
 }
 
 // lockMargin is how much longer than an action a target's lock lasts, so
 // that it outlives the action but not, by much, a replica that died
 // holding it.
 const lockMargin = 30 * time.Second
+
+// fieldError rephrases encoding/json's errors with the field's path.
+func fieldError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		return fmt.Errorf("%s: a %s where %s is expected", typeErr.Field, typeErr.Value, typeErr.Type)
+	}
+	if after, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return fmt.Errorf("unknown field %s", after)
+	}
+	return err
+}
+
+// decodeSettings reads an entry's settings into v strictly; no settings
+// leaves v as it is.
+func decodeSettings(raw json.RawMessage, v any) error {
+	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fieldError(err)
+	}
+	return nil
+}

@@ -48,6 +48,7 @@ type Config struct {
 	ScaleMaxStep     int32         `envconfig:"SCALE_MAX_STEP" default:"10" desc:"scale never changes the replica count by more than this at once (0: no limit)"`
 	DeletePodsMax    int           `envconfig:"DELETE_PODS_MAX" default:"10" desc:"delete-pods never evicts more pods than this in one action"`
 
+	ActionsConfig     string        `envconfig:"ACTIONS_CONFIG" desc:"YAML file of the action catalog: names, kinds, settings, guardrails (default: the built-in scale, restart, rollback, delete-pods)"`
 	AllowedNamespaces []string      `envconfig:"ALLOWED_NAMESPACES" default:"*" desc:"comma-separated globs of the namespaces actions may change; kube-system, kube-public, kube-node-lease and POD_NAMESPACE only when named exactly"`
 	PodNamespace      string        `envconfig:"POD_NAMESPACE" default:"keptn" desc:"the provider's own namespace: it holds the provider's Leases (locks, cooldowns, claimed events) and is protected from actions"`
 	PodName           string        `envconfig:"POD_NAME" desc:"this replica's name in locks and audit events (default: the host name)"`

@@ -9,6 +9,8 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
+
+	"github.com/keptn-action-provider/action-provider/internal/secret"
 )
 
 // Outgoing is an encoded event ready to be delivered: the structured-mode
@@ -31,6 +33,8 @@ type Replier struct {
 	MaxBytes int
 	// Now stamps the events; nil means time.Now.
 	Now func() time.Time
+	// Masker hides secret values in finished messages; nil hides none.
+	Masker *secret.Masker
 }
 
 // truncatedMark ends a message that was cut to fit MaxBytes.
@@ -46,7 +50,7 @@ func (r Replier) Started(t Triggered) (Outgoing, error) {
 // fields Keptn needs to match the event to its sequence.
 func (r Replier) Finished(t Triggered, status keptnv2.StatusType, result keptnv2.ResultType, message string) (Outgoing, error) {
 	data := keptnv2.ActionFinishedEventData{EventData: eventData(t)}
-	data.Status, data.Result, data.Message = status, result, message
+	data.Status, data.Result, data.Message = status, result, r.Masker.String(message)
 	for {
 		out, err := r.encode(t, FinishedType, data)
 		if err != nil {

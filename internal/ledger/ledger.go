@@ -57,9 +57,15 @@ const (
 const (
 	RuleLock     = "one action at a time per target"
 	RuleCooldown = "cooldown"
-	// EnvCooldown is the variable that sets the cooldown.
-	EnvCooldown = "ACTION_COOLDOWN"
 )
+
+// Cooldown is the least time between two changes of one target by one
+// action, and the setting that chose it, named in refusals so that whoever
+// reads one knows what to change.
+type Cooldown struct {
+	Period  time.Duration
+	Setting string // "ACTION_COOLDOWN", or a catalog entry's field
+}
 
 // Config tunes a Ledger.
 type Config struct {
@@ -72,9 +78,6 @@ type Config struct {
 	// LockTTL is how long a lock outlives a replica that died holding it:
 	// the action timeout plus a margin.
 	LockTTL time.Duration
-	// Cooldown is the least time between two runs of one action on one
-	// target. 0 disables it.
-	Cooldown time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -96,9 +99,8 @@ func New(c kubernetes.Interface, cfg Config) (*Ledger, error) {
 	if errs := validation.IsDNS1123Label(cfg.Namespace); len(errs) > 0 {
 		return nil, fmt.Errorf("ledger: invalid namespace %q: %s", cfg.Namespace, strings.Join(errs, "; "))
 	}
-	if cfg.EventTTL <= 0 || cfg.LockTTL <= 0 || cfg.Cooldown < 0 {
-		return nil, fmt.Errorf("ledger: event TTL (%s) and lock TTL (%s) must be positive, cooldown (%s) not negative",
-			cfg.EventTTL, cfg.LockTTL, cfg.Cooldown)
+	if cfg.EventTTL <= 0 || cfg.LockTTL <= 0 {
+		return nil, fmt.Errorf("ledger: event TTL (%s) and lock TTL (%s) must be positive", cfg.EventTTL, cfg.LockTTL)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -186,9 +188,10 @@ func (l *Ledger) sweep(ctx context.Context) {
 
 // Lock takes the target's lock for action, on behalf of the event
 // triggeredID. It refuses, with an *action.Refusal, while another action
-// holds the target or while action is cooling down on it. With dryRun it
-// only checks: nothing is written, and the Hold releases nothing.
-func (l *Ledger) Lock(ctx context.Context, ref workload.Ref, actionName, triggeredID string, dryRun bool) (*Hold, error) {
+// holds the target or while action is cooling down on it (a zero cooldown
+// never refuses). With dryRun it only checks: nothing is written, and the
+// Hold releases nothing.
+func (l *Ledger) Lock(ctx context.Context, ref workload.Ref, actionName, triggeredID string, cooldown Cooldown, dryRun bool) (*Hold, error) {
 	name := targetLeaseName(ref)
 	h := &Hold{ledger: l, name: name, action: actionName, triggeredID: triggeredID, dryRun: dryRun}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -205,7 +208,7 @@ func (l *Ledger) Lock(ctx context.Context, ref workload.Ref, actionName, trigger
 		case err != nil:
 			return fmt.Errorf("read the lock of %s: %w", ref, err)
 		}
-		if err := l.refuse(ref, lease, actionName, triggeredID, now); err != nil {
+		if err := refuse(ref, lease, actionName, triggeredID, cooldown, now); err != nil {
 			return err
 		}
 		if dryRun {
@@ -242,7 +245,7 @@ func (l *Ledger) Lock(ctx context.Context, ref workload.Ref, actionName, trigger
 }
 
 // refuse applies the lock and the cooldown to what the Lease says.
-func (l *Ledger) refuse(ref workload.Ref, lease *coordinationv1.Lease, actionName, triggeredID string, now time.Time) error {
+func refuse(ref workload.Ref, lease *coordinationv1.Lease, actionName, triggeredID string, cooldown Cooldown, now time.Time) error {
 	if holder := deref(lease.Spec.HolderIdentity); holder != "" && !expired(lease.Spec, now) {
 		var r record
 		_ = json.Unmarshal([]byte(lease.Annotations[holderKey]), &r)
@@ -253,17 +256,17 @@ func (l *Ledger) refuse(ref workload.Ref, lease *coordinationv1.Lease, actionNam
 		return action.Refuse(RuleLock, "%s is busy: action %s (triggeredid %s) has been running on it since %s",
 			ref, r.Action, holder, r.Time.Format(time.RFC3339))
 	}
-	if l.cfg.Cooldown <= 0 {
+	if cooldown.Period <= 0 {
 		return nil
 	}
 	var last record
 	if err := json.Unmarshal([]byte(lease.Annotations[lastRunKey(actionName)]), &last); err != nil {
 		return nil // never ran, or a record we cannot read: no cooldown
 	}
-	if since := now.Sub(last.Time); since < l.cfg.Cooldown {
-		return action.Refuse(RuleCooldown, "%s changed %s %s ago (triggeredid %s); it may run again in %s (%s=%s)",
+	if since := now.Sub(last.Time); since < cooldown.Period {
+		return action.Refuse(RuleCooldown, "%s changed %s %s ago (triggeredid %s); it may run again in %s (%s is %s)",
 			actionName, ref, since.Round(time.Second), last.TriggeredID,
-			(l.cfg.Cooldown - since).Round(time.Second), EnvCooldown, l.cfg.Cooldown)
+			(cooldown.Period - since).Round(time.Second), cooldown.Setting, cooldown.Period)
 	}
 	return nil
 }

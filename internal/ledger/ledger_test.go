@@ -32,13 +32,15 @@ func newLedger(t *testing.T, client *fake.Clientset, identity string, clk *clock
 	t.Helper()
 	l, err := New(client, Config{
 		Namespace: "keptn", Identity: identity, EventTTL: 10 * time.Minute,
-		LockTTL: 6 * time.Minute, Cooldown: 5 * time.Minute, Now: clk.Now,
+		LockTTL: 6 * time.Minute, Now: clk.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
+
+var fiveMinutes = Cooldown{Period: 5 * time.Minute, Setting: "ACTION_COOLDOWN"}
 
 var carts = workload.Ref{Kind: workload.Deployment, Namespace: "sockshop-production", Name: "carts"}
 
@@ -98,17 +100,17 @@ func TestLockOneAtATimeThenCooldown(t *testing.T) {
 	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
 	a, b := newLedger(t, client, "replica-a", clk), newLedger(t, client, "replica-b", clk)
 
-	hold, err := a.Lock(ctx, carts, "restart", "id-1", false)
+	hold, err := a.Lock(ctx, carts, "restart", "id-1", fiveMinutes, false)
 	if err != nil {
 		t.Fatalf("first lock: %v", err)
 	}
-	_, err = b.Lock(ctx, carts, "scale", "id-2", false)
+	_, err = b.Lock(ctx, carts, "scale", "id-2", fiveMinutes, false)
 	wantRefusal(t, err, RuleLock, "deployment sockshop-production/carts is busy: action restart (triggeredid id-1)")
 
 	// Another target is not affected.
 	other := carts
 	other.Name = "orders"
-	if h, err := b.Lock(ctx, other, "restart", "id-3", false); err != nil {
+	if h, err := b.Lock(ctx, other, "restart", "id-3", fiveMinutes, false); err != nil {
 		t.Fatalf("lock of another target: %v", err)
 	} else if err := h.Release(ctx, false); err != nil {
 		t.Fatal(err)
@@ -119,17 +121,17 @@ func TestLockOneAtATimeThenCooldown(t *testing.T) {
 		t.Fatalf("release: %v", err)
 	}
 	// Released: a different action may run at once, the same one not.
-	if h, err := b.Lock(ctx, carts, "scale", "id-4", false); err != nil {
+	if h, err := b.Lock(ctx, carts, "scale", "id-4", fiveMinutes, false); err != nil {
 		t.Fatalf("scale after the restart finished: %v", err)
 	} else if err := h.Release(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	clk.advance(time.Minute)
-	_, err = b.Lock(ctx, carts, "restart", "id-5", false)
-	wantRefusal(t, err, RuleCooldown, "restart changed deployment sockshop-production/carts 1m0s ago (triggeredid id-1); it may run again in 4m0s (ACTION_COOLDOWN=5m0s)")
+	_, err = b.Lock(ctx, carts, "restart", "id-5", fiveMinutes, false)
+	wantRefusal(t, err, RuleCooldown, "restart changed deployment sockshop-production/carts 1m0s ago (triggeredid id-1); it may run again in 4m0s (ACTION_COOLDOWN is 5m0s)")
 
 	clk.advance(4 * time.Minute)
-	if _, err := b.Lock(ctx, carts, "restart", "id-6", false); err != nil {
+	if _, err := b.Lock(ctx, carts, "restart", "id-6", fiveMinutes, false); err != nil {
 		t.Fatalf("restart after the cooldown: %v", err)
 	}
 }
@@ -138,14 +140,14 @@ func TestLockUnchangedTargetStartsNoCooldown(t *testing.T) {
 	ctx := context.Background()
 	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
 	l := newLedger(t, fake.NewClientset(), "a", clk)
-	h, err := l.Lock(ctx, carts, "scale", "id-1", false)
+	h, err := l.Lock(ctx, carts, "scale", "id-1", fiveMinutes, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := h.Release(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Lock(ctx, carts, "scale", "id-2", false); err != nil {
+	if _, err := l.Lock(ctx, carts, "scale", "id-2", fiveMinutes, false); err != nil {
 		t.Fatalf("an action that changed nothing started a cooldown: %v", err)
 	}
 }
@@ -155,12 +157,12 @@ func TestLockOfDeadReplicaExpires(t *testing.T) {
 	client := fake.NewClientset()
 	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
 	a, b := newLedger(t, client, "a", clk), newLedger(t, client, "b", clk)
-	if _, err := a.Lock(ctx, carts, "restart", "id-1", false); err != nil {
+	if _, err := a.Lock(ctx, carts, "restart", "id-1", fiveMinutes, false); err != nil {
 		t.Fatal(err)
 	}
 	// a dies holding the lock; after LockTTL the target is free again.
 	clk.advance(6*time.Minute + time.Second)
-	if _, err := b.Lock(ctx, carts, "scale", "id-2", false); err != nil {
+	if _, err := b.Lock(ctx, carts, "scale", "id-2", fiveMinutes, false); err != nil {
 		t.Fatalf("lock after the holder's TTL: %v", err)
 	}
 }
@@ -170,7 +172,7 @@ func TestLockDryRunWritesNothing(t *testing.T) {
 	client := fake.NewClientset()
 	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
 	l := newLedger(t, client, "a", clk)
-	h, err := l.Lock(ctx, carts, "restart", "id-1", true)
+	h, err := l.Lock(ctx, carts, "restart", "id-1", fiveMinutes, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,10 +185,10 @@ func TestLockDryRunWritesNothing(t *testing.T) {
 		}
 	}
 	// And a dry run still reports the refusal a real run would get.
-	if _, err := l.Lock(ctx, carts, "restart", "id-2", false); err != nil {
+	if _, err := l.Lock(ctx, carts, "restart", "id-2", fiveMinutes, false); err != nil {
 		t.Fatal(err)
 	}
-	_, err = l.Lock(ctx, carts, "scale", "id-3", true)
+	_, err = l.Lock(ctx, carts, "scale", "id-3", fiveMinutes, true)
 	wantRefusal(t, err, RuleLock, "busy")
 }
 

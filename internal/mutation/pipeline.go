@@ -35,6 +35,9 @@ type Pipeline struct {
 	Policy guard.Policy
 	Ledger *ledger.Ledger
 	Audit  *audit.Recorder
+	// Cooldown is the least time between two changes of one target by one
+	// action; zero, none.
+	Cooldown ledger.Cooldown
 	// VerifyTimeout bounds the wait for a rollout; the value's "timeout"
 	// overrides it. 0 means rollout.DefaultTimeout.
 	VerifyTimeout time.Duration
@@ -75,7 +78,7 @@ func (p *Pipeline) Run(ctx context.Context, name string, req action.Request, opt
 	// Lock: one action at a time per target, and the cooldown.
 	var hold *ledger.Hold
 	if p.Ledger != nil {
-		if hold, err = p.Ledger.Lock(ctx, ref, name, req.TriggeredID, dryRun); err != nil {
+		if hold, err = p.Ledger.Lock(ctx, ref, name, req.TriggeredID, p.Cooldown, dryRun); err != nil {
 			return action.Outcome{}, err
 		}
 	}

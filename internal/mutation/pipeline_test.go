@@ -42,7 +42,7 @@ func newFixture(t *testing.T, d *appsv1.Deployment) *fixture {
 	t.Helper()
 	client := fake.NewSimpleClientset(d)
 	book, err := ledger.New(client, ledger.Config{Namespace: "keptn", Identity: "a",
-		EventTTL: time.Minute, LockTTL: time.Minute, Cooldown: time.Hour})
+		EventTTL: time.Minute, LockTTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +52,7 @@ func newFixture(t *testing.T, d *appsv1.Deployment) *fixture {
 	}
 	return &fixture{client: client, pipeline: &mutation.Pipeline{
 		Client: client, Policy: policy, Ledger: book, Audit: audit.New(client, "a"),
+		Cooldown:      ledger.Cooldown{Period: time.Hour, Setting: "ACTION_COOLDOWN"},
 		VerifyTimeout: 50 * time.Millisecond, VerifyInterval: time.Millisecond,
 	}}
 }

@@ -43,7 +43,7 @@ func BenchmarkEventPath(b *testing.B) {
 	log := logrus.New()
 	log.SetOutput(&bytes.Buffer{})
 	log.SetLevel(logrus.WarnLevel)
-	p := New(cfg, &reg, nil, log, prometheus.NewRegistry(), nil)
+	p := New(cfg, Deps{Registry: &reg, Log: log, Metrics: prometheus.NewRegistry()})
 	if err := p.Listen(); err != nil {
 		b.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
 	"github.com/keptn-action-provider/action-provider/internal/receiver"
 	"github.com/keptn-action-provider/action-provider/internal/retry"
+	"github.com/keptn-action-provider/action-provider/internal/secret"
 )
 
 // Provider is the assembled service. Listen, then Serve.
@@ -41,11 +42,25 @@ type Provider struct {
 	ready     atomic.Bool
 }
 
-// New assembles a provider serving the actions in registry. Metrics are
-// registered on reg. A nil publisher means HTTP delivery to cfg.EventBroker;
-// nil claims means no cross-replica dedup.
-func New(cfg config.Config, registry *action.Registry, claims lifecycle.Claimer, log logrus.FieldLogger,
-	reg *prometheus.Registry, publisher delivery.Publisher) *Provider {
+// Deps are what a provider is assembled from besides its configuration.
+type Deps struct {
+	// Registry holds the actions served.
+	Registry *action.Registry
+	// Claims records taken events across replicas; nil means in-memory
+	// dedup only.
+	Claims lifecycle.Claimer
+	// Masker hides secrets in finished messages; nil hides none.
+	Masker *secret.Masker
+	Log    logrus.FieldLogger
+	// Metrics is where the metrics are registered.
+	Metrics *prometheus.Registry
+	// Publisher sends the events; nil means HTTP to cfg.EventBroker.
+	Publisher delivery.Publisher
+}
+
+// New assembles a provider.
+func New(cfg config.Config, d Deps) *Provider {
+	registry, claims, log, reg, publisher := d.Registry, d.Claims, d.Log, d.Metrics, d.Publisher
 	m := metrics.New(reg)
 	if publisher == nil {
 		publisher = &delivery.HTTP{
@@ -61,7 +76,7 @@ func New(cfg config.Config, registry *action.Registry, claims lifecycle.Claimer,
 		registry,
 		dedup.New(cfg.DedupTTL, cfg.DedupCapacity, nil),
 		claims,
-		keptnevent.Replier{Source: cfg.EventSource, MaxBytes: cfg.MaxEventBytes},
+		keptnevent.Replier{Source: cfg.EventSource, MaxBytes: cfg.MaxEventBytes, Masker: d.Masker},
 		publisher, log, m,
 	)
 	p := &Provider{cfg: cfg, log: log, lifecycle: lc}

@@ -50,11 +50,11 @@ func newInstance(t *testing.T, c kubernetes.Interface, name string, edit func(*c
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	reg, _, err := catalog.Build(cfg, c, log)
+	cat, err := catalog.Load(cfg, catalog.Deps{Client: c, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return instance{registry: reg}
+	return instance{registry: cat.Registry}
 }
 
 func (i instance) handler(t *testing.T, name string) action.Handler {

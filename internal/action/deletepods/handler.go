@@ -2,10 +2,12 @@ package deletepods
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
 // Name is the action's name in a remediation.yaml.
@@ -30,4 +32,16 @@ func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, 
 		return action.Outcome{}, fmt.Errorf("invalid value for action %q: %w; accepted forms: %s", req.Action, err, AcceptedForms)
 	}
 	return h.pipeline.Run(ctx, Name, req, v.Options, NewMutator(h.pipeline.Client, h.opts, v))
+}
+
+// Validate checks a value as Run would, without a cluster.
+func (h *Handler) Validate(value json.RawMessage) error {
+	v, err := ParseValue(value)
+	if err != nil {
+		return fmt.Errorf("%w; accepted forms: %s", err, AcceptedForms)
+	}
+	if v.Kind != "" {
+		_, err = workload.ParseKind(v.Kind)
+	}
+	return err
 }

@@ -146,3 +146,15 @@ func (m mutator) state(ctx context.Context, ref workload.Ref) (string, error) {
 	}
 	return annotations[Annotation], nil
 }
+
+// Validate checks a value as Run would, without a cluster.
+func (h *Handler) Validate(value json.RawMessage) error {
+	opts, err := parseValue(value)
+	if err != nil {
+		return fmt.Errorf("%w; accepted forms: %s", err, AcceptedForms)
+	}
+	if opts.Kind != "" {
+		_, err = workload.ParseKind(opts.Kind)
+	}
+	return err
+}

@@ -8,6 +8,7 @@ package scale
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -328,4 +329,20 @@ func replicas(n int32) string {
 		return "1 replica"
 	}
 	return fmt.Sprintf("%d replicas", n)
+}
+
+// Validate checks a value as Run would, without a cluster.
+func (h *Handler) Validate(value json.RawMessage) error {
+	v, err := parseValue(value)
+	if err != nil {
+		return fmt.Errorf("%w; %s", err, acceptedForms)
+	}
+	if v.Kind != "" {
+		k, err := workload.ParseKind(v.Kind)
+		if err != nil {
+			return err
+		}
+		return scalable(k)
+	}
+	return nil
 }
