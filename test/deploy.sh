@@ -199,6 +199,30 @@ static_checks() {
 		fail "the distributor's preStop does not follow shutdownGraceSeconds (want sleep 135)"
 	ok "values reach the pod: DRY_RUN, LOG_LEVEL, SCALE_MAX_STEP, DELETE_PODS_MAX, ACTION_COOLDOWN, VERIFY_TIMEOUT, SHUTDOWN_GRACE=120s -> preStop sleep 135, grace period 150; SANDBOX=false"
 
+	step "the action catalog through the chart (catalog, secretMounts)"
+	"${tpl[@]}" -f test/deploy/values-catalog.yaml >"$TMP/catalog.yaml" || fail "helm template -f test/deploy/values-catalog.yaml"
+	env_is "$TMP/catalog.yaml" ACTIONS_CONFIG /etc/action-provider/actions.yaml || fail "ACTIONS_CONFIG does not name the mounted catalog"
+	grep -qE '^        checksum/catalog: [0-9a-f]{64}$' "$TMP/catalog.yaml" || fail "no checksum/catalog annotation: a catalog change would not roll the pods"
+	grep -qF 'secretName: unleash-admin-token' "$TMP/catalog.yaml" && grep -qF 'mountPath: /var/run/secrets/unleash' "$TMP/catalog.yaml" ||
+		fail "secretMounts are not mounted"
+	# The ConfigMap's actions.yaml, as the pod reads it, checked by the binary.
+	awk '/^  actions.yaml: \|$/ {on=1; next} on && /^    / {print substr($0, 5); next} on {exit}' "$TMP/catalog.yaml" >"$TMP/actions.yaml"
+	[[ -s $TMP/actions.yaml ]] || fail "no actions.yaml in the catalog ConfigMap"
+	ACTIONS_CONFIG="$TMP/actions.yaml" "$TMP/bin/action-provider" lint examples/keptn/remediation.yaml >"$TMP/lint-catalog.log" 2>&1 ||
+		fail "action-provider lint against the chart's catalog: $(cat "$TMP/lint-catalog.log")"
+	ok "catalog: ConfigMap mounted at /etc/action-provider, ACTIONS_CONFIG set, checksum/catalog rolls the pods, secretMounts mounted"
+	ok "action-provider lint examples/keptn/remediation.yaml against the rendered catalog: $(tail -1 "$TMP/lint-catalog.log")"
+	printf 'actions:\n  - {name: scale, kind: scale, settings: {maxReplica: 3}}\n' >"$TMP/bad-actions.yaml"
+	if ACTIONS_CONFIG="$TMP/bad-actions.yaml" "$TMP/bin/action-provider" lint examples/keptn/remediation.yaml >"$TMP/lint-bad.log" 2>&1; then
+		fail "a catalog with an unknown setting was accepted"
+	fi
+	grep -qF 'actions[0] "scale": settings: unknown field "maxReplica"' "$TMP/lint-bad.log" ||
+		fail "a bad catalog's error does not name the entry and field: $(cat "$TMP/lint-bad.log")"
+	ok "a catalog with a typo stops the binary, naming file, entry and field: $(head -c 160 "$TMP/lint-bad.log")"
+	must_fail "--set catalog.actions[0].kind=pager" "at '/catalog/actions/0/kind': value must be one of" \
+		"${tpl[@]}" --set 'catalog.actions[0].name=x' --set 'catalog.actions[0].kind=pager'
+
+
 	step "wrong values fail with a clear message"
 	must_fail "--set rbac.scope=everything" "at '/rbac/scope': value must be one of 'cluster', 'namespaced'" \
 		"${tpl[@]}" --set rbac.scope=everything
