@@ -9,7 +9,7 @@ FUZZTIME  ?= 20s
 BENCHTIME ?= 2s
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: help run demo test test-unit test-deploy check fuzz bench bench-load build build-nosandbox size rootfs image clean
+.PHONY: help run demo test test-unit test-deploy check lint fuzz bench bench-load build build-nosandbox size rootfs image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ check: ## gofmt, go vet and staticcheck
 	go vet -tags nosandbox ./cmd/...
 	@test -x $(GOBIN)/staticcheck || go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(GOBIN)/staticcheck ./...
+
+lint: ## check examples/keptn/remediation.yaml against the built-in and the example action catalog
+	go run ./cmd/action-provider lint examples/keptn/remediation.yaml
+	ACTIONS_CONFIG=examples/catalog/actions.yaml go run ./cmd/action-provider lint examples/keptn/remediation.yaml
 
 fuzz: ## fuzz the event decoder for FUZZTIME (default 20s)
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/keptnevent
