@@ -53,42 +53,8 @@ type deploymentRollbacker struct {
 	ref    workload.Ref
 }
 
-func (r deploymentRollbacker) get(ctx context.Context) (*appsv1.Deployment, error) {
-	d, err := r.client.AppsV1().Deployments(r.ref.Namespace).Get(ctx, r.ref.Name, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", r.ref, err)
-	}
-	return d, nil
-}
-
-// deploymentStamp covers what a plan reads from the Deployment.
-func deploymentStamp(d *appsv1.Deployment) (string, error) {
-	b, err := json.Marshal(struct {
-		Paused      bool
-		Template    corev1.PodTemplateSpec
-		Annotations map[string]string
-	}{d.Spec.Paused, d.Spec.Template, d.Annotations})
-	return string(b), err
-}
-
-func (r deploymentRollbacker) stamp(ctx context.Context) (string, error) {
-	d, err := r.get(ctx)
-	if err != nil {
-		return "", err
-	}
-	return deploymentStamp(d)
-}
-
-func (r deploymentRollbacker) apply(ctx context.Context, pt types.PatchType, patch []byte) error {
-	_, err := r.client.AppsV1().Deployments(r.ref.Namespace).Patch(ctx, r.ref.Name, pt, patch, metav1.PatchOptions{})
-	return err
-}
-
-func (r deploymentRollbacker) plan(ctx context.Context, toRevision int64) (plan, error) {
-	d, err := r.get(ctx)
-	if err != nil {
-		return plan{}, err
-	}
+// plan works out the rollback of d, as read.
+func (r deploymentRollbacker) plan(ctx context.Context, d *appsv1.Deployment, toRevision int64) (plan, error) {
 	// kubectl checks this only after finding the revision, but a paused
 	// Deployment would not roll out what we patch in either way.
 	if d.Spec.Paused {
@@ -128,25 +94,24 @@ func (r deploymentRollbacker) plan(ctx context.Context, toRevision int64) (plan,
 			annotations[k] = v
 		}
 	}
-	// kubectl's patch. The API server's JSON patch replaces an object key
-	// that is missing too, so it also works on a Deployment without
+	// kubectl's patch, after an op that makes it conditional: the API
+	// server takes the resourceVersion of the patched Deployment as a
+	// precondition, and answers with a Conflict if the Deployment is no
+	// longer the one read. The API server's JSON patch replaces an object
+	// key that is missing too, so it also works on a Deployment without
 	// annotations.
 	patch, err := json.Marshal([]map[string]any{
+		{"op": "replace", "path": "/metadata/resourceVersion", "value": d.ResourceVersion},
 		{"op": "replace", "path": "/spec/template", "value": tmpl},
 		{"op": "replace", "path": "/metadata/annotations", "value": annotations},
 	})
 	if err != nil {
 		return plan{}, fmt.Errorf("make the patch that rolls back %s to revision %d: %w", r.ref, target.revision, err)
 	}
-	stamp, err := deploymentStamp(d)
-	if err != nil {
-		return plan{}, fmt.Errorf("read %s: %w", r.ref, err)
-	}
 	return plan{
 		from: current, to: target.revision,
 		before: &d.Spec.Template, after: tmpl,
 		patchType: types.JSONPatchType, patch: patch,
-		stamp: stamp,
 	}, nil
 }
 

@@ -10,11 +10,13 @@ import (
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/keptn-action-provider/action-provider/internal/action/rollback"
 	"github.com/keptn-action-provider/action-provider/internal/mutation"
@@ -25,11 +27,15 @@ const cartsUID = types.UID("uid-carts")
 
 var carts = workload.Ref{Kind: workload.Deployment, Namespace: ns, Name: "carts"}
 
+// deploymentRV is the resourceVersion of the Deployment deployment makes;
+// a test that changes it gives it another.
+const deploymentRV = "100"
+
 // deployment is carts at the given revision ("" for none) with tmpl and
 // the annotations given as key, value pairs.
 func deployment(revision string, tmpl corev1.PodTemplateSpec, annotations ...string) *appsv1.Deployment {
 	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "carts", Namespace: ns, UID: cartsUID},
+		ObjectMeta: metav1.ObjectMeta{Name: "carts", Namespace: ns, UID: cartsUID, ResourceVersion: deploymentRV},
 		Spec: appsv1.DeploymentSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "carts"}},
 			Template: tmpl,
@@ -285,7 +291,7 @@ func TestMutateDeployment(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cs := fake.NewSimpleClientset(tt.objects...)
+			cs := clientset(tt.objects...)
 			got, err := rollback.NewMutator(cs, tt.toRevision).Mutate(context.Background(), carts, tt.dryRun)
 			switch {
 			case tt.wantErr != "":
@@ -325,18 +331,22 @@ func TestMutateDeployment(t *testing.T) {
 	}
 }
 
-// TestMutateDeploymentRereads changes the Deployment between the read the
-// rollback is worked out from and the patch: someone rolls out revision 4
-// meanwhile. The rollback must go to the revision before 4, not patch in
-// the plan made from the stale read.
-func TestMutateDeploymentRereads(t *testing.T) {
+var deployments = appsv1.SchemeGroupVersion.WithResource("deployments")
+
+// TestMutateDeploymentReplansOnConflict rolls out revision 4 between the
+// read the rollback is worked out from and the patch. The patch, made from
+// the stale read, must be refused, and the rollback go to the revision
+// before 4 instead, with 4's annotations.
+func TestMutateDeploymentReplansOnConflict(t *testing.T) {
 	cs := fake.NewSimpleClientset(history()...)
+	refused := checkResourceVersions(cs)
 	v0140 := template("carts", "carts", "carts:0.14.0")
-	lists := 0
-	cs.PrependReactor("list", "replicasets", func(clienttesting.Action) (bool, runtime.Object, error) {
-		if lists++; lists == 1 {
+	n := 0
+	cs.PrependReactor("patch", "deployments", func(clienttesting.Action) (bool, runtime.Object, error) {
+		if n++; n == 1 {
 			d := deployment("4", v0140, "kubectl.kubernetes.io/last-applied-configuration", "applied-4", "note", "v4")
-			if err := cs.Tracker().Update(appsv1.SchemeGroupVersion.WithResource("deployments"), d, ns); err != nil {
+			d.ResourceVersion = "101"
+			if err := cs.Tracker().Update(deployments, d, ns); err != nil {
 				t.Error(err)
 			}
 			if err := cs.Tracker().Add(replicaSet(4, v0140, "note", "v4")); err != nil {
@@ -353,6 +363,13 @@ func TestMutateDeploymentRereads(t *testing.T) {
 	want := "rolled back deployment sockshop-production/carts from revision 4 to revision 3 (image carts:0.14.0 → carts:0.13.2)"
 	if got.Message != want {
 		t.Errorf("Message = %q, want %q", got.Message, want)
+	}
+	ps := patches(cs)
+	if len(ps) != 2 || refused.Load() != 1 {
+		t.Fatalf("%d patches, %d refused; want the stale one refused and one more that lands", len(ps), refused.Load())
+	}
+	if rv, err := patchResourceVersion(ps[1]); err != nil || rv != "101" {
+		t.Errorf("second patch carries resourceVersion %q (%v), want 101, that of the fresh read", rv, err)
 	}
 	d, err := cs.AppsV1().Deployments(ns).Get(context.Background(), "carts", metav1.GetOptions{})
 	if err != nil {
@@ -371,26 +388,41 @@ func TestMutateDeploymentRereads(t *testing.T) {
 	}
 }
 
-// TestMutateDeploymentKeepsChanging gives up, without patching, when the
-// Deployment changes between every read and re-read.
+// TestMutateDeploymentKeepsChanging gives up, with the Conflict and without
+// a patch landing, when the Deployment changes before every patch.
 func TestMutateDeploymentKeepsChanging(t *testing.T) {
 	cs := fake.NewSimpleClientset(history()...)
+	refused := checkResourceVersions(cs)
 	n := 0
-	cs.PrependReactor("list", "replicasets", func(clienttesting.Action) (bool, runtime.Object, error) {
+	cs.PrependReactor("patch", "deployments", func(clienttesting.Action) (bool, runtime.Object, error) {
 		n++
 		d := deployment("3", v0132, "touched", strconv.Itoa(n))
-		if err := cs.Tracker().Update(appsv1.SchemeGroupVersion.WithResource("deployments"), d, ns); err != nil {
+		d.ResourceVersion = strconv.Itoa(100 + n)
+		if err := cs.Tracker().Update(deployments, d, ns); err != nil {
 			t.Error(err)
 		}
 		return false, nil, nil
 	})
+
 	_, err := rollback.NewMutator(cs, 0).Mutate(context.Background(), carts, false)
-	want := "cannot roll back deployment sockshop-production/carts: it changed while the rollback was worked out, 3 times in a row; try again"
+	want := "cannot roll back deployment sockshop-production/carts: it kept changing while the rollback was worked out: " +
+		`Operation cannot be fulfilled on deployments.apps "carts": the object has been modified; please apply your changes to the latest version and try again`
 	if err == nil || err.Error() != want {
 		t.Errorf("Mutate error = %v, want %q", err, want)
 	}
-	if ps := patches(cs); len(ps) != 0 {
-		t.Errorf("patched %d times, want no patch", len(ps))
+	if !apierrors.IsConflict(err) {
+		t.Errorf("error %v does not wrap the Conflict", err)
+	}
+	ps := patches(cs)
+	if want := retry.DefaultRetry.Steps; len(ps) != want || int(refused.Load()) != want {
+		t.Errorf("%d patches, %d refused; want %d, all refused", len(ps), refused.Load(), want)
+	}
+	d, err := cs.AppsV1().Deployments(ns).Get(context.Background(), "carts", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := d.Spec.Template.Spec.Containers[0].Image; img != "carts:0.13.2" {
+		t.Errorf("image afterwards = %s, want carts:0.13.2", img)
 	}
 }
 
@@ -411,7 +443,7 @@ func TestMutateAPIErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cs := fake.NewSimpleClientset(history()...)
+			cs := clientset(history()...)
 			if tt.verb != "" {
 				cs.PrependReactor(tt.verb, "*", func(clienttesting.Action) (bool, runtime.Object, error) {
 					return true, nil, boom

@@ -2,11 +2,15 @@ package rollback_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -32,6 +36,94 @@ func template(app string, containers ...string) corev1.PodTemplateSpec {
 func controlledBy(kind, name string, uid types.UID) []metav1.OwnerReference {
 	yes := true
 	return []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: kind, Name: name, UID: uid, Controller: &yes}}
+}
+
+// clientset is client-go's fake holding objects, checking the
+// resourceVersion a patch of a workload carries as the API server does (see
+// checkResourceVersions).
+func clientset(objects ...runtime.Object) *fake.Clientset {
+	cs := fake.NewSimpleClientset(objects...)
+	checkResourceVersions(cs)
+	return cs
+}
+
+// checkResourceVersions makes cs do what the fake does not and the API
+// server does: refuse with a Conflict a patch of a Deployment, StatefulSet
+// or DaemonSet that carries a resourceVersion other than the object's. A
+// patch that carries none goes through, as on the API server. It returns
+// how many patches were refused so far.
+//
+// A reactor prepended after this one runs before it, and so can change the
+// object between the read a patch was made from and the check.
+func checkResourceVersions(cs *fake.Clientset) *atomic.Int32 {
+	refused := new(atomic.Int32)
+	cs.PrependReactor("patch", "*", func(a clienttesting.Action) (bool, runtime.Object, error) {
+		p := a.(clienttesting.PatchAction)
+		gvr := p.GetResource()
+		switch gvr.Resource {
+		case "deployments", "statefulsets", "daemonsets":
+		default:
+			return false, nil, nil
+		}
+		rv, err := patchResourceVersion(p)
+		if err != nil {
+			return true, nil, apierrors.NewBadRequest(err.Error())
+		}
+		if rv == "" {
+			return false, nil, nil
+		}
+		// The tracker, not the clientset: the fake holds its lock while a
+		// reactor runs.
+		obj, err := cs.Tracker().Get(gvr, p.GetNamespace(), p.GetName())
+		if err != nil {
+			return false, nil, nil // the default reactor answers NotFound
+		}
+		m, err := meta.Accessor(obj)
+		if err != nil {
+			return true, nil, err
+		}
+		if m.GetResourceVersion() != rv {
+			refused.Add(1)
+			return true, nil, apierrors.NewConflict(gvr.GroupResource(), p.GetName(),
+				errors.New("the object has been modified; please apply your changes to the latest version and try again"))
+		}
+		return false, nil, nil
+	})
+	return refused
+}
+
+// patchResourceVersion returns the resourceVersion a patch carries: the
+// value of a JSON patch's replace op on /metadata/resourceVersion, or a
+// strategic merge patch's metadata.resourceVersion; "" if none.
+func patchResourceVersion(p clienttesting.PatchAction) (string, error) {
+	switch p.GetPatchType() {
+	case types.JSONPatchType:
+		var ops []struct {
+			Op, Path string
+			Value    json.RawMessage
+		}
+		if err := json.Unmarshal(p.GetPatch(), &ops); err != nil {
+			return "", err
+		}
+		var rv string
+		for _, op := range ops {
+			if op.Op == "replace" && op.Path == "/metadata/resourceVersion" {
+				if err := json.Unmarshal(op.Value, &rv); err != nil {
+					return "", err
+				}
+			}
+		}
+		return rv, nil
+	case types.StrategicMergePatchType, types.MergePatchType:
+		var obj struct {
+			Metadata struct {
+				ResourceVersion string `json:"resourceVersion"`
+			} `json:"metadata"`
+		}
+		err := json.Unmarshal(p.GetPatch(), &obj)
+		return obj.Metadata.ResourceVersion, err
+	}
+	return "", fmt.Errorf("patch type %s", p.GetPatchType())
 }
 
 // patches returns the patch actions the fake client recorded.

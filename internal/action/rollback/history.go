@@ -22,59 +22,23 @@ import (
 // StatefulSets and DaemonSets keep their revisions as ControllerRevisions
 // whose data is a strategic merge patch that puts the revision's pod
 // template back: {"spec":{"template":{...,"$patch":"replace"}}}. kubectl
-// rolls back by sending that patch as it is, and so does this package.
+// rolls back by sending that patch as it is, and so does this package, with
+// only the resourceVersion of the workload read merged in.
 
-// statefulSetRollbacker is kubectl's StatefulSetRollbacker.
-type statefulSetRollbacker struct {
+// historyRollbacker is kubectl's StatefulSetRollbacker and
+// DaemonSetRollbacker, which differ only in how they read the workload.
+type historyRollbacker struct {
 	client kubernetes.Interface
 	ref    workload.Ref
 }
 
-func (r statefulSetRollbacker) get(ctx context.Context) (*appsv1.StatefulSet, error) {
-	s, err := r.client.AppsV1().StatefulSets(r.ref.Namespace).Get(ctx, r.ref.Name, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", r.ref, err)
-	}
-	return s, nil
-}
-
-// statefulSetStamp covers what a plan reads from the StatefulSet.
-func statefulSetStamp(s *appsv1.StatefulSet) (string, error) {
-	b, err := json.Marshal(struct {
-		Template       corev1.PodTemplateSpec
-		UpdateRevision string
-	}{s.Spec.Template, s.Status.UpdateRevision})
-	return string(b), err
-}
-
-func (r statefulSetRollbacker) stamp(ctx context.Context) (string, error) {
-	s, err := r.get(ctx)
-	if err != nil {
-		return "", err
-	}
-	return statefulSetStamp(s)
-}
-
-func (r statefulSetRollbacker) apply(ctx context.Context, pt types.PatchType, patch []byte) error {
-	_, err := r.client.AppsV1().StatefulSets(r.ref.Namespace).Patch(ctx, r.ref.Name, pt, patch, metav1.PatchOptions{})
-	return err
-}
-
-func (r statefulSetRollbacker) plan(ctx context.Context, toRevision int64) (plan, error) {
-	s, err := r.get(ctx)
-	if err != nil {
-		return plan{}, err
-	}
-	stamp, err := statefulSetStamp(s)
-	if err != nil {
-		return plan{}, fmt.Errorf("read %s: %w", r.ref, err)
-	}
-	return planHistory(ctx, r.client, r.ref, toRevision, history{
+// planStatefulSet works out the rollback of s, as read.
+func (r historyRollbacker) planStatefulSet(ctx context.Context, s *appsv1.StatefulSet, toRevision int64) (plan, error) {
+	return r.plan(ctx, toRevision, history{
 		object:   s,
 		selector: s.Spec.Selector,
 		template: &s.Spec.Template,
 		current:  s.Status.UpdateRevision,
-		stamp:    stamp,
 		apply: func(patch []byte) (*corev1.PodTemplateSpec, error) {
 			out, err := applyLocally(s, patch)
 			if err != nil {
@@ -85,54 +49,13 @@ func (r statefulSetRollbacker) plan(ctx context.Context, toRevision int64) (plan
 	})
 }
 
-// daemonSetRollbacker is kubectl's DaemonSetRollbacker.
-type daemonSetRollbacker struct {
-	client kubernetes.Interface
-	ref    workload.Ref
-}
-
-func (r daemonSetRollbacker) get(ctx context.Context) (*appsv1.DaemonSet, error) {
-	ds, err := r.client.AppsV1().DaemonSets(r.ref.Namespace).Get(ctx, r.ref.Name, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", r.ref, err)
-	}
-	return ds, nil
-}
-
-// daemonSetStamp covers what a plan reads from the DaemonSet.
-func daemonSetStamp(ds *appsv1.DaemonSet) (string, error) {
-	b, err := json.Marshal(ds.Spec.Template)
-	return string(b), err
-}
-
-func (r daemonSetRollbacker) stamp(ctx context.Context) (string, error) {
-	ds, err := r.get(ctx)
-	if err != nil {
-		return "", err
-	}
-	return daemonSetStamp(ds)
-}
-
-func (r daemonSetRollbacker) apply(ctx context.Context, pt types.PatchType, patch []byte) error {
-	_, err := r.client.AppsV1().DaemonSets(r.ref.Namespace).Patch(ctx, r.ref.Name, pt, patch, metav1.PatchOptions{})
-	return err
-}
-
-func (r daemonSetRollbacker) plan(ctx context.Context, toRevision int64) (plan, error) {
-	ds, err := r.get(ctx)
-	if err != nil {
-		return plan{}, err
-	}
-	stamp, err := daemonSetStamp(ds)
-	if err != nil {
-		return plan{}, fmt.Errorf("read %s: %w", r.ref, err)
-	}
-	return planHistory(ctx, r.client, r.ref, toRevision, history{
+// planDaemonSet works out the rollback of ds, as read.
+func (r historyRollbacker) planDaemonSet(ctx context.Context, ds *appsv1.DaemonSet, toRevision int64) (plan, error) {
+	return r.plan(ctx, toRevision, history{
 		object:   ds,
 		selector: ds.Spec.Selector,
 		template: &ds.Spec.Template,
 		// A DaemonSet's status names no revision; the highest is current.
-		stamp: stamp,
 		apply: func(patch []byte) (*corev1.PodTemplateSpec, error) {
 			out, err := applyLocally(ds, patch)
 			if err != nil {
@@ -143,7 +66,8 @@ func (r daemonSetRollbacker) plan(ctx context.Context, toRevision int64) (plan, 
 	})
 }
 
-// history is what planHistory needs of a StatefulSet or DaemonSet.
+// history is what historyRollbacker.plan needs of a StatefulSet or
+// DaemonSet.
 type history struct {
 	object   metav1.Object
 	selector *metav1.LabelSelector
@@ -151,16 +75,15 @@ type history struct {
 	// current names the ControllerRevision of the current template, when
 	// the workload's status says: a StatefulSet's updateRevision.
 	current string
-	stamp   string
 	// apply returns the pod template that a ControllerRevision's patch
 	// gives the workload.
 	apply func(patch []byte) (*corev1.PodTemplateSpec, error)
 }
 
-// planHistory works out the rollback of a workload that keeps its revisions
-// as ControllerRevisions.
-func planHistory(ctx context.Context, c kubernetes.Interface, ref workload.Ref, toRevision int64, h history) (plan, error) {
-	crs, err := controllerRevisions(ctx, c, ref, h)
+// plan works out the rollback of a workload that keeps its revisions as
+// ControllerRevisions.
+func (r historyRollbacker) plan(ctx context.Context, toRevision int64, h history) (plan, error) {
+	crs, err := controllerRevisions(ctx, r.client, r.ref, h)
 	if err != nil {
 		return plan{}, err
 	}
@@ -182,21 +105,56 @@ func planHistory(ctx context.Context, c kubernetes.Interface, ref workload.Ref, 
 		}
 	}
 	if target == nil {
-		return plan{done: notFound(ref, toRevision, current, revisions)}, nil
+		return plan{done: notFound(r.ref, toRevision, current, revisions)}, nil
 	}
 	after, err := h.apply(target.Data.Raw)
 	if err != nil {
-		return plan{}, fmt.Errorf("read revision %d of %s (controllerrevision %s): %w", target.Revision, ref, target.Name, err)
+		return plan{}, fmt.Errorf("read revision %d of %s (controllerrevision %s): %w", target.Revision, r.ref, target.Name, err)
 	}
 	if apiequality.Semantic.DeepEqual(after, h.template) {
-		return plan{done: noChange(ref, target.Revision)}, nil
+		return plan{done: noChange(r.ref, target.Revision)}, nil
+	}
+	patch, err := withResourceVersion(target.Data.Raw, h.object.GetResourceVersion())
+	if err != nil {
+		return plan{}, fmt.Errorf("make the patch that rolls back %s to revision %d: %w", r.ref, target.Revision, err)
 	}
 	return plan{
 		from: current, to: target.Revision,
 		before: h.template, after: after,
-		patchType: types.StrategicMergePatchType, patch: target.Data.Raw,
-		stamp: h.stamp,
+		patchType: types.StrategicMergePatchType, patch: patch,
 	}, nil
+}
+
+// withResourceVersion merges resourceVersion into the metadata of a
+// strategic merge patch, and so makes it conditional: the API server takes
+// the resourceVersion of the patched object as a precondition, and answers
+// with a Conflict if the workload is no longer the one read. The rest of the
+// patch is kept as it is.
+func withResourceVersion(patch []byte, resourceVersion string) ([]byte, error) {
+	var obj, meta map[string]json.RawMessage
+	if err := json.Unmarshal(patch, &obj); err != nil {
+		return nil, err
+	}
+	if obj == nil {
+		obj = map[string]json.RawMessage{}
+	}
+	if raw, ok := obj["metadata"]; ok {
+		if err := json.Unmarshal(raw, &meta); err != nil {
+			return nil, fmt.Errorf("metadata: %w", err)
+		}
+	}
+	if meta == nil {
+		meta = map[string]json.RawMessage{}
+	}
+	rv, err := json.Marshal(resourceVersion)
+	if err != nil {
+		return nil, err
+	}
+	meta["resourceVersion"] = rv
+	if obj["metadata"], err = json.Marshal(meta); err != nil {
+		return nil, err
+	}
+	return json.Marshal(obj)
 }
 
 // controllerRevisions lists the ControllerRevisions the workload's selector

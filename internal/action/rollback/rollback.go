@@ -3,6 +3,9 @@
 // earlier revision, with the same patches `kubectl rollout undo` sends, so
 // that the controller rolls it out under the workload's own strategy and
 // `kubectl rollout history` reads the result as kubectl's own rollback.
+// Unlike kubectl's, each patch also carries the resourceVersion of the read
+// it was worked out from, so that it never lands on a workload that has
+// changed since.
 package rollback
 
 import (
@@ -11,9 +14,13 @@ import (
 	"strings"
 
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/keptn-action-provider/action-provider/internal/mutation"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
@@ -22,11 +29,6 @@ import (
 // reason is the reason of the Kubernetes Event recorded on a rolled back
 // workload.
 const reason = "RolledBack"
-
-// maxAttempts bounds how often a rollback is worked out again because the
-// workload changed between the read it was worked out from and the re-read
-// just before the patch.
-const maxAttempts = 3
 
 // Mutator rolls back one workload.
 type Mutator struct {
@@ -53,23 +55,51 @@ type plan struct {
 	// the pod templates they stand for.
 	from, to      int64
 	before, after *corev1.PodTemplateSpec
-	// patchType and patch restore the target revision, as kubectl would.
+	// patchType and patch restore the target revision, as kubectl would,
+	// and carry the resourceVersion of the read the plan was worked out
+	// from. The API server takes a resourceVersion in a patched object as a
+	// precondition of the update, so the patch fails with a Conflict,
+	// rather than apply a stale plan, if the workload changed since.
 	patchType types.PatchType
 	patch     []byte
-	// stamp is what the plan depends on in the workload; when a re-read
-	// gives another stamp, the plan is stale.
-	stamp string
 }
 
 // rollbacker is the part of a rollback that depends on the kind.
 type rollbacker interface {
 	// plan reads the workload and its history and works out the rollback.
 	plan(ctx context.Context, toRevision int64) (plan, error)
-	// stamp re-reads the workload and returns the stamp a plan made now
-	// would carry.
-	stamp(ctx context.Context) (string, error)
-	// apply sends the patch.
-	apply(ctx context.Context, pt types.PatchType, patch []byte) error
+	// apply sends the plan's patch; it fails with a Conflict when the
+	// workload changed after the read the plan was worked out from.
+	apply(ctx context.Context, p plan) error
+}
+
+// resource is what a rollbacker needs of the typed client of a kind, such
+// as a DeploymentInterface.
+type resource[T metav1.Object] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (T, error)
+}
+
+// kindRollbacker is the rollbacker of a kind: it reads and patches the
+// workload through resource, and planFrom works out the rollback from the
+// workload read.
+type kindRollbacker[T metav1.Object] struct {
+	ref      workload.Ref
+	resource resource[T]
+	planFrom func(ctx context.Context, obj T, toRevision int64) (plan, error)
+}
+
+func (r kindRollbacker[T]) plan(ctx context.Context, toRevision int64) (plan, error) {
+	obj, err := r.resource.Get(ctx, r.ref.Name, metav1.GetOptions{})
+	if err != nil {
+		return plan{}, fmt.Errorf("get %s: %w", r.ref, err)
+	}
+	return r.planFrom(ctx, obj, toRevision)
+}
+
+func (r kindRollbacker[T]) apply(ctx context.Context, p plan) error {
+	_, err := r.resource.Patch(ctx, r.ref.Name, p.patchType, p.patch, metav1.PatchOptions{})
+	return err
 }
 
 // Mutate rolls ref back to the revision the Mutator was made with. With
@@ -79,52 +109,62 @@ type rollbacker interface {
 // Change with Result fail and a nil error: the action ran as designed and
 // found no revision, which an operator fixes in the remediation, not here.
 //
-// The workload is read again right before the patch. The Deployment patch
-// replaces every annotation, as kubectl's does, so it must not be built from
-// annotations that have since changed; if anything the rollback depends on
-// changed, it is worked out again from the fresh state.
+// The patch carries the resourceVersion of the read the rollback was worked
+// out from, which the API server takes as a precondition: it refuses the
+// patch with a Conflict if the workload changed since, with no window
+// between a check and the write. A stale plan must not land: the target is
+// picked relative to the current revision, and the Deployment patch
+// replaces every annotation, as kubectl's does. On a Conflict the rollback
+// is worked out again from a fresh read, as often as retry.DefaultRetry
+// allows; after that the error wraps the last Conflict.
 func (m *Mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (mutation.Change, error) {
 	rb, err := m.rollbacker(ref)
 	if err != nil {
 		return mutation.Change{}, err
 	}
-	for attempt := 1; ; attempt++ {
+	var change mutation.Change
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		p, err := rb.plan(ctx, m.toRevision)
 		if err != nil {
-			return mutation.Change{}, err
+			return err
 		}
 		if p.done != nil {
-			return *p.done, nil
+			change = *p.done
+			return nil
 		}
 		if dryRun {
-			return describe(ref, p, true), nil
+			change = describe(ref, p, true)
+			return nil
 		}
-		stamp, err := rb.stamp(ctx)
-		if err != nil {
-			return mutation.Change{}, err
-		}
-		if stamp != p.stamp {
-			if attempt == maxAttempts {
-				return mutation.Change{}, fmt.Errorf("cannot roll back %s: it changed while the rollback was worked out, %d times in a row; try again", ref, maxAttempts)
+		if err := rb.apply(ctx, p); err != nil {
+			if apierrors.IsConflict(err) {
+				return err
 			}
-			continue
+			return fmt.Errorf("roll back %s from revision %d to revision %d: %w", ref, p.from, p.to, err)
 		}
-		if err := rb.apply(ctx, p.patchType, p.patch); err != nil {
-			return mutation.Change{}, fmt.Errorf("roll back %s from revision %d to revision %d: %w", ref, p.from, p.to, err)
-		}
-		return describe(ref, p, false), nil
+		change = describe(ref, p, false)
+		return nil
+	})
+	if apierrors.IsConflict(err) {
+		return mutation.Change{}, fmt.Errorf("cannot roll back %s: it kept changing while the rollback was worked out: %w", ref, err)
 	}
+	if err != nil {
+		return mutation.Change{}, err
+	}
+	return change, nil
 }
 
 // rollbacker returns the rollbacker for ref's kind.
 func (m *Mutator) rollbacker(ref workload.Ref) (rollbacker, error) {
+	h := historyRollbacker{client: m.client, ref: ref}
 	switch ref.Kind {
 	case workload.Deployment:
-		return deploymentRollbacker{client: m.client, ref: ref}, nil
+		d := deploymentRollbacker{client: m.client, ref: ref}
+		return kindRollbacker[*appsv1.Deployment]{ref: ref, resource: m.client.AppsV1().Deployments(ref.Namespace), planFrom: d.plan}, nil
 	case workload.StatefulSet:
-		return statefulSetRollbacker{client: m.client, ref: ref}, nil
+		return kindRollbacker[*appsv1.StatefulSet]{ref: ref, resource: m.client.AppsV1().StatefulSets(ref.Namespace), planFrom: h.planStatefulSet}, nil
 	case workload.DaemonSet:
-		return daemonSetRollbacker{client: m.client, ref: ref}, nil
+		return kindRollbacker[*appsv1.DaemonSet]{ref: ref, resource: m.client.AppsV1().DaemonSets(ref.Namespace), planFrom: h.planDaemonSet}, nil
 	}
 	return nil, fmt.Errorf("cannot roll back %s: only deployments, statefulsets and daemonsets keep revisions", ref)
 }
