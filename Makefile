@@ -20,26 +20,34 @@ run: ## run the service (sandbox mode when no cluster is configured)
 demo: ## run the example events through the service in sandbox mode and print what Keptn receives
 	LOG_FORMAT=$${LOG_FORMAT:-text} go run ./cmd/action-provider demo
 
-# `make test` runs the integration tests (test/integration) against a real
-# Kubernetes control plane (test/controlplane/controlplane.sh): it starts one
-# in a temporary directory, runs every test with CONTROLPLANE_ENV pointing at
-# it, then stops it and removes the directory however the tests end (also on
-# Ctrl-C). The first run builds Kubernetes into ~/.cache (10-20 min, ~3 GB of
-# RAM); later runs start it in seconds.
+# `make test` runs the integration tests against real components, each started
+# in a temporary directory and stopped, and the directory removed, however the
+# tests end (also on Ctrl-C):
+# - a Kubernetes control plane (test/controlplane/controlplane.sh) for
+#   test/integration, via CONTROLPLANE_ENV. The first run builds Kubernetes
+#   into ~/.cache (10-20 min, ~3 GB of RAM); later runs start it in seconds.
+# - Unleash 6 with its own PostgreSQL (test/unleash/unleash.sh) for
+#   toggle-feature, via UNLEASH_ENV. It needs Node 18-20 and PostgreSQL's
+#   server (apt-get install -y postgresql); the first run installs
+#   unleash-server from npm into ~/.cache (~20 s).
 CONTROLPLANE := test/controlplane/controlplane.sh
+UNLEASH := test/unleash/unleash.sh
 
-test: ## run every test, with the race detector, against a real Kubernetes control plane
+test: ## run every test, with the race detector, against a real Kubernetes control plane and a real Unleash
 	@cp_dir=$$(mktemp -d "$${TMPDIR:-/tmp}/action-provider-controlplane.XXXXXX") || exit 1; \
-	  trap '$(CONTROLPLANE) stop "$$cp_dir" || true; rm -rf "$$cp_dir"' EXIT; \
+	  un_dir=$$(mktemp -d "$${TMPDIR:-/tmp}/action-provider-unleash.XXXXXX") || exit 1; \
+	  trap '$(CONTROLPLANE) stop "$$cp_dir" || true; $(UNLEASH) stop "$$un_dir" || true; rm -rf "$$cp_dir" "$$un_dir"' EXIT; \
 	  trap 'exit 130' INT; trap 'exit 143' TERM; \
 	  echo "starting a Kubernetes control plane for integration tests (first run builds Kubernetes, ~10-20 min)"; \
 	  $(CONTROLPLANE) build >/dev/null || exit 1; \
 	  $(CONTROLPLANE) start "$$cp_dir" >/dev/null || exit 1; \
-	  echo "CONTROLPLANE_ENV=$$cp_dir/env go test -race -count=1 -timeout 15m ./..."; \
-	  CONTROLPLANE_ENV="$$cp_dir/env" go test -race -count=1 -timeout 15m ./...
+	  echo "starting Unleash and PostgreSQL for the toggle-feature tests (first run installs unleash-server from npm)"; \
+	  $(UNLEASH) start "$$un_dir" >/dev/null || exit 1; \
+	  echo "CONTROLPLANE_ENV=$$cp_dir/env UNLEASH_ENV=$$un_dir/env go test -race -count=1 -timeout 15m ./..."; \
+	  CONTROLPLANE_ENV="$$cp_dir/env" UNLEASH_ENV="$$un_dir/env" go test -race -count=1 -timeout 15m ./...
 
-test-unit: ## run the tests that need no cluster (the integration tests skip), with the race detector
-	env -u CONTROLPLANE_ENV go test -race -count=1 -timeout 15m ./...
+test-unit: ## run the tests that need no cluster or Unleash (those integration tests skip), with the race detector
+	env -u CONTROLPLANE_ENV -u UNLEASH_ENV go test -race -count=1 -timeout 15m ./...
 
 test-deploy: ## check deploy/service.yaml, the Helm chart and examples/keptn on a local control plane
 	test/deploy.sh
@@ -52,9 +60,9 @@ check: ## gofmt, go vet and staticcheck
 	@test -x $(GOBIN)/staticcheck || go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(GOBIN)/staticcheck ./...
 
-lint: ## check examples/keptn/remediation.yaml against the built-in and the example action catalog
+lint: ## check the example remediation.yaml files against the built-in and the example action catalog
 	go run ./cmd/action-provider lint examples/keptn/remediation.yaml
-	ACTIONS_CONFIG=examples/catalog/actions.yaml go run ./cmd/action-provider lint examples/keptn/remediation.yaml
+	ACTIONS_CONFIG=examples/catalog/actions.yaml go run ./cmd/action-provider lint examples/keptn/remediation.yaml examples/keptn/remediation-feature-flags.yaml
 
 fuzz: ## fuzz the event decoder for FUZZTIME (default 20s)
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/keptnevent

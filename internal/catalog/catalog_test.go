@@ -128,3 +128,32 @@ func TestCatalogErrorsNameFileEntryAndField(t *testing.T) {
 		})
 	}
 }
+
+func TestToggleFeatureEntry(t *testing.T) {
+	t.Setenv("UNLEASH_ADMIN_TOKEN", "*:*.0123456789abcdef")
+	c, err := load(t, `
+actions:
+  - name: toggle-feature
+    kind: toggle-feature
+    aliases: [featuretoggle]
+    settings:
+      url: http://unleash.unleash:4242
+      token: {env: UNLEASH_ADMIN_TOKEN}
+      environments: {production: production, staging: development}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, ok := c.Registry.Lookup("featuretoggle")
+	if !ok {
+		t.Fatal("the alias does not answer")
+	}
+	if err := h.(action.Validator).Validate([]byte(`{"PromotionCampaign": "maybe"}`)); err == nil {
+		t.Error("a value the handler refuses passed Validate")
+	}
+
+	_, err = load(t, "actions:\n  - {name: flags, kind: toggle-feature, settings: {url: 'http://unleash:4242', token: {env: NOT_SET_ANYWHERE}}}\n")
+	if err == nil || !strings.Contains(err.Error(), `actions[0] "flags": settings:`) || !strings.Contains(err.Error(), "NOT_SET_ANYWHERE") {
+		t.Errorf("a missing token: %v", err)
+	}
+}

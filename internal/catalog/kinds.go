@@ -9,6 +9,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/action/restart"
 	"github.com/keptn-action-provider/action-provider/internal/action/rollback"
 	"github.com/keptn-action-provider/action-provider/internal/action/scale"
+	"github.com/keptn-action-provider/action-provider/internal/action/togglefeature"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/mutation"
 )
@@ -24,10 +25,11 @@ type kind struct {
 // kinds is the table of kinds.
 func kinds() map[string]kind {
 	return map[string]kind{
-		"scale":       {workload: true, build: buildScale},
-		"restart":     {workload: true, build: buildRestart},
-		"rollback":    {workload: true, build: buildRollback},
-		"delete-pods": {workload: true, build: buildDeletePods},
+		"scale":          {workload: true, build: buildScale},
+		"restart":        {workload: true, build: buildRestart},
+		"rollback":       {workload: true, build: buildRollback},
+		"delete-pods":    {workload: true, build: buildDeletePods},
+		"toggle-feature": {build: buildToggleFeature},
 	}
 }
 
@@ -87,4 +89,12 @@ func buildDeletePods(cfg config.Config, e Entry, p *mutation.Pipeline, _ Deps) (
 		return nil, fmt.Errorf("maxPods: %d; it must be at least 1", *s.MaxPods)
 	}
 	return deletepods.New(p, deletepods.Options{MaxPods: *s.MaxPods}), nil
+}
+
+func buildToggleFeature(_ config.Config, e Entry, _ *mutation.Pipeline, d Deps) (action.Handler, error) {
+	var c togglefeature.Config
+	if err := decodeSettings(e.Settings, &c); err != nil {
+		return nil, err
+	}
+	return togglefeature.New(c, togglefeature.Options{Source: d.Secrets, Masker: d.Masker})
 }

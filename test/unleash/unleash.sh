@@ -1,0 +1,426 @@
+#!/usr/bin/env bash
+# unleash.sh - install (cached) and run a real, local Unleash server with its
+# own private PostgreSQL, for the toggle-feature integration tests.
+# Everything listens on 127.0.0.1 only, on free ports.
+#
+# Usage:
+#   unleash.sh install     npm-install unleash-server (cached), print its directory
+#   unleash.sh start DIR   (install if needed and) start PostgreSQL and Unleash
+#                          with data/logs/pids in DIR; writes DIR/env
+#   unleash.sh stop DIR    stop everything started in DIR (idempotent)
+#
+# unleash-server is installed under ${XDG_CACHE_HOME:-$HOME/.cache}/action-provider/.
+# See README.md next to this file.
+# shellcheck disable=SC2317 # functions run indirectly via wait_until
+set -euo pipefail
+
+# The exact version, also pinned (with every transitive dependency) by
+# package.json and package-lock.json next to this script. 6.x is the last
+# major that runs on Node 20 (engines: >=18 <21); 7.x and 8.x need Node 22.
+UNLEASH_VERSION="6.10.1"
+NODE_MAJOR_MIN=18
+NODE_MAJOR_MAX=20
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/action-provider"
+INSTALL_DIR="$CACHE_ROOT/unleash-$UNLEASH_VERSION"
+SERVER_JS="$INSTALL_DIR/node_modules/unleash-server/dist/server.js"
+
+# Seconds each start phase may take before start gives up. Unleash runs its
+# database migrations on first start, which takes most of its start time.
+TIMEOUT="${UNLEASH_TIMEOUT:-120}"
+
+log() { printf 'unleash: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+	cat >&2 <<EOF
+usage: $0 install | start DIR | stop DIR
+  install     npm-install unleash-server $UNLEASH_VERSION (cached) and print its directory
+  start DIR   start a private PostgreSQL and Unleash with data/logs/pids in DIR;
+              writes DIR/env (UNLEASH_URL, UNLEASH_ADMIN_TOKEN, ...)
+  stop DIR    stop everything started in DIR (TERM/INT, then KILL)
+EOF
+	exit 2
+}
+
+# -------------------------------------------------------------- install ---
+
+check_node() {
+	command -v node >/dev/null || die "node is required (Node $NODE_MAJOR_MIN–$NODE_MAJOR_MAX; apt-get install -y nodejs npm)"
+	local v major
+	v="$(node --version)"
+	major="${v#v}"
+	major="${major%%.*}"
+	if ! [[ $major =~ ^[0-9]+$ ]] || ((major < NODE_MAJOR_MIN || major > NODE_MAJOR_MAX)); then
+		die "unleash-server $UNLEASH_VERSION needs Node $NODE_MAJOR_MIN–$NODE_MAJOR_MAX (its engines: >=18 <21); this is node $v"
+	fi
+}
+
+lock_sum() { sha256sum "$SCRIPT_DIR/package-lock.json" | cut -d' ' -f1; }
+
+installed() {
+	[[ -f $SERVER_JS && -f $INSTALL_DIR/.installed && "$(<"$INSTALL_DIR/.installed")" == "$(lock_sum)" ]]
+}
+
+install() {
+	check_node
+	grep -q "\"unleash-server\": \"$UNLEASH_VERSION\"" "$SCRIPT_DIR/package.json" ||
+		die "$SCRIPT_DIR/package.json does not pin unleash-server $UNLEASH_VERSION; keep it and UNLEASH_VERSION in $0 in step"
+	if installed; then return 0; fi
+	command -v npm >/dev/null || die "npm is required (apt-get install -y npm)"
+	mkdir -p "$CACHE_ROOT"
+	# Serialize concurrent installs (e.g. two test runs).
+	if command -v flock >/dev/null; then
+		exec 9>"$CACHE_ROOT/.unleash-install.lock"
+		flock 9
+		if installed; then exec 9>&-; return 0; fi
+	fi
+	log "first run installs unleash-server $UNLEASH_VERSION from npm, ~30 s, longer on a slow network (~180 MB, into $INSTALL_DIR)"
+	local start=$SECONDS tmp="$INSTALL_DIR.tmp.$$"
+	rm -rf "$tmp" && mkdir -p "$tmp"
+	cp "$SCRIPT_DIR/package.json" "$SCRIPT_DIR/package-lock.json" "$tmp/"
+	# npm ci: exactly the lock file. --ignore-scripts: the only install
+	# scripts are @scarf/scarf's (install analytics, which would reach the
+	# internet), es5-ext's (a message) and ssh2's optional native build
+	# (it falls back to JavaScript); Unleash needs none of them.
+	if ! (cd "$tmp" && SCARF_ANALYTICS=false DO_NOT_TRACK=1 \
+		npm ci --no-audit --no-fund --ignore-scripts --omit=dev --loglevel=warn) >"$tmp.log" 2>&1; then
+		tail -n 40 "$tmp.log" >&2 || true
+		rm -rf "$tmp"
+		die "npm ci of unleash-server $UNLEASH_VERSION failed (log above)"
+	fi
+	[[ -f $tmp/node_modules/unleash-server/dist/server.js ]] || { rm -rf "$tmp"; die "npm ci finished but unleash-server is missing"; }
+	lock_sum >"$tmp/.installed"
+	rm -rf "$INSTALL_DIR" "$tmp.log"
+	mv "$tmp" "$INSTALL_DIR"
+	log "installed unleash-server $UNLEASH_VERSION in $((SECONDS - start))s"
+	if command -v flock >/dev/null; then exec 9>&-; fi
+}
+
+# ----------------------------------------------------------- postgresql ---
+
+# pg_bindir -> the directory of PostgreSQL's server binaries (initdb, postgres).
+pg_bindir() {
+	local d
+	if [[ -n ${PG_BIN:-} ]]; then
+		[[ -x $PG_BIN/initdb && -x $PG_BIN/postgres ]] || die "PG_BIN=$PG_BIN has no initdb and postgres"
+		echo "$PG_BIN"
+		return 0
+	fi
+	# Debian keeps them out of PATH, one directory per major version: take the newest.
+	for d in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -t/ -k5 -V -r); do
+		if [[ -x $d/initdb && -x $d/postgres ]]; then echo "$d"; return 0; fi
+	done
+	if command -v initdb >/dev/null && command -v postgres >/dev/null; then
+		dirname "$(command -v postgres)"
+		return 0
+	fi
+	die "PostgreSQL server binaries (initdb, postgres) not found: apt-get install -y postgresql (or set PG_BIN)"
+}
+
+# AS_PG is the command prefix that runs a PostgreSQL server program as a
+# user it accepts: postgres and initdb refuse to run as root, so as root they
+# run as the "postgres" OS user that Debian's package creates. setpriv execs,
+# so the pid recorded for the server is the server's.
+AS_PG=()
+set_as_pg() {
+	if ((EUID == 0)); then
+		AS_PG=(setpriv --reuid="$PG_USER" --regid="$PG_USER" --init-groups --reset-env --
+			env PATH=/usr/bin:/bin HOME="$DIR/pg" LC_ALL=C.UTF-8)
+	fi
+}
+
+# ---------------------------------------------------------------- start ---
+
+declare -A USED_PORTS=()
+
+# free_port -> a TCP port on which nothing listens (outside the ephemeral range).
+free_port() {
+	if ((${#USED_PORTS[@]} == 0)); then
+		local _sl local_addr _rest f
+		for f in /proc/net/tcp /proc/net/tcp6; do
+			[[ -r $f ]] || continue
+			while read -r _sl local_addr _rest; do
+				[[ $local_addr == *:* ]] || continue
+				USED_PORTS[$((16#${local_addr##*:}))]=1
+			done <"$f"
+		done
+		USED_PORTS[0]=1
+	fi
+	local lo=32768 hi=60999 min max p i
+	if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
+		read -r lo hi </proc/sys/net/ipv4/ip_local_port_range
+	fi
+	if ((lo > 12000)); then min=10000 max=$((lo - 1)); else min=$((hi + 1)) max=65535; fi
+	for ((i = 0; i < 1000; i++)); do
+		p=$((min + (RANDOM * 32768 + RANDOM) % (max - min + 1)))
+		if [[ -z ${USED_PORTS[$p]:-} ]]; then
+			USED_PORTS[$p]=1
+			echo "$p"
+			return 0
+		fi
+	done
+	die "no free port found"
+}
+
+# start_proc NAME COMMAND...: start in the background; pid in
+# DIR/pids/NAME.pid, output in DIR/logs/NAME.log.
+start_proc() {
+	local name=$1
+	shift
+	# setsid: own session, so the servers survive the caller's terminal
+	# signals; stdio redirected so callers capturing our output do not hang.
+	(cd "$DIR" && exec setsid "$@" </dev/null >"$DIR/logs/$name.log" 2>&1) &
+	echo "$!" >"$DIR/pids/$name.pid"
+}
+
+pid_of() { # NAME -> pid if it is alive and was started for DIR
+	local f="$DIR/pids/$1.pid" pid
+	[[ -s $f ]] || return 1
+	pid="$(<"$f")"
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	[[ -r /proc/$pid/cmdline ]] || return 1
+	tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DIR/" || return 1
+	echo "$pid"
+}
+
+show_log() {
+	local name=$1 f="$DIR/logs/$1.log"
+	[[ -f $f ]] || return 0
+	log "---- last 40 lines of $f ----"
+	tail -n 40 "$f" >&2 || true
+	log "---- end of $name log ----"
+}
+
+# fail MESSAGE [COMPONENT...]: print logs, stop everything, exit 1.
+fail() {
+	local msg=$1 c
+	shift
+	log "error: $msg"
+	for c in "$@"; do show_log "$c"; done
+	stop_all
+	exit 1
+}
+
+# running NAME: the process started for NAME is alive (not gone, not a zombie).
+running() {
+	local f="$DIR/pids/$1.pid" pid state
+	[[ -s $f ]] || return 1
+	pid="$(<"$f")"
+	state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" || return 1
+	[[ -n $state && $state != Z ]]
+}
+
+STARTED=()
+check_alive() {
+	local c
+	for c in "${STARTED[@]}"; do
+		running "$c" || fail "$c exited unexpectedly" "$c"
+	done
+}
+
+# wait_until DESCRIPTION "COMPONENT..." COMMAND...: poll COMMAND for TIMEOUT
+# seconds; on failure show the logs of the COMPONENTs.
+wait_until() {
+	local desc=$1 comps
+	read -r -a comps <<<"$2"
+	shift 2
+	local deadline=$((SECONDS + TIMEOUT))
+	until "$@" >/dev/null 2>&1; do
+		check_alive
+		((SECONDS < deadline)) || fail "$desc not ready within ${TIMEOUT}s" "${comps[@]}"
+		sleep 0.2
+	done
+}
+
+# http_ok URL: GET URL answers 2xx, with bash alone (no curl needed).
+# A subshell, so that a refused connection cannot end the script.
+http_ok() (
+	rest=${1#http://}
+	hostport=${rest%%/*}
+	path=/${rest#*/}
+	exec 3<>"/dev/tcp/${hostport%:*}/${hostport#*:}" || exit 1
+	printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$hostport" >&3
+	read -r -t 5 _ status _ <&3 || exit 1
+	[[ $status == 2?? ]]
+)
+
+envline() { # NAME VALUE: shell-sourceable, unquoted when safe
+	if [[ $2 =~ ^[A-Za-z0-9_./:@,=+-]*$ ]]; then
+		printf '%s=%s\n' "$1" "$2"
+	else
+		printf '%s=%q\n' "$1" "$2"
+	fi
+}
+
+start_postgres() {
+	local bindir=$1 port=$2 password=$3
+	local pg="$DIR/pg" sock="$DIR/pg/run"
+	rm -rf "$pg"
+	mkdir -p "$pg/run"
+	(umask 077 && printf '%s\n' "$password" >"$pg/pwfile")
+	set_as_pg
+	if ((EUID == 0)); then
+		id "$PG_USER" >/dev/null 2>&1 ||
+			die "PostgreSQL refuses to run as root and there is no \"$PG_USER\" user to run it as (apt-get install -y postgresql creates it; or set UNLEASH_PG_USER)"
+		chown -R "$PG_USER:" "$pg"
+		# The postgres user only needs to pass through DIR to reach DIR/pg.
+		chmod o+x "$DIR"
+		"${AS_PG[@]}" test -w "$pg" ||
+			die "the $PG_USER user cannot reach $pg: a directory above $DIR is not searchable by others (chmod o+x it, or pick a DIR under /tmp)"
+	fi
+	chmod 700 "$pg/run"
+
+	log "creating a PostgreSQL cluster in $pg/data ($bindir)"
+	"${AS_PG[@]}" "$bindir/initdb" -D "$pg/data" -U unleash --pwfile="$pg/pwfile" -E UTF8 --locale=C.UTF-8 \
+		--auth-local=scram-sha-256 --auth-host=scram-sha-256 --no-sync \
+		>"$DIR/logs/initdb.log" 2>&1 || { show_log initdb; die "initdb failed"; }
+	rm -f "$pg/pwfile"
+
+	# The socket path is limited to 107 bytes; with a longer DIR, TCP only.
+	local sockdirs=$sock
+	if ((${#sock} + 18 > 107)); then
+		log "DIR is too long for a unix socket inside it; PostgreSQL listens on TCP only"
+		sockdirs=""
+	fi
+	log "starting PostgreSQL on 127.0.0.1:$port"
+	# Throw-away data: durability off for speed.
+	start_proc postgres "${AS_PG[@]}" "$bindir/postgres" -D "$pg/data" \
+		-c listen_addresses=127.0.0.1 -p "$port" \
+		-c unix_socket_directories="$sockdirs" \
+		-c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+		-c max_connections=40 -c shared_buffers=32MB \
+		-c log_min_messages=warning -c logging_collector=off
+	STARTED+=(postgres)
+	wait_until "PostgreSQL" postgres "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" -d postgres -U unleash
+	PGPASSWORD="$password" "$bindir/createdb" -h 127.0.0.1 -p "$port" -U unleash unleash \
+		>"$DIR/logs/createdb.log" 2>&1 || fail "createdb unleash failed" createdb postgres
+}
+
+start() {
+	install
+	local bindir
+	bindir="$(pg_bindir)"
+	command -v setsid >/dev/null || die "setsid is required (apt-get install -y util-linux)"
+	command -v openssl >/dev/null || die "openssl is required (apt-get install -y openssl)"
+	((EUID != 0)) || command -v setpriv >/dev/null || die "setpriv is required (apt-get install -y util-linux)"
+	# Leftovers of an earlier start in DIR.
+	stop_all quiet
+	local t0=$SECONDS
+	mkdir -p "$DIR"/{logs,pids,home}
+	rm -f "$DIR/env" "$DIR"/logs/*.log
+	trap 'log "interrupted"; stop_all; exit 130' INT TERM
+
+	local pg_port http_port pg_password token admin_password
+	pg_port="$(free_port)"
+	http_port="$(free_port)"
+	pg_password="$(openssl rand -hex 16)"
+	# Unleash 6 admin tokens are "*:*.<secret>": all projects, all environments.
+	token="*:*.$(openssl rand -hex 24)"
+	admin_password="$(openssl rand -hex 12)"
+
+	start_postgres "$bindir" "$pg_port" "$pg_password"
+	log "PostgreSQL ready after $((SECONDS - t0))s"
+
+	local url="http://127.0.0.1:$http_port"
+	local db_url="postgres://unleash:$pg_password@127.0.0.1:$pg_port/unleash"
+	# A file inside DIR runs the server, so that its command line names DIR
+	# and stop can tell it from any other node process.
+	printf "require('%s');\n" "$SERVER_JS" >"$DIR/unleash-server.js"
+	log "starting unleash-server $UNLEASH_VERSION on $url"
+	# Nothing that reaches the internet: no version check, no telemetry,
+	# no install analytics. HOME inside DIR: nothing written to ~.
+	start_proc unleash env -i PATH="$PATH" HOME="$DIR/home" TZ=UTC NODE_ENV=production \
+		HTTP_HOST=127.0.0.1 HTTP_PORT="$http_port" UNLEASH_URL="$url" \
+		DATABASE_URL="$db_url" DATABASE_SSL=false DATABASE_POOL_MAX=10 \
+		INIT_ADMIN_API_TOKENS="$token" \
+		UNLEASH_DEFAULT_ADMIN_USERNAME=admin UNLEASH_DEFAULT_ADMIN_PASSWORD="$admin_password" \
+		CHECK_VERSION=false SEND_TELEMETRY=false SCARF_ANALYTICS=false DO_NOT_TRACK=1 \
+		LOG_LEVEL="${UNLEASH_LOG_LEVEL:-warn}" \
+		node "$DIR/unleash-server.js"
+	STARTED+=(unleash)
+	wait_until "Unleash (GET $url/health)" "unleash postgres" http_ok "$url/health"
+	check_alive
+
+	{
+		envline UNLEASH_URL "$url"
+		envline UNLEASH_ADMIN_TOKEN "$token"
+		envline UNLEASH_VERSION "$UNLEASH_VERSION"
+		envline UNLEASH_ADMIN_USER admin
+		envline UNLEASH_ADMIN_PASSWORD "$admin_password"
+		envline UNLEASH_DATABASE_URL "$db_url"
+		envline UNLEASH_PID "$(<"$DIR/pids/unleash.pid")"
+		envline UNLEASH_POSTGRES_PID "$(<"$DIR/pids/postgres.pid")"
+		envline UNLEASH_DIR "$DIR"
+	} >"$DIR/env.tmp"
+	chmod 600 "$DIR/env.tmp"
+	mv -f "$DIR/env.tmp" "$DIR/env"
+	trap - INT TERM
+	log "Unleash ready after $((SECONDS - t0))s: $url (source $DIR/env; stop with: $0 stop $DIR)"
+	echo "$DIR/env"
+}
+
+# ----------------------------------------------------------------- stop ---
+
+# stop_one NAME SIGNAL: signal NAME's process, wait up to 15s, then KILL.
+stop_one() {
+	local name=$1 sig=$2 quiet=$3 pid
+	pid="$(pid_of "$name")" || { rm -f "$DIR/pids/$name.pid"; return 0; }
+	[[ -n $quiet ]] || log "stopping $name (pid $pid)"
+	kill "-$sig" "$pid" 2>/dev/null || true
+	local deadline=$((SECONDS + 15))
+	while kill -0 "$pid" 2>/dev/null; do
+		if ((SECONDS >= deadline)); then
+			log "killing $name (pid $pid, still running after $sig)"
+			kill -KILL "$pid" 2>/dev/null || true
+			sleep 0.2
+			break
+		fi
+		sleep 0.1
+	done
+	rm -f "$DIR/pids/$name.pid"
+}
+
+stop_all() {
+	local quiet=${1:-}
+	[[ -d "$DIR/pids" ]] || return 0
+	# Unleash first, so that it does not log a lost database. PostgreSQL's
+	# TERM waits for every client to leave; INT is its "fast" shutdown.
+	stop_one unleash TERM "$quiet"
+	stop_one postgres INT "$quiet"
+}
+
+# ----------------------------------------------------------------- main ---
+
+set_dir() {
+	[[ -n ${1:-} ]] || usage
+	mkdir -p "$1"
+	DIR="$(cd "$1" && pwd -P)"
+}
+
+PG_USER="${UNLEASH_PG_USER:-postgres}"
+
+main() {
+	case "${1:-}" in
+	install)
+		[[ $# -eq 1 ]] || usage
+		install
+		echo "$INSTALL_DIR"
+		;;
+	start)
+		[[ $# -eq 2 ]] || usage
+		set_dir "$2"
+		start
+		;;
+	stop)
+		[[ $# -eq 2 ]] || usage
+		if [[ ! -d $2 ]]; then return 0; fi
+		set_dir "$2"
+		stop_all
+		;;
+	*) usage ;;
+	esac
+}
+
+{ main "$@"; exit $?; }
