@@ -95,7 +95,11 @@ func serve(ctx context.Context, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cat, err := catalog.Load(cfg, catalog.Deps{Client: client, Log: log, Masker: masker})
+	cat, err := catalog.Load(cfg, catalog.Deps{
+		Client: client, Log: log, Masker: masker,
+		// Set by the kubelet in every pod; webhooks may not call it.
+		KubernetesServiceHost: os.Getenv("KUBERNETES_SERVICE_HOST"),
+	})
 	if err != nil {
 		return err
 	}

@@ -109,6 +109,10 @@ type Deps struct {
 	// Secrets is where secrets are read from; the zero value is the
 	// process environment and the file system.
 	Secrets secret.Source
+	// KubernetesServiceHost is the API server's service address
+	// (KUBERNETES_SERVICE_HOST in a pod), which webhooks may not call
+	// unless allowed.
+	KubernetesServiceHost string
 }
 
 // Load reads the catalog cfg names (or the built-in one) and builds every

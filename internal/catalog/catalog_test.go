@@ -157,3 +157,27 @@ actions:
 		t.Errorf("a missing token: %v", err)
 	}
 }
+
+func TestWebhookEntry(t *testing.T) {
+	t.Setenv("PAGER_TOKEN", "pager-s3cr3t")
+	c, err := load(t, `
+actions:
+  - name: page-oncall
+    kind: webhook
+    settings:
+      url: "https://hooks.example.com/{{.Project}}/{{.Service}}"
+      headers: {Authorization: 'Bearer {{secret "token"}}'}
+      body: '{"problem": {{json .Problem.ProblemTitle}}}'
+      secrets: {token: {env: PAGER_TOKEN}}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := c.Registry.Lookup("page-oncall"); !ok {
+		t.Fatal("page-oncall is not registered")
+	}
+	_, err = load(t, "actions:\n  - {name: hook, kind: webhook, settings: {url: 'https://h/{{.Projet}}'}}\n")
+	if err == nil || !strings.Contains(err.Error(), `actions[0] "hook": settings:`) || !strings.Contains(err.Error(), ".Projet") {
+		t.Errorf("a template typo: %v", err)
+	}
+}

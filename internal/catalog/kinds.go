@@ -10,6 +10,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/action/rollback"
 	"github.com/keptn-action-provider/action-provider/internal/action/scale"
 	"github.com/keptn-action-provider/action-provider/internal/action/togglefeature"
+	"github.com/keptn-action-provider/action-provider/internal/action/webhook"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/mutation"
 )
@@ -30,6 +31,7 @@ func kinds() map[string]kind {
 		"rollback":       {workload: true, build: buildRollback},
 		"delete-pods":    {workload: true, build: buildDeletePods},
 		"toggle-feature": {build: buildToggleFeature},
+		"webhook":        {build: buildWebhook},
 	}
 }
 
@@ -97,4 +99,14 @@ func buildToggleFeature(_ config.Config, e Entry, _ *mutation.Pipeline, d Deps) 
 		return nil, err
 	}
 	return togglefeature.New(c, togglefeature.Options{Source: d.Secrets, Masker: d.Masker})
+}
+
+func buildWebhook(_ config.Config, e Entry, _ *mutation.Pipeline, d Deps) (action.Handler, error) {
+	var c webhook.Config
+	if err := decodeSettings(e.Settings, &c); err != nil {
+		return nil, err
+	}
+	return webhook.New(e.Name, c, webhook.Options{
+		Masker: d.Masker, Source: d.Secrets, KubernetesServiceHost: d.KubernetesServiceHost,
+	})
 }

@@ -13,9 +13,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -461,4 +463,62 @@ func with(env map[string]string, k, v string) map[string]string {
 		}
 	}
 	return c
+}
+
+// TestCatalogWebhookMasksItsSecret: a catalog (ACTIONS_CONFIG) declares a
+// webhook whose token comes from the environment. The server it calls
+// echoes the token back, as a misbehaving server might; neither the
+// finished event nor any log line may carry it.
+func TestCatalogWebhookMasksItsSecret(t *testing.T) {
+	requireCluster(t)
+	t.Parallel()
+	ctx := testContext(t)
+	const token = "pager-token-0123456789"
+	var calls atomic.Int32
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintf(w, "paged team %s with %s", r.URL.Query().Get("team"), r.Header.Get("Authorization"))
+	}))
+	t.Cleanup(hook.Close)
+	catalog := filepath.Join(t.TempDir(), "actions.yaml")
+	err := os.WriteFile(catalog, []byte(`actions:
+  - name: page-oncall
+    kind: webhook
+    settings:
+      url: "`+hook.URL+`/page?team={{index .Value \"team\"}}"
+      headers: {Authorization: 'Bearer {{secret "token"}}'}
+      secrets: {token: {env: PAGER_TOKEN}}
+      allow: [loopback]
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &eventsink.Sink{}
+	broker := httptest.NewServer(sink)
+	t.Cleanup(broker.Close)
+	p := startProvider(ctx, t, map[string]string{
+		"EVENTBROKER": broker.URL + "/event", "ACTIONS_CONFIG": catalog, "PAGER_TOKEN": token,
+	})
+
+	id, body := triggered(t, "03-unknown-action.json", "production", map[string]string{"team": "carts"})
+	// examples/events/03-unknown-action.json's action is page-oncall: no
+	// handler of the built-in catalog answers it, this catalog's does.
+	if code, answer := post(ctx, t, p.rcvURL, body); code != http.StatusAccepted {
+		t.Fatalf("POST = %d %q, want 202: the catalog declares page-oncall", code, answer)
+	}
+	fin := awaitFinished(ctx, t, sink, id)
+	want := "answered 202 Accepted: paged team carts with Bearer ***"
+	if fin.Data.Result != keptnv2.ResultPass || !strings.Contains(fin.Data.Message, want) || strings.Contains(fin.Data.Message, token) {
+		t.Errorf("finished %s/%s %q, want a pass containing %q and never the token", fin.Data.Status, fin.Data.Result, fin.Data.Message, want)
+	}
+	if calls.Load() != 1 {
+		t.Errorf("the webhook was called %d times, want 1", calls.Load())
+	}
+	if err := p.terminate(t, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(p.log.String(), token) {
+		t.Errorf("the token reached the log:\n%s", p.log)
+	}
 }
