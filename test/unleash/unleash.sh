@@ -33,6 +33,10 @@ TIMEOUT="${UNLEASH_TIMEOUT:-120}"
 log() { printf 'unleash: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# Shared process helpers: free_port, start_proc, pid_of, wait_until, ...
+# shellcheck source=test/lib/proc.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/../lib/proc.sh"
+
 usage() {
 	cat >&2 <<EOF
 usage: $0 install | start DIR | stop DIR
@@ -133,106 +137,14 @@ set_as_pg() {
 
 # ---------------------------------------------------------------- start ---
 
-declare -A USED_PORTS=()
 
-# free_port -> a TCP port on which nothing listens (outside the ephemeral range).
-free_port() {
-	if ((${#USED_PORTS[@]} == 0)); then
-		local _sl local_addr _rest f
-		for f in /proc/net/tcp /proc/net/tcp6; do
-			[[ -r $f ]] || continue
-			while read -r _sl local_addr _rest; do
-				[[ $local_addr == *:* ]] || continue
-				USED_PORTS[$((16#${local_addr##*:}))]=1
-			done <"$f"
-		done
-		USED_PORTS[0]=1
-	fi
-	local lo=32768 hi=60999 min max p i
-	if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
-		read -r lo hi </proc/sys/net/ipv4/ip_local_port_range
-	fi
-	if ((lo > 12000)); then min=10000 max=$((lo - 1)); else min=$((hi + 1)) max=65535; fi
-	for ((i = 0; i < 1000; i++)); do
-		p=$((min + (RANDOM * 32768 + RANDOM) % (max - min + 1)))
-		if [[ -z ${USED_PORTS[$p]:-} ]]; then
-			USED_PORTS[$p]=1
-			echo "$p"
-			return 0
-		fi
-	done
-	die "no free port found"
-}
 
-# start_proc NAME COMMAND...: start in the background; pid in
-# DIR/pids/NAME.pid, output in DIR/logs/NAME.log.
-start_proc() {
-	local name=$1
-	shift
-	# setsid: own session, so the servers survive the caller's terminal
-	# signals; stdio redirected so callers capturing our output do not hang.
-	(cd "$DIR" && exec setsid "$@" </dev/null >"$DIR/logs/$name.log" 2>&1) &
-	echo "$!" >"$DIR/pids/$name.pid"
-}
 
-pid_of() { # NAME -> pid if it is alive and was started for DIR
-	local f="$DIR/pids/$1.pid" pid
-	[[ -s $f ]] || return 1
-	pid="$(<"$f")"
-	[[ $pid =~ ^[0-9]+$ ]] || return 1
-	[[ -r /proc/$pid/cmdline ]] || return 1
-	tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DIR/" || return 1
-	echo "$pid"
-}
 
-show_log() {
-	local name=$1 f="$DIR/logs/$1.log"
-	[[ -f $f ]] || return 0
-	log "---- last 40 lines of $f ----"
-	tail -n 40 "$f" >&2 || true
-	log "---- end of $name log ----"
-}
 
-# fail MESSAGE [COMPONENT...]: print logs, stop everything, exit 1.
-fail() {
-	local msg=$1 c
-	shift
-	log "error: $msg"
-	for c in "$@"; do show_log "$c"; done
-	stop_all
-	exit 1
-}
 
-# running NAME: the process started for NAME is alive (not gone, not a zombie).
-running() {
-	local f="$DIR/pids/$1.pid" pid state
-	[[ -s $f ]] || return 1
-	pid="$(<"$f")"
-	state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" || return 1
-	[[ -n $state && $state != Z ]]
-}
 
-STARTED=()
-check_alive() {
-	local c
-	for c in "${STARTED[@]}"; do
-		running "$c" || fail "$c exited unexpectedly" "$c"
-	done
-}
 
-# wait_until DESCRIPTION "COMPONENT..." COMMAND...: poll COMMAND for TIMEOUT
-# seconds; on failure show the logs of the COMPONENTs.
-wait_until() {
-	local desc=$1 comps
-	read -r -a comps <<<"$2"
-	shift 2
-	local deadline=$((SECONDS + TIMEOUT))
-	until "$@" >/dev/null 2>&1; do
-		check_alive
-		((SECONDS < deadline)) || fail "$desc not ready within ${TIMEOUT}s" "${comps[@]}"
-		sleep 0.2
-	done
-}
 
 # http_ok URL: GET URL answers 2xx, with bash alone (no curl needed).
 # A subshell, so that a refused connection cannot end the script.
@@ -246,13 +158,6 @@ http_ok() (
 	[[ $status == 2?? ]]
 )
 
-envline() { # NAME VALUE: shell-sourceable, unquoted when safe
-	if [[ $2 =~ ^[A-Za-z0-9_./:@,=+-]*$ ]]; then
-		printf '%s=%s\n' "$1" "$2"
-	else
-		printf '%s=%q\n' "$1" "$2"
-	fi
-}
 
 start_postgres() {
 	local bindir=$1 port=$2 password=$3
