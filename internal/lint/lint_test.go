@@ -13,7 +13,9 @@ import (
 // strict is a handler whose value must be {"replicas": ...}.
 type strict struct{}
 
-func (strict) Run(context.Context, action.Request) (action.Outcome, error) { return action.Outcome{}, nil }
+func (strict) Run(context.Context, action.Request) (action.Outcome, error) {
+	return action.Outcome{}, nil
+}
 func (strict) Validate(v json.RawMessage) error {
 	if !strings.Contains(string(v), `"replicas"`) {
 		return errors.New(`"replicas" is missing; accepted forms: {"replicas": "+1"}`)
