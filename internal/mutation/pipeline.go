@@ -61,16 +61,12 @@ func (p *Pipeline) Run(ctx context.Context, name string, req action.Request, opt
 	if err := p.Policy.Namespace(ns); err != nil {
 		return action.Outcome{}, err
 	}
-	ref, err := workload.Resolve(ctx, p.Client, req, opts.Selector)
+	ref, obj, err := workload.ResolveObject(ctx, p.Client, req, opts.Selector)
 	if err != nil {
 		return action.Outcome{}, fmt.Errorf("find the workload to %s: %w", name, err)
 	}
 
 	// Guard: the workload's owner may have opted it out.
-	obj, err := workload.Object(ctx, p.Client, ref)
-	if err != nil {
-		return action.Outcome{}, err
-	}
 	if err := guard.OptOut(ref, obj); err != nil {
 		return action.Outcome{}, err
 	}

@@ -80,61 +80,69 @@ const primarySuffix = "-primary"
 // Errors from the API are wrapped, so apierrors.IsNotFound and friends work
 // on the result.
 func Resolve(ctx context.Context, c kubernetes.Interface, req action.Request, sel Selector) (Ref, error) {
+	ref, _, err := ResolveObject(ctx, c, req, sel)
+	return ref, err
+}
+
+// ResolveObject is Resolve, also returning the workload as it was read, so
+// that a caller that needs its metadata does not read it a second time.
+func ResolveObject(ctx context.Context, c kubernetes.Interface, req action.Request, sel Selector) (Ref, metav1.Object, error) {
 	ref := Ref{Kind: Deployment, Namespace: sel.Namespace, Name: sel.Name}
 	if sel.Kind != "" {
 		k, err := ParseKind(sel.Kind)
 		if err != nil {
-			return Ref{}, err
+			return Ref{}, nil, err
 		}
 		ref.Kind = k
 	}
 
 	ns, err := Namespace(req, sel)
 	if err != nil {
-		return Ref{}, err
+		return Ref{}, nil, err
 	}
 	ref.Namespace = ns
 
 	if ref.Name != "" {
 		if errs := validation.IsDNS1123Subdomain(ref.Name); len(errs) > 0 {
-			return Ref{}, fmt.Errorf("invalid name %q: %s", ref.Name, strings.Join(errs, "; "))
+			return Ref{}, nil, fmt.Errorf("invalid name %q: %s", ref.Name, strings.Join(errs, "; "))
 		}
-		if err := get(ctx, c, ref); err != nil {
+		obj, _, err := read(ctx, c, ref)
+		if err != nil {
 			if apierrors.IsNotFound(err) {
-				return Ref{}, fmt.Errorf("%s does not exist: %w", ref, err)
+				return Ref{}, nil, fmt.Errorf("%s does not exist: %w", ref, err)
 			}
-			return Ref{}, fmt.Errorf("get %s: %w", ref, err)
+			return Ref{}, nil, fmt.Errorf("get %s: %w", ref, err)
 		}
-		return ref, nil
+		return ref, obj, nil
 	}
 
 	if req.Service == "" {
-		return Ref{}, errors.New(`cannot tell the workload: the event has no service, and the value sets no "name"`)
+		return Ref{}, nil, errors.New(`cannot tell the workload: the event has no service, and the value sets no "name"`)
 	}
 	if errs := validation.IsDNS1123Subdomain(req.Service + primarySuffix); len(errs) > 0 {
-		return Ref{}, fmt.Errorf("service %q is not a valid workload name: %s", req.Service, strings.Join(errs, "; "))
+		return Ref{}, nil, fmt.Errorf("service %q is not a valid workload name: %s", req.Service, strings.Join(errs, "; "))
 	}
 	service := ref
 	service.Name = req.Service
-	replicas, err := Desired(ctx, c, service)
+	obj, replicas, err := read(ctx, c, service)
 	switch {
 	case err == nil && replicas != 0:
-		return service, nil
+		return service, obj, nil
 	case err != nil && !apierrors.IsNotFound(err):
-		return Ref{}, fmt.Errorf("get %s: %w", service, err)
+		return Ref{}, nil, fmt.Errorf("get %s: %w", service, err)
 	}
 	primary := ref
 	primary.Name = req.Service + primarySuffix
-	_, perr := Desired(ctx, c, primary)
+	pobj, _, perr := read(ctx, c, primary)
 	switch {
 	case perr == nil:
-		return primary, nil
+		return primary, pobj, nil
 	case !apierrors.IsNotFound(perr):
-		return Ref{}, fmt.Errorf("get %s: %w", primary, perr)
+		return Ref{}, nil, fmt.Errorf("get %s: %w", primary, perr)
 	case err == nil:
-		return service, nil // at 0 replicas, but there is no primary
+		return service, obj, nil // at 0 replicas, but there is no primary
 	}
-	return Ref{}, fmt.Errorf("no %s %s or %s in namespace %s: %w",
+	return Ref{}, nil, fmt.Errorf("no %s %s or %s in namespace %s: %w",
 		strings.ToLower(string(ref.Kind)), req.Service, primary.Name, ref.Namespace, err)
 }
 
@@ -158,57 +166,49 @@ func Namespace(req action.Request, sel Selector) (string, error) {
 // Object reads the workload's metadata: its annotations for the guards, its
 // UID for the audit record.
 func Object(ctx context.Context, c kubernetes.Interface, ref Ref) (metav1.Object, error) {
-	var (
-		obj metav1.Object
-		err error
-	)
-	switch ref.Kind {
-	case Deployment:
-		obj, err = c.AppsV1().Deployments(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	case StatefulSet:
-		obj, err = c.AppsV1().StatefulSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	case DaemonSet:
-		obj, err = c.AppsV1().DaemonSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	default:
-		return nil, fmt.Errorf("unsupported kind %q", ref.Kind)
-	}
+	obj, _, err := read(ctx, c, ref)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", ref, err)
 	}
 	return obj, nil
 }
 
-// get reads the workload, only to learn whether it exists.
-func get(ctx context.Context, c kubernetes.Interface, ref Ref) error {
-	_, err := Desired(ctx, c, ref)
-	return err
-}
-
 // Desired reads the workload's desired replica count (spec.replicas); -1
 // for a DaemonSet, which has none.
 func Desired(ctx context.Context, c kubernetes.Interface, ref Ref) (int32, error) {
+	_, n, err := read(ctx, c, ref)
+	return n, err
+}
+
+// read gets the workload once: the object and its desired replica count
+// (-1 for a DaemonSet). API errors come back unwrapped.
+func read(ctx context.Context, c kubernetes.Interface, ref Ref) (metav1.Object, int32, error) {
 	var replicas *int32
+	var obj metav1.Object
 	switch ref.Kind {
 	case Deployment:
 		d, err := c.AppsV1().Deployments(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 		if err != nil {
-			return 0, err
+			return nil, 0, err
 		}
-		replicas = d.Spec.Replicas
+		obj, replicas = d, d.Spec.Replicas
 	case StatefulSet:
 		s, err := c.AppsV1().StatefulSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 		if err != nil {
-			return 0, err
+			return nil, 0, err
 		}
-		replicas = s.Spec.Replicas
+		obj, replicas = s, s.Spec.Replicas
 	case DaemonSet:
-		_, err := c.AppsV1().DaemonSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-		return -1, err
+		ds, err := c.AppsV1().DaemonSets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			return nil, 0, err
+		}
+		return ds, -1, nil
 	default:
-		return 0, fmt.Errorf("unsupported kind %q", ref.Kind)
+		return nil, 0, fmt.Errorf("unsupported kind %q", ref.Kind)
 	}
 	if replicas == nil {
-		return 1, nil // the API server's default
+		return obj, 1, nil // the API server's default
 	}
-	return *replicas, nil
+	return obj, *replicas, nil
 }
