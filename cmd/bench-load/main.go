@@ -226,6 +226,12 @@ func measure(ctx context.Context, o options) (report, error) {
 	}
 	r.SinkConnections = conns.Load()
 	r.Refused503 = refused.Load()
+	// The senders stop without waiting for the events still in flight;
+	// give those their finished event before counting, so that the two
+	// counts can be compared.
+	for drain := time.Now().Add(10 * time.Second); finished.Load() < started.Load() && time.Now().Before(drain); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	r.StartedEvents, r.FinishedEvents = started.Load(), finished.Load()
 	return r, nil
 }
