@@ -69,7 +69,7 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p := provider.New(cfg, provider.Deps{Registry: cat.Registry, Masker: masker, Log: log, Metrics: prometheus.NewRegistry()})
+	p := provider.New(cfg, provider.Deps{Registry: cat.Registry, Masker: masker, Log: log, Prometheus: prometheus.NewRegistry()})
 	if err := p.Listen(); err != nil {
 		return err
 	}

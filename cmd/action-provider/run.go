@@ -19,7 +19,10 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
+	"github.com/keptn-action-provider/action-provider/internal/metrics"
+	"github.com/keptn-action-provider/action-provider/internal/natsbus"
 	"github.com/keptn-action-provider/action-provider/internal/provider"
+	"github.com/keptn-action-provider/action-provider/internal/receiver"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 )
 
@@ -115,13 +118,43 @@ func serve(ctx context.Context, logOut io.Writer) error {
 	log.WithFields(logrus.Fields{
 		"version": version, "catalog": cat.Source, "actions": strings.Join(cat.Registry.Names(), ","),
 	}).Info("starting")
-	p := provider.New(cfg, provider.Deps{
-		Registry: cat.Registry, Claims: claims, Masker: masker, Log: log, Metrics: metricsRegistry(),
-	})
+	deps := provider.Deps{
+		Registry: cat.Registry, Claims: claims, Masker: masker, Log: log, Prometheus: metricsRegistry(),
+	}
+	if cfg.Transport == config.TransportNATS {
+		bus, err := connectNATS(cfg, log, &deps)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownFlush)
+			defer cancel()
+			bus.Close(flush)
+		}()
+	}
+	p := provider.New(cfg, deps)
 	if err := p.Listen(); err != nil {
 		return err
 	}
 	return p.Serve(ctx)
+}
+
+// connectNATS makes NATS both the intake and the publisher of the
+// provider deps describe, in place of the HTTP receiver and the
+// distributor.
+func connectNATS(cfg config.Config, log logrus.FieldLogger, deps *provider.Deps) (*natsbus.Bus, error) {
+	deps.Metrics = metrics.New(deps.Prometheus)
+	bus, err := natsbus.Connect(natsbus.Config{
+		URL: cfg.NATSURL, Group: cfg.NATSQueueGroup, Name: cfg.PodName,
+		Credentials: cfg.NATSCredentials, CA: cfg.NATSTLSCA, Cert: cfg.NATSTLSCert, Key: cfg.NATSTLSKey,
+		BufferBytes: cfg.NATSBufferBytes, PublishBound: cfg.DeliveryRetryTime,
+	}, log, deps.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	deps.Publisher = bus
+	deps.Intake = func(s receiver.Submitter) provider.Intake { return bus.Intake(s) }
+	return bus, nil
 }
 
 // newLogger writes every line through masker, so that no secret the

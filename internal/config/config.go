@@ -26,6 +26,15 @@ type Config struct {
 	RcvPath string `envconfig:"RCV_PATH" default:"/" desc:"event receiver path"`
 	OpsPort int    `envconfig:"OPS_PORT" default:"8090" desc:"port for /healthz, /readyz and /metrics, on all interfaces (0 picks a free port)"`
 
+	Transport       string `envconfig:"TRANSPORT" default:"http" desc:"http: events come from the distributor sidecar (RCV_*) and go to EVENTBROKER; nats: straight from and to NATS (NATS_*), no sidecar"`
+	NATSURL         string `envconfig:"NATS_URL" default:"nats://keptn-nats" desc:"TRANSPORT=nats: the NATS server(s), comma-separated"`
+	NATSQueueGroup  string `envconfig:"NATS_QUEUE_GROUP" default:"action-provider" desc:"TRANSPORT=nats: replicas in one queue group split the triggered events"`
+	NATSCredentials string `envconfig:"NATS_CREDENTIALS" desc:"TRANSPORT=nats: a NATS .creds file"`
+	NATSTLSCA       string `envconfig:"NATS_TLS_CA" desc:"TRANSPORT=nats: PEM CA file to verify the server"`
+	NATSTLSCert     string `envconfig:"NATS_TLS_CERT" desc:"TRANSPORT=nats: PEM client certificate (with NATS_TLS_KEY)"`
+	NATSTLSKey      string `envconfig:"NATS_TLS_KEY" desc:"TRANSPORT=nats: PEM client key (with NATS_TLS_CERT)"`
+	NATSBufferBytes int    `envconfig:"NATS_BUFFER_BYTES" default:"8388608" desc:"TRANSPORT=nats: events kept for publishing while NATS is unreachable"`
+
 	EventBroker       string        `envconfig:"EVENTBROKER" default:"http://localhost:8081/event" desc:"where started/finished events are POSTed (the distributor)"`
 	DeliveryRetryTime time.Duration `envconfig:"EVENTBROKER_RETRY_TIMEOUT" default:"2m" desc:"how long one event is retried when the event broker refuses, times out or answers 5xx"`
 	MaxEventBytes     int           `envconfig:"MAX_EVENT_BYTES" default:"65536" desc:"largest event sent; longer messages are truncated (the distributor's default cap is 64 KiB)"`
@@ -59,8 +68,11 @@ type Config struct {
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
 }
 
-// Sandbox settings.
+// Sandbox and transport settings.
 const (
+	TransportHTTP = "http"
+	TransportNATS = "nats"
+
 	SandboxAuto  = "auto"
 	SandboxOn    = "true"
 	SandboxOff   = "false"
@@ -104,6 +116,27 @@ func (c Config) Validate() error {
 	port("OPS_PORT", c.OpsPort)
 	if !strings.HasPrefix(c.RcvPath, "/") {
 		bad("RCV_PATH", c.RcvPath, `must start with "/"`)
+	}
+	switch c.Transport {
+	case TransportHTTP:
+	case TransportNATS:
+		for _, server := range strings.Split(c.NATSURL, ",") {
+			if u, err := url.Parse(strings.TrimSpace(server)); err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
+				bad("NATS_URL", c.NATSURL, "must be nats:// or tls:// URLs with a host, comma-separated")
+				break
+			}
+		}
+		if c.NATSQueueGroup == "" {
+			bad("NATS_QUEUE_GROUP", `""`, "must not be empty: replicas must share a queue group")
+		}
+		if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+			bad("NATS_TLS_CERT", c.NATSTLSCert, "and NATS_TLS_KEY go together")
+		}
+		if c.NATSBufferBytes < 1024 {
+			bad("NATS_BUFFER_BYTES", c.NATSBufferBytes, "must be at least 1024")
+		}
+	default:
+		bad("TRANSPORT", c.Transport, "must be http or nats")
 	}
 	if u, err := url.Parse(c.EventBroker); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("EVENTBROKER", c.EventBroker, "must be an http:// or https:// URL with a host")

@@ -43,7 +43,7 @@ func BenchmarkEventPath(b *testing.B) {
 	log := logrus.New()
 	log.SetOutput(&bytes.Buffer{})
 	log.SetLevel(logrus.WarnLevel)
-	p := New(cfg, Deps{Registry: &reg, Log: log, Metrics: prometheus.NewRegistry()})
+	p := New(cfg, Deps{Registry: &reg, Log: log, Prometheus: prometheus.NewRegistry()})
 	if err := p.Listen(); err != nil {
 		b.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func BenchmarkEventPath(b *testing.B) {
 	done := make(chan error)
 	go func() { done <- p.Serve(ctx) }()
 	defer func() { cancel(); <-done }()
-	handler := p.receiver.Handler
+	handler := p.http.srv.Handler
 
 	var seq atomic.Int64
 	b.ReportAllocs()

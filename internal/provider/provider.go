@@ -35,9 +35,9 @@ type Provider struct {
 	cfg       config.Config
 	log       logrus.FieldLogger
 	lifecycle *lifecycle.Lifecycle
-	receiver  *http.Server
+	intake    Intake
+	http      *httpIntake // the intake in HTTP mode, else nil
 	ops       *http.Server
-	rcvLn     net.Listener
 	opsLn     net.Listener
 	ready     atomic.Bool
 }
@@ -52,16 +52,39 @@ type Deps struct {
 	// Masker hides secrets in finished messages; nil hides none.
 	Masker *secret.Masker
 	Log    logrus.FieldLogger
-	// Metrics is where the metrics are registered.
-	Metrics *prometheus.Registry
+	// Prometheus is where the metrics are registered and served from.
+	Prometheus *prometheus.Registry
+	// Metrics are the collectors, when something made before the provider
+	// (a NATS transport) records into them too; nil registers new ones on
+	// Prometheus.
+	Metrics *metrics.Metrics
 	// Publisher sends the events; nil means HTTP to cfg.EventBroker.
 	Publisher delivery.Publisher
+	// Intake, when set, is where triggered events come from instead of the
+	// HTTP receiver the distributor POSTs to; it is given the lifecycle to
+	// submit them to.
+	Intake func(receiver.Submitter) Intake
+}
+
+// Intake takes triggered events in and submits them to the lifecycle.
+type Intake interface {
+	// Serve takes events until Stop, and returns only then or on failure.
+	Serve() error
+	// Stop takes no new events; those already taken are submitted.
+	Stop(ctx context.Context) error
+	// Ready reports whether events can arrive.
+	Ready() bool
+	// Describe names the intake for the log: where events come from.
+	Describe() string
 }
 
 // New assembles a provider.
 func New(cfg config.Config, d Deps) *Provider {
-	registry, claims, log, reg, publisher := d.Registry, d.Claims, d.Log, d.Metrics, d.Publisher
-	m := metrics.New(reg)
+	registry, claims, log, reg, publisher := d.Registry, d.Claims, d.Log, d.Prometheus, d.Publisher
+	m := d.Metrics
+	if m == nil {
+		m = metrics.New(reg)
+	}
 	if publisher == nil {
 		publisher = &delivery.HTTP{
 			URL:     cfg.EventBroker,
@@ -81,14 +104,19 @@ func New(cfg config.Config, d Deps) *Provider {
 	)
 	p := &Provider{cfg: cfg, log: log, lifecycle: lc}
 
-	events := http.NewServeMux()
-	events.Handle(cfg.RcvPath, &receiver.Receiver{Submitter: lc, MaxBodyBytes: cfg.MaxBodyBytes, Log: log, Metrics: m})
-	p.receiver = newServer(events)
+	if d.Intake != nil {
+		p.intake = d.Intake(lc)
+	} else {
+		events := http.NewServeMux()
+		events.Handle(cfg.RcvPath, &receiver.Receiver{Submitter: lc, MaxBodyBytes: cfg.MaxBodyBytes, Log: log, Metrics: m})
+		p.http = &httpIntake{srv: newServer(events), path: cfg.RcvPath}
+		p.intake = p.http
+	}
 
 	ops := http.NewServeMux()
 	ops.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	ops.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !p.ready.Load() {
+		if !p.ready.Load() || !p.intake.Ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
@@ -110,22 +138,32 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
-// Listen binds the receiver and the ops port, so that their addresses are
-// known (a port of 0 picks a free one) before Serve.
+// Listen binds the receiver (in HTTP mode) and the ops port, so that their
+// addresses are known (a port of 0 picks a free one) before Serve.
 func (p *Provider) Listen() error {
 	var err error
-	if p.rcvLn, err = net.Listen("tcp", net.JoinHostPort(p.cfg.RcvHost, strconv.Itoa(p.cfg.RcvPort))); err != nil {
-		return fmt.Errorf("listen for events (RCV_HOST, RCV_PORT): %w", err)
+	if p.http != nil {
+		if p.http.ln, err = net.Listen("tcp", net.JoinHostPort(p.cfg.RcvHost, strconv.Itoa(p.cfg.RcvPort))); err != nil {
+			return fmt.Errorf("listen for events (RCV_HOST, RCV_PORT): %w", err)
+		}
 	}
 	if p.opsLn, err = net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(p.cfg.OpsPort))); err != nil {
-		p.rcvLn.Close()
+		if p.http != nil {
+			p.http.ln.Close()
+		}
 		return fmt.Errorf("listen for health and metrics (OPS_PORT): %w", err)
 	}
 	return nil
 }
 
-// ReceiverURL is where triggered events are to be POSTed.
-func (p *Provider) ReceiverURL() string { return "http://" + p.rcvLn.Addr().String() + p.cfg.RcvPath }
+// ReceiverURL is where triggered events are to be POSTed; empty when events
+// come from elsewhere (NATS).
+func (p *Provider) ReceiverURL() string {
+	if p.http == nil || p.http.ln == nil {
+		return ""
+	}
+	return p.http.url()
+}
 
 // OpsURL is the base URL of /healthz, /readyz and /metrics.
 func (p *Provider) OpsURL() string {
@@ -137,7 +175,7 @@ func (p *Provider) OpsURL() string {
 // SHUTDOWN_GRACE to finish; then they are cancelled, and their finished
 // events get SHUTDOWN_FLUSH to be delivered.
 func (p *Provider) Serve(ctx context.Context) error {
-	if p.rcvLn == nil {
+	if p.opsLn == nil {
 		if err := p.Listen(); err != nil {
 			return err
 		}
@@ -147,20 +185,25 @@ func (p *Provider) Serve(ctx context.Context) error {
 
 	var servers sync.WaitGroup
 	serveErr := make(chan error, 2)
-	for _, s := range []struct {
-		srv *http.Server
-		ln  net.Listener
-	}{{p.receiver, p.rcvLn}, {p.ops, p.opsLn}} {
+	for _, serve := range []func() error{
+		p.intake.Serve,
+		func() error {
+			if err := p.ops.Serve(p.opsLn); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	} {
 		servers.Add(1)
 		go func() {
 			defer servers.Done()
-			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+			if err := serve(); err != nil {
 				serveErr <- err
 			}
 		}()
 	}
 	p.ready.Store(true)
-	p.log.WithFields(logrus.Fields{"receiver": p.ReceiverURL(), "ops": p.OpsURL()}).Info("ready")
+	p.log.WithFields(logrus.Fields{"events": p.intake.Describe(), "ops": p.OpsURL()}).Info("ready")
 
 	var failure error
 	select {
@@ -174,8 +217,8 @@ func (p *Provider) Serve(ctx context.Context) error {
 	p.ready.Store(false)
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := p.receiver.Shutdown(stopCtx); err != nil {
-		p.log.WithError(err).Warn("receiver did not stop cleanly")
+	if err := p.intake.Stop(stopCtx); err != nil {
+		p.log.WithError(err).Warn("the event intake did not stop cleanly")
 	}
 	p.lifecycle.Close()
 	p.drain()

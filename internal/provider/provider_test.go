@@ -90,7 +90,7 @@ func startWith(t *testing.T, cfg config.Config, handlers map[string]action.Handl
 	log.SetLevel(logrus.DebugLevel)
 	log.SetFormatter(&logrus.JSONFormatter{})
 
-	p := New(cfg, Deps{Registry: &reg, Claims: claims, Log: log, Metrics: prometheus.NewRegistry()})
+	p := New(cfg, Deps{Registry: &reg, Claims: claims, Log: log, Prometheus: prometheus.NewRegistry()})
 	if err := p.Listen(); err != nil {
 		t.Fatal(err)
 	}

@@ -507,7 +507,7 @@ func TestUnleashThroughProvider(t *testing.T) {
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	prov := provider.New(cfg, provider.Deps{Registry: &reg, Masker: masker, Log: log, Metrics: prometheus.NewRegistry()})
+	prov := provider.New(cfg, provider.Deps{Registry: &reg, Masker: masker, Log: log, Prometheus: prometheus.NewRegistry()})
 	if err := prov.Listen(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,248 @@
+// Package natsbus is the provider's direct NATS transport (TRANSPORT=nats):
+// what the distributor sidecar does, done in-process, as integrations have
+// done since Keptn 0.17, but without go-utils' registration with the
+// control plane, which it cannot run without.
+//
+// Events come in through a queue subscription to
+// sh.keptn.event.action.triggered, so that replicas sharing the group split
+// the events; started and finished events go out as structured CloudEvents
+// on the subject equal to their type, as the distributor publishes them.
+// While NATS is away, the connection retries with back-off and buffers what
+// is published (up to a bound), so that a finished event of an action that
+// ran during the outage is sent after it.
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/sirupsen/logrus"
+
+	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
+	"github.com/keptn-action-provider/action-provider/internal/metrics"
+	"github.com/keptn-action-provider/action-provider/internal/receiver"
+	"github.com/keptn-action-provider/action-provider/internal/retry"
+)
+
+// Config says where NATS is and how to reach it.
+type Config struct {
+	URL   string // NATS_URL
+	Group string // NATS_QUEUE_GROUP
+	// Name names the connection in NATS' monitoring: the pod name.
+	Name string
+	// Credentials is a .creds file (NATS_CREDENTIALS); CA, Cert and Key
+	// are PEM files for TLS (NATS_TLS_CA, NATS_TLS_CERT, NATS_TLS_KEY).
+	Credentials, CA, Cert, Key string
+	// BufferBytes bounds what is kept for publishing while disconnected.
+	BufferBytes int
+	// PublishBound is how long one publish is retried once the buffer is
+	// full (EVENTBROKER_RETRY_TIMEOUT).
+	PublishBound time.Duration
+}
+
+// Bus is one NATS connection, shared by the intake and the publisher.
+type Bus struct {
+	nc      *nats.Conn
+	cfg     Config
+	log     logrus.FieldLogger
+	metrics *metrics.Metrics
+}
+
+// Connect dials NATS. It does not wait for NATS to be up: the connection
+// retries in the background, forever, with back-off and jitter, and the
+// provider reports not ready until it is connected.
+func Connect(cfg Config, log logrus.FieldLogger, m *metrics.Metrics) (*Bus, error) {
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.CustomReconnectDelay(reconnectDelay),
+		nats.ReconnectBufSize(cfg.BufferBytes),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.WithError(err).Warn("disconnected from NATS; reconnecting, and buffering what is published meanwhile")
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.WithField("server", nc.ConnectedUrlRedacted()).Info("reconnected to NATS")
+		}),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.WithField("server", nc.ConnectedUrlRedacted()).Info("connected to NATS")
+		}),
+	}
+	if cfg.Credentials != "" {
+		opts = append(opts, nats.UserCredentials(cfg.Credentials))
+	}
+	if cfg.CA != "" {
+		opts = append(opts, nats.RootCAs(cfg.CA))
+	}
+	if cfg.Cert != "" || cfg.Key != "" {
+		opts = append(opts, nats.ClientCert(cfg.Cert, cfg.Key))
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", cfg.URL, err)
+	}
+	return &Bus{nc: nc, cfg: cfg, log: log, metrics: m}, nil
+}
+
+// reconnectDelay backs off from 250ms to 10s, with jitter, so that replicas
+// do not all knock at once when NATS comes back.
+func reconnectDelay(attempts int) time.Duration {
+	d := 250 * time.Millisecond << min(attempts, 6)
+	d = min(d, 10*time.Second)
+	return d/2 + rand.N(d/2+1)
+}
+
+// Connected reports whether the connection is up: the provider's readiness.
+func (b *Bus) Connected() bool { return b.nc.IsConnected() }
+
+// Close flushes what is buffered, within ctx, and closes the connection.
+func (b *Bus) Close(ctx context.Context) {
+	if b.nc.IsConnected() {
+		_ = b.nc.FlushWithContext(ctx)
+	}
+	b.nc.Close()
+}
+
+// Publish sends one event to the subject equal to its type. While
+// disconnected the connection buffers it; once the buffer is full, it is
+// tried again with back-off within PublishBound.
+func (b *Bus) Publish(ctx context.Context, ev keptnevent.Outgoing) error {
+	err := retry.Backoff{Bound: b.cfg.PublishBound}.Do(ctx, func(context.Context) (bool, error) {
+		err := b.nc.Publish(ev.Type, ev.Body)
+		// A full reconnect buffer drains once NATS is back; a closed
+		// connection does not come back.
+		return errors.Is(err, nats.ErrReconnectBufExceeded), err
+	}, func(n int, err error) {
+		b.log.WithFields(logrus.Fields{
+			"shkeptncontext": ev.KeptnContext, "triggeredid": ev.TriggeredID, "action": ev.Action,
+			"type": ev.Type, "attempt": n,
+		}).WithError(err).Warn("NATS publish buffer full; retrying")
+	})
+	outcome := "delivered"
+	if err != nil {
+		outcome = "failed"
+		err = fmt.Errorf("publish %s on NATS: %w", ev.Type, err)
+	}
+	if b.metrics != nil {
+		b.metrics.Deliveries.WithLabelValues(ev.Type, outcome).Inc()
+	}
+	return err
+}
+
+// Intake is the queue subscription that feeds triggered events to the
+// lifecycle.
+type Intake struct {
+	bus    *Bus
+	submit receiver.Submitter
+
+	mu   sync.Mutex
+	sub  *nats.Subscription
+	done chan struct{}
+}
+
+// Intake returns the bus's intake, handing events to submit.
+func (b *Bus) Intake(submit receiver.Submitter) *Intake {
+	return &Intake{bus: b, submit: submit, done: make(chan struct{})}
+}
+
+// Serve subscribes and takes events until Stop.
+func (in *Intake) Serve() error {
+	sub, err := in.bus.nc.QueueSubscribe(keptnevent.TriggeredType, in.bus.cfg.Group, in.handle)
+	if err != nil {
+		return fmt.Errorf("subscribe to %s in queue group %s: %w", keptnevent.TriggeredType, in.bus.cfg.Group, err)
+	}
+	in.mu.Lock()
+	in.sub = sub
+	in.mu.Unlock()
+	<-in.done
+	return nil
+}
+
+// subscribed reports whether Serve has subscribed.
+func (in *Intake) subscribed() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.sub != nil
+}
+
+// Stop unsubscribes, so that the group's other replicas get the events
+// from now on, and lets the messages already received be handed over.
+func (in *Intake) Stop(ctx context.Context) error {
+	in.mu.Lock()
+	sub := in.sub
+	in.mu.Unlock()
+	defer close(in.done)
+	if sub == nil {
+		return nil
+	}
+	if err := sub.Drain(); err != nil {
+		return fmt.Errorf("drain the NATS subscription: %w", err)
+	}
+	for sub.IsValid() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("drain the NATS subscription: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// Describe names the intake for the provider's "ready" log line.
+func (in *Intake) Describe() string {
+	return fmt.Sprintf("nats %s, subject %s, queue group %s", in.bus.cfg.URL, keptnevent.TriggeredType, in.bus.cfg.Group)
+}
+
+// Ready reports whether events can arrive.
+func (in *Intake) Ready() bool { return in.bus.Connected() }
+
+// busyWait is how long a message waits between offers to a full queue.
+const busyWait = 20 * time.Millisecond
+
+// handle decodes one message and hands it over. NATS core cannot take a
+// message back, so a full queue is waited out here, which slows this
+// subscription down rather than losing the event; only a provider that is
+// shutting down drops one, and says so.
+func (in *Intake) handle(m *nats.Msg) {
+	log := in.bus.log
+	t, err := keptnevent.Decode(http.Header{"Content-Type": []string{"application/cloudevents+json"}}, m.Data)
+	if err != nil {
+		log.WithError(err).Warn("invalid event on NATS; ignored")
+		if in.bus.metrics != nil {
+			in.bus.metrics.EventsReceived.WithLabelValues(keptnevent.TriggeredType, metrics.Invalid).Inc()
+		}
+		return
+	}
+	d := in.submit.Submit(t)
+	for d == lifecycle.Busy {
+		time.Sleep(busyWait)
+		d = in.submit.Submit(t)
+	}
+	if in.bus.metrics != nil {
+		in.bus.metrics.EventsReceived.WithLabelValues(keptnevent.TriggeredType, outcome(d)).Inc()
+	}
+	if d == lifecycle.Draining {
+		log.WithFields(logrus.Fields{"triggeredid": t.ID, "shkeptncontext": t.KeptnContext}).
+			Error("event arrived while shutting down; NATS cannot take it back, so it is not run")
+	}
+}
+
+func outcome(d lifecycle.Disposition) string {
+	switch d {
+	case lifecycle.Accepted:
+		return metrics.Accepted
+	case lifecycle.Unknown:
+		return metrics.UnknownAction
+	case lifecycle.Duplicate:
+		return metrics.Duplicate
+	default:
+		return metrics.Draining
+	}
+}

@@ -1,0 +1,381 @@
+package natsbus
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sirupsen/logrus"
+
+	"github.com/keptn-action-provider/action-provider/examples/events"
+	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
+	"github.com/keptn-action-provider/action-provider/internal/metrics"
+	"github.com/keptn-action-provider/action-provider/internal/provider"
+	"github.com/keptn-action-provider/action-provider/internal/receiver"
+)
+
+// Tests here run a real nats-server, named by NATS_SERVER_BIN (make test
+// sets it: test/nats/nats-server.sh installs v2.10.7). Unset, they skip;
+// set but unusable, they fail.
+const waitTimeout = 20 * time.Second
+
+type server struct {
+	cmd  *exec.Cmd
+	port int
+	done chan struct{}
+}
+
+func natsServerBin(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("NATS_SERVER_BIN")
+	if bin == "" {
+		t.Skip("NATS_SERVER_BIN is not set: run through make test, which installs nats-server")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("NATS_SERVER_BIN: %v", err)
+	}
+	return bin
+}
+
+// startServer starts nats-server on 127.0.0.1:port (a free one for 0) and
+// waits until it takes connections.
+func startServer(t *testing.T, port int) *server {
+	t.Helper()
+	bin := natsServerBin(t)
+	if port == 0 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port))
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, port: port, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	t.Cleanup(s.stop)
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+		if err == nil {
+			c.Close()
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server on port %d not up within %s", port, waitTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *server) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+
+func (s *server) stop() {
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+func quietLog() logrus.FieldLogger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+func connect(t *testing.T, url string) (*Bus, *metrics.Metrics) {
+	t.Helper()
+	m := metrics.New(prometheus.NewRegistry())
+	b, err := Connect(Config{URL: url, Group: "action-provider", Name: t.Name(), BufferBytes: 1 << 20, PublishBound: 5 * time.Second}, quietLog(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close(context.Background()) })
+	return b, m
+}
+
+// triggered is examples/events/01-scale-up.json with id.
+func triggered(t *testing.T, id string) []byte {
+	t.Helper()
+	raw, err := fs.ReadFile(events.FS, "01-scale-up.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		t.Fatal(err)
+	}
+	ev["id"] = id
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// recorder is a lifecycle stand-in that records what it is given.
+type recorder struct {
+	mu    sync.Mutex
+	ids   []string
+	busy  atomic.Int32 // answer Busy this many more times
+	calls atomic.Int32
+}
+
+func (r *recorder) Submit(t keptnevent.Triggered) lifecycle.Disposition {
+	r.calls.Add(1)
+	if r.busy.Load() > 0 {
+		r.busy.Add(-1)
+		return lifecycle.Busy
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ids = append(r.ids, t.ID)
+	return lifecycle.Accepted
+}
+
+func (r *recorder) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.ids...)
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, waitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestQueueGroupSplitsTheEvents(t *testing.T) {
+	s := startServer(t, 0)
+	var replicas [2]*recorder
+	for i := range replicas {
+		b, _ := connect(t, s.url())
+		replicas[i] = &recorder{}
+		in := b.Intake(replicas[i])
+		go func() { _ = in.Serve() }()
+		t.Cleanup(func() { _ = in.Stop(context.Background()) })
+		eventually(t, "the intake to subscribe", in.subscribed)
+	}
+	pub, err := nats.Connect(s.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	const n = 60
+	for i := range n {
+		if err := pub.Publish(keptnevent.TriggeredType, triggered(t, fmt.Sprintf("ev-%03d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "every event submitted once", func() bool { return len(replicas[0].got())+len(replicas[1].got()) >= n })
+	seen := map[string]int{}
+	for _, r := range replicas {
+		for _, id := range r.got() {
+			seen[id]++
+		}
+	}
+	for id, count := range seen {
+		if count != 1 {
+			t.Errorf("%s submitted %d times", id, count)
+		}
+	}
+	if len(seen) != n || len(replicas[0].got()) == 0 || len(replicas[1].got()) == 0 {
+		t.Errorf("%d distinct events, split %d/%d; want %d, each replica some", len(seen), len(replicas[0].got()), len(replicas[1].got()), n)
+	}
+}
+
+func TestIntakeWaitsOutABusyQueueAndSkipsBadEvents(t *testing.T) {
+	s := startServer(t, 0)
+	b, m := connect(t, s.url())
+	r := &recorder{}
+	r.busy.Store(3)
+	in := b.Intake(r)
+	go func() { _ = in.Serve() }()
+	t.Cleanup(func() { _ = in.Stop(context.Background()) })
+	eventually(t, "the intake to subscribe", in.subscribed)
+	pub, err := nats.Connect(s.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	for _, body := range [][]byte{[]byte("{not json"), triggered(t, "late")} {
+		if err := pub.Publish(keptnevent.TriggeredType, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the event accepted after the queue freed up", func() bool { return len(r.got()) == 1 })
+	if r.calls.Load() != 4 {
+		t.Errorf("%d offers, want 4 (3 busy, then accepted)", r.calls.Load())
+	}
+	if got := testutilCount(t, m, metrics.Invalid); got != 1 {
+		t.Errorf("invalid events counted: %v, want 1", got)
+	}
+}
+
+// testutilCount reads events_received_total{outcome}.
+func testutilCount(t *testing.T, m *metrics.Metrics, outcome string) float64 {
+	t.Helper()
+	return testutil.ToFloat64(m.EventsReceived.WithLabelValues(keptnevent.TriggeredType, outcome))
+}
+
+// TestPublishesDuringAnOutageArriveAfterIt: NATS goes away while actions
+// finish; their events are buffered and published once it is back.
+func TestPublishesDuringAnOutageArriveAfterIt(t *testing.T) {
+	s := startServer(t, 0)
+	b, _ := connect(t, s.url())
+	eventually(t, "connected", b.Connected)
+
+	// The listener reconnects fast, and the bus backs off from 125 ms, so
+	// the listener's subscription is back before the buffer is flushed:
+	// NATS core keeps nothing for a subscriber that is not there.
+	var got atomic.Int32
+	listener, err := nats.Connect(s.url(), nats.MaxReconnects(-1), nats.ReconnectWait(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close()
+	if _, err := listener.Subscribe(keptnevent.FinishedType, func(*nats.Msg) { got.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := listener.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	s.stop()
+	eventually(t, "the bus to notice the outage", func() bool { return !b.Connected() })
+	const n = 20
+	for i := range n {
+		ev := keptnevent.Outgoing{ID: fmt.Sprint(i), Type: keptnevent.FinishedType, Body: []byte(`{"i":` + strconv.Itoa(i) + `}`)}
+		if err := b.Publish(context.Background(), ev); err != nil {
+			t.Fatalf("publish during the outage: %v, want it buffered", err)
+		}
+	}
+	startServer(t, s.port)
+	eventually(t, fmt.Sprintf("all %d events published during the outage to arrive", n), func() bool { return got.Load() == n })
+}
+
+// TestProviderOverNATS: the provider with NATS as its transport takes
+// triggered events from the queue group and answers each handled one with
+// exactly one started and one finished on their subjects, and leaves an
+// unknown action alone.
+func TestProviderOverNATS(t *testing.T) {
+	s := startServer(t, 0)
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	b, err := Connect(Config{URL: s.url(), Group: "action-provider", BufferBytes: 1 << 20, PublishBound: 5 * time.Second}, quietLog(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+
+	var actions action.Registry
+	if err := actions.Register("scale", action.HandlerFunc(func(_ context.Context, req action.Request) (action.Outcome, error) {
+		return action.Pass("scaled " + req.TriggeredID), nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OpsPort, cfg.Transport = 0, config.TransportNATS
+	p := provider.New(cfg, provider.Deps{
+		Registry: &actions, Log: quietLog(), Prometheus: reg, Metrics: m, Publisher: b,
+		Intake: func(sub receiver.Submitter) provider.Intake { return b.Intake(sub) },
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx) }()
+	defer func() { cancel(); <-served }()
+
+	listener, err := nats.Connect(s.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close()
+	var mu sync.Mutex
+	replies := map[string][]string{} // triggeredid → types, in order
+	if _, err := listener.Subscribe("sh.keptn.event.action.*", func(msg *nats.Msg) {
+		var ev struct {
+			Type        string `json:"type"`
+			TriggeredID string `json:"triggeredid"`
+		}
+		if json.Unmarshal(msg.Data, &ev) == nil && msg.Subject == ev.Type && ev.Type != keptnevent.TriggeredType {
+			mu.Lock()
+			replies[ev.TriggeredID] = append(replies[ev.TriggeredID], ev.Type)
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := listener.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the provider to be ready (subscribed and connected)", func() bool {
+		resp, err := http.Get(p.OpsURL() + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	const n = 10
+	for i := range n {
+		if err := listener.Publish(keptnevent.TriggeredType, triggered(t, fmt.Sprintf("nats-%02d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unknown := bytes.Replace(triggered(t, "nats-unknown"), []byte(`"action":"scale"`), []byte(`"action":"page-oncall"`), 1)
+	if err := listener.Publish(keptnevent.TriggeredType, unknown); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a started and a finished for every event", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		done := 0
+		for _, types := range replies {
+			if len(types) == 2 {
+				done++
+			}
+		}
+		return done == n
+	})
+	time.Sleep(200 * time.Millisecond) // anything extra would show up now
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range n {
+		id := fmt.Sprintf("nats-%02d", i)
+		if got := replies[id]; len(got) != 2 || got[0] != keptnevent.StartedType || got[1] != keptnevent.FinishedType {
+			t.Errorf("%s: %v, want started then finished", id, got)
+		}
+	}
+	if got := replies["nats-unknown"]; len(got) != 0 {
+		t.Errorf("the unknown action got %v, want nothing", got)
+	}
+}
