@@ -171,7 +171,7 @@ func build(cfg config.Config, f File, d Deps) (*Catalog, error) {
 	}
 	book, err := ledger.New(d.Client, ledger.Config{
 		Namespace: cfg.PodNamespace, Identity: identity,
-		EventTTL: cfg.DedupTTL, LockTTL: cfg.ActionTimeout + lockMargin,
+		EventTTL: cfg.DedupTTL, LockTTL: cfg.ActionTimeout + lockMargin, HeartbeatPeriod: cfg.HeartbeatPeriod,
 	})
 	if err != nil {
 		return nil, err

@@ -48,6 +48,7 @@ type Config struct {
 	ShutdownGrace    time.Duration `envconfig:"SHUTDOWN_GRACE" default:"60s" desc:"on SIGTERM, how long running actions may go on before they are cancelled"`
 	ShutdownFlush    time.Duration `envconfig:"SHUTDOWN_FLUSH" default:"10s" desc:"after the grace period, how long the last finished events may take to deliver"`
 	DedupTTL         time.Duration `envconfig:"DEDUP_TTL" default:"10m" desc:"a triggered event id seen again within this time is not run twice"`
+	HeartbeatPeriod  time.Duration `envconfig:"HEARTBEAT_PERIOD" default:"10s" desc:"how often a replica records that it is alive; after three missed, another replica reports its running actions as interrupted"`
 	DedupCapacity    int           `envconfig:"DEDUP_CAPACITY" default:"100000" desc:"triggered ids remembered at most; the oldest are forgotten first"`
 	DryRun           bool          `envconfig:"DRY_RUN" default:"false" desc:"decide and report everything, mutate nothing"`
 	Sandbox          string        `envconfig:"SANDBOX" default:"auto" desc:"true: in-memory cluster; false: a real cluster is required; auto: sandbox when no in-cluster config, KUBECONFIG or ~/.kube/config exists"`
@@ -161,6 +162,7 @@ func (c Config) Validate() error {
 	positive("SHUTDOWN_GRACE", c.ShutdownGrace)
 	positive("SHUTDOWN_FLUSH", c.ShutdownFlush)
 	positive("DEDUP_TTL", c.DedupTTL)
+	positive("HEARTBEAT_PERIOD", c.HeartbeatPeriod)
 	if c.EventSource == "" {
 		bad("EVENT_SOURCE", `""`, "must not be empty")
 	}

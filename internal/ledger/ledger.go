@@ -67,6 +67,9 @@ type Cooldown struct {
 	Setting string // "ACTION_COOLDOWN", or a catalog entry's field
 }
 
+// DefaultHeartbeat is how often a replica says it is alive.
+const DefaultHeartbeat = 10 * time.Second
+
 // Config tunes a Ledger.
 type Config struct {
 	// Namespace holds the Leases: the provider's own.
@@ -78,6 +81,9 @@ type Config struct {
 	// LockTTL is how long a lock outlives a replica that died holding it:
 	// the action timeout plus a margin.
 	LockTTL time.Duration
+	// HeartbeatPeriod is how often this replica says it is alive; after
+	// three missed ones, the actions it started count as orphaned.
+	HeartbeatPeriod time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -104,6 +110,9 @@ func New(c kubernetes.Interface, cfg Config) (*Ledger, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.HeartbeatPeriod <= 0 {
+		cfg.HeartbeatPeriod = DefaultHeartbeat
 	}
 	return &Ledger{client: c, cfg: cfg}, nil
 }

@@ -16,6 +16,7 @@ package lifecycle
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -29,6 +30,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/dedup"
 	"github.com/keptn-action-provider/action-provider/internal/delivery"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
 )
 
@@ -57,10 +59,23 @@ type Config struct {
 	DryRun        bool
 }
 
-// Claimer records, where every replica sees it, that an event was taken.
-// Claim returns false when another replica, or this one earlier, took it.
+// Claimer keeps, where every replica sees it, which events were taken and
+// which of them are running, so that a redelivery to another replica is
+// not run twice, and an action whose replica died still gets its finished
+// event. internal/ledger implements it on the cluster.
 type Claimer interface {
+	// Claim returns false when another replica, or this one earlier, took
+	// the event.
 	Claim(ctx context.Context, triggeredID string) (first bool, err error)
+	// Started records that the started event was sent, with what a
+	// finished event needs; Finished, that the finished one was.
+	Started(ctx context.Context, triggeredID string, record []byte) error
+	Finished(ctx context.Context, triggeredID string) error
+	// Heartbeat says this replica is alive.
+	Heartbeat(ctx context.Context) error
+	// Orphans takes over the actions that were started and will never be
+	// finished: their replica died, or this one restarted.
+	Orphans(ctx context.Context, running func(triggeredID string) bool) ([]ledger.Orphan, error)
 }
 
 // claimTimeout bounds the claim; the API server answers in milliseconds.
@@ -68,10 +83,13 @@ const claimTimeout = 10 * time.Second
 
 // Lifecycle runs handled actions on a bounded pool of workers.
 type Lifecycle struct {
-	cfg       Config
-	registry  *action.Registry
-	seen      *dedup.Window
-	claims    Claimer // nil: in-memory dedup only
+	cfg      Config
+	registry *action.Registry
+	seen     *dedup.Window
+	claims   Claimer // nil: in-memory dedup only
+	// running holds the ids of the events whose action runs here, between
+	// started and finished, so that Recover does not take them for orphans.
+	running   sync.Map
 	replier   keptnevent.Replier
 	publisher delivery.Publisher
 	log       logrus.FieldLogger
@@ -211,6 +229,9 @@ func (l *Lifecycle) handle(j job) {
 	}
 	l.metrics.ActionsInFlight.Inc()
 	defer l.metrics.ActionsInFlight.Dec()
+	l.running.Store(j.event.ID, true)
+	defer l.running.Delete(j.event.ID)
+	l.record(j, func(ctx context.Context) error { return l.claims.Started(ctx, j.event.ID, inFlight(j.event)) })
 
 	begin := time.Now()
 	outcome, err := l.run(l.actionCtx, j)
@@ -232,7 +253,71 @@ func (l *Lifecycle) handle(j job) {
 			Error("finished event not delivered; Keptn will not learn how the action ended")
 		return
 	}
+	l.record(j, func(ctx context.Context) error { return l.claims.Finished(ctx, j.event.ID) })
 	log.Info("action finished")
+}
+
+// record writes to the cluster's record of the event, if one is kept. A
+// failure costs only recovery after a crash, so it is logged, not fatal.
+func (l *Lifecycle) record(j job, write func(context.Context) error) {
+	if l.claims == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(l.deliveryCtx, claimTimeout)
+	defer cancel()
+	if err := write(ctx); err != nil {
+		j.log.WithError(err).Warn("could not update the event's record on the cluster")
+	}
+}
+
+// inFlight is what a finished event needs of a triggered one, as kept on
+// the cluster while its action runs: the value and the problem are left
+// out, they are large and a finished event does not carry them.
+func inFlight(t keptnevent.Triggered) []byte {
+	t.Value = nil
+	t.Data.Action.Value = nil
+	t.Data.Problem = keptnv2.ProblemDetails{}
+	b, _ := json.Marshal(t) // plain strings and maps: cannot fail
+	return b
+}
+
+// Recover says this replica is alive and reports the actions that were
+// started and never finished: each gets its finished event, errored, since
+// nobody knows how far it got. The provider calls it periodically.
+func (l *Lifecycle) Recover(ctx context.Context) {
+	if l.claims == nil {
+		return
+	}
+	if err := l.claims.Heartbeat(ctx); err != nil {
+		l.log.WithError(err).Warn("heartbeat not recorded; other replicas may take this one's actions for orphans")
+	}
+	orphans, err := l.claims.Orphans(ctx, func(id string) bool { _, ok := l.running.Load(id); return ok })
+	if err != nil {
+		l.log.WithError(err).Warn("could not look for orphaned actions")
+	}
+	for _, o := range orphans {
+		var t keptnevent.Triggered
+		if err := json.Unmarshal(o.Record, &t); err != nil || t.ID == "" {
+			l.log.WithField("triggeredid", o.ID).WithError(err).Error("orphaned action has no usable record; its finished event cannot be sent")
+			continue
+		}
+		log := l.log.WithFields(logrus.Fields{
+			"shkeptncontext": t.KeptnContext, "triggeredid": t.ID, "action": t.Data.Action.Action, "replica": o.Replica,
+		})
+		message := fmt.Sprintf("interrupted: replica %s stopped (killed or crashed) while running this action, started at %s; "+
+			"it may or may not have changed the target: check it before retrying", o.Replica, o.Since.UTC().Format(time.RFC3339))
+		finished, err := l.replier.Finished(t, keptnv2.StatusErrored, keptnv2.ResultFailed, message)
+		if err == nil {
+			err = l.publisher.Publish(l.deliveryCtx, finished)
+		}
+		if err != nil {
+			log.WithError(err).Error("finished event of an orphaned action not delivered")
+			continue
+		}
+		l.metrics.Actions.WithLabelValues(t.Data.Action.Action, string(keptnv2.StatusErrored), string(keptnv2.ResultFailed)).Inc()
+		l.record(job{event: t, log: log}, func(ctx context.Context) error { return l.claims.Finished(ctx, t.ID) })
+		log.Warn("reported an action orphaned by a replica that stopped")
+	}
 }
 
 // claim takes the event on the cluster. If the record cannot be written

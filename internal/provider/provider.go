@@ -23,6 +23,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/dedup"
 	"github.com/keptn-action-provider/action-provider/internal/delivery"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
 	"github.com/keptn-action-provider/action-provider/internal/receiver"
@@ -37,6 +38,7 @@ type Provider struct {
 	lifecycle *lifecycle.Lifecycle
 	intake    Intake
 	http      *httpIntake // the intake in HTTP mode, else nil
+	recovers  bool        // a cluster record is kept: look for orphaned actions
 	ops       *http.Server
 	opsLn     net.Listener
 	ready     atomic.Bool
@@ -102,7 +104,7 @@ func New(cfg config.Config, d Deps) *Provider {
 		keptnevent.Replier{Source: cfg.EventSource, MaxBytes: cfg.MaxEventBytes, Masker: d.Masker},
 		publisher, log, m,
 	)
-	p := &Provider{cfg: cfg, log: log, lifecycle: lc}
+	p := &Provider{cfg: cfg, log: log, lifecycle: lc, recovers: claims != nil}
 
 	if d.Intake != nil {
 		p.intake = d.Intake(lc)
@@ -204,6 +206,9 @@ func (p *Provider) Serve(ctx context.Context) error {
 	}
 	p.ready.Store(true)
 	p.log.WithFields(logrus.Fields{"events": p.intake.Describe(), "ops": p.OpsURL()}).Info("ready")
+	recovering, stopRecovery := context.WithCancel(context.WithoutCancel(ctx))
+	recovered := make(chan struct{})
+	go func() { defer close(recovered); p.recover(recovering) }()
 
 	var failure error
 	select {
@@ -215,6 +220,8 @@ func (p *Provider) Serve(ctx context.Context) error {
 	}
 
 	p.ready.Store(false)
+	stopRecovery()
+	<-recovered
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := p.intake.Stop(stopCtx); err != nil {
@@ -228,6 +235,29 @@ func (p *Provider) Serve(ctx context.Context) error {
 	servers.Wait()
 	p.log.Info("stopped")
 	return failure
+}
+
+// recover beats this replica's heartbeat and reports orphaned actions, at
+// once (a restarted replica finds its own) and then every HEARTBEAT_PERIOD,
+// until ctx ends.
+func (p *Provider) recover(ctx context.Context) {
+	if !p.recovers {
+		return
+	}
+	period := p.cfg.HeartbeatPeriod
+	if period <= 0 {
+		period = ledger.DefaultHeartbeat
+	}
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		p.lifecycle.Recover(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // drain waits for the lifecycle in the two stages Serve describes.

@@ -23,6 +23,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/eventsink"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 )
 
@@ -637,6 +638,13 @@ func (c claimer) Claim(_ context.Context, id string) (bool, error) {
 	return false, err
 }
 
+func (claimer) Started(context.Context, string, []byte) error { return nil }
+func (claimer) Finished(context.Context, string) error        { return nil }
+func (claimer) Heartbeat(context.Context) error               { return nil }
+func (claimer) Orphans(context.Context, func(string) bool) ([]ledger.Orphan, error) {
+	return nil, nil
+}
+
 func TestEventClaimedByAnotherReplicaGetsNoEvent(t *testing.T) {
 	var runs atomic.Int32
 	h := startWith(t, testConfig(), map[string]action.Handler{
@@ -680,5 +688,58 @@ func TestRefusalIsSucceededFail(t *testing.T) {
 	if fin.Data.Status != keptnv2.StatusSucceeded || fin.Data.Result != keptnv2.ResultFailed ||
 		fin.Data.Message != "restart: refused (cooldown): restart changed carts 1m0s ago" {
 		t.Errorf("finished = %s/%s %q, want succeeded/fail naming the rule", fin.Data.Status, fin.Data.Result, fin.Data.Message)
+	}
+}
+
+// orphaning is a cluster record holding one action a dead replica started.
+type orphaning struct {
+	claimer
+	once     sync.Once
+	record   []byte
+	finished chan string
+}
+
+func (o *orphaning) Orphans(context.Context, func(string) bool) (orphans []ledger.Orphan, _ error) {
+	o.once.Do(func() {
+		orphans = []ledger.Orphan{{ID: "lost", Record: o.record, Replica: "action-provider-7c9d-xk2p",
+			Since: time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC)}}
+	})
+	return orphans, nil
+}
+
+func (o *orphaning) Finished(_ context.Context, id string) error { o.finished <- id; return nil }
+
+func TestActionOfADeadReplicaIsReportedInterrupted(t *testing.T) {
+	// What lifecycle.Started would have recorded for the event "lost".
+	ev, err := keptnevent.Decode(http.Header{"Content-Type": []string{"application/cloudevents+json"}}, trigger("lost", "scale", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	record, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := &orphaning{claimer: claimer{}, record: record, finished: make(chan string, 1)}
+	h := startWith(t, testConfig(), map[string]action.Handler{"scale": action.HandlerFunc(
+		func(context.Context, action.Request) (action.Outcome, error) { return action.Pass("ok"), nil })}, nil, claims)
+
+	fin := h.awaitFinished("lost")
+	if fin.Data.Status != keptnv2.StatusErrored || fin.Data.Result != keptnv2.ResultFailed ||
+		!strings.HasPrefix(fin.Data.Message, "interrupted: replica action-provider-7c9d-xk2p stopped (killed or crashed) while running this action, started at 2026-11-24T03:00:00Z") {
+		t.Errorf("finished = %s/%s %q", fin.Data.Status, fin.Data.Result, fin.Data.Message)
+	}
+	if fin.KeptnContext != "ctx-lost" || fin.Data.Project != "sockshop" {
+		t.Errorf("finished does not answer the triggered event: context %q, project %q", fin.KeptnContext, fin.Data.Project)
+	}
+	select {
+	case id := <-claims.finished:
+		if id != "lost" {
+			t.Errorf("recorded finished for %q", id)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the orphan's record was not marked finished")
+	}
+	if evs := h.sink.For("lost"); len(evs) != 1 {
+		t.Errorf("%d events for the orphan, want only its finished (its started was sent by the dead replica)", len(evs))
 	}
 }

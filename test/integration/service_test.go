@@ -23,6 +23,7 @@ import (
 	"time"
 
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -520,5 +521,61 @@ func TestCatalogWebhookMasksItsSecret(t *testing.T) {
 	}
 	if strings.Contains(p.log.String(), token) {
 		t.Errorf("the token reached the log:\n%s", p.log)
+	}
+}
+
+// TestKilledReplicaActionIsReportedInterrupted: a replica is SIGKILLed while
+// its action runs (a restart waiting for a rollout that cannot converge).
+// Its started event was sent; Keptn would wait for the finished one forever.
+// Another replica finds the action orphaned once the dead one's heartbeat
+// lapses, and reports it: errored, "interrupted", exactly once.
+func TestKilledReplicaActionIsReportedInterrupted(t *testing.T) {
+	cp := requireCluster(t)
+	t.Parallel()
+	ctx := testContext(t)
+	stage, ns := newNamespace(ctx, t, cp.client)
+	object{workload.Deployment, "carts", 1}.create(ctx, t, cp.client, ns)
+	updateDeployment(ctx, t, cp.client, ns, "carts", func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.NodeSelector = map[string]string{"action-provider-test/node": "none"}
+	})
+
+	sink := &eventsink.Sink{}
+	broker := httptest.NewServer(sink)
+	t.Cleanup(broker.Close)
+	env := map[string]string{"EVENTBROKER": broker.URL + "/event", "HEARTBEAT_PERIOD": "1s", "VERIFY_TIMEOUT": "2m", "ACTION_TIMEOUT": "3m"}
+	doomed := startProvider(ctx, t, with(env, "POD_NAME", "doomed-"+randomSuffix()))
+	survivor := startProvider(ctx, t, with(env, "POD_NAME", "survivor-"+randomSuffix()))
+
+	id, body := triggered(t, "07-restart.json", stage, nil)
+	if code, answer := post(ctx, t, doomed.rcvURL, body); code != http.StatusAccepted {
+		t.Fatalf("POST = %d %q", code, answer)
+	}
+	eventually(ctx, t, "the started event", func(context.Context) (bool, string, error) {
+		return len(sink.For(id)) == 1, "", nil
+	})
+	// The action now waits for its rollout; kill the replica under it.
+	eventually(ctx, t, "the action to be recorded as started on the cluster", func(ctx context.Context) (bool, string, error) {
+		leases, err := cp.client.CoordinationV1().Leases(ledgerNamespace).List(ctx, metav1.ListOptions{LabelSelector: "keptn-action-provider.io/state=started"})
+		if err != nil {
+			return false, "", err
+		}
+		for _, l := range leases.Items {
+			if l.Annotations["keptn-action-provider.io/triggeredid"] == id {
+				return true, "", nil
+			}
+		}
+		return false, "", nil
+	})
+	if err := doomed.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	fin := awaitFinished(ctx, t, sink, id)
+	checkEvents(ctx, t, sink, id, stage)
+	if fin.Data.Status != keptnv2.StatusErrored || fin.Data.Result != keptnv2.ResultFailed ||
+		!strings.HasPrefix(fin.Data.Message, "interrupted: replica doomed-") {
+		t.Fatalf("finished %s/%s %q, want errored/fail \"interrupted: replica doomed-…\"", fin.Data.Status, fin.Data.Result, fin.Data.Message)
+	}
+	if survivor.logLine("reported an action orphaned by a replica that stopped") == nil {
+		t.Errorf("the survivor did not say it reported the orphan:\n%s", survivor.log)
 	}
 }
