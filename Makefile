@@ -26,6 +26,9 @@ demo: ## run the example events through the service in sandbox mode and print wh
 # - a Kubernetes control plane (test/controlplane/controlplane.sh) for
 #   test/integration, via CONTROLPLANE_ENV. The first run builds Kubernetes
 #   into ~/.cache (10-20 min, ~3 GB of RAM); later runs start it in seconds.
+# - nats-server v2.10.7 (test/nats/nats-server.sh installs it with go
+#   install, ~25 s the first time) for internal/natsbus and test/nats, via
+#   NATS_SERVER_BIN; the tests start their own servers.
 # - Unleash 6 with its own PostgreSQL (test/unleash/unleash.sh) for
 #   toggle-feature, via UNLEASH_ENV. It needs Node 18-20 and PostgreSQL's
 #   server (apt-get install -y postgresql); the first run installs
@@ -33,7 +36,7 @@ demo: ## run the example events through the service in sandbox mode and print wh
 CONTROLPLANE := test/controlplane/controlplane.sh
 UNLEASH := test/unleash/unleash.sh
 
-test: ## run every test, with the race detector, against a real Kubernetes control plane and a real Unleash
+test: ## run every test, with the race detector, against a real Kubernetes control plane, NATS and Unleash
 	@cp_dir=$$(mktemp -d "$${TMPDIR:-/tmp}/action-provider-controlplane.XXXXXX") || exit 1; \
 	  un_dir=$$(mktemp -d "$${TMPDIR:-/tmp}/action-provider-unleash.XXXXXX") || exit 1; \
 	  trap '$(CONTROLPLANE) stop "$$cp_dir" || true; $(UNLEASH) stop "$$un_dir" || true; rm -rf "$$cp_dir" "$$un_dir"' EXIT; \
@@ -43,11 +46,12 @@ test: ## run every test, with the race detector, against a real Kubernetes contr
 	  $(CONTROLPLANE) start "$$cp_dir" >/dev/null || exit 1; \
 	  echo "starting Unleash and PostgreSQL for the toggle-feature tests (first run installs unleash-server from npm)"; \
 	  $(UNLEASH) start "$$un_dir" >/dev/null || exit 1; \
-	  echo "CONTROLPLANE_ENV=$$cp_dir/env UNLEASH_ENV=$$un_dir/env go test -race -count=1 -timeout 15m ./..."; \
-	  CONTROLPLANE_ENV="$$cp_dir/env" UNLEASH_ENV="$$un_dir/env" go test -race -count=1 -timeout 15m ./...
+	  nats_bin=$$(test/nats/nats-server.sh) || exit 1; \
+	  echo "CONTROLPLANE_ENV=$$cp_dir/env UNLEASH_ENV=$$un_dir/env NATS_SERVER_BIN=$$nats_bin go test -race -count=1 -timeout 15m ./..."; \
+	  CONTROLPLANE_ENV="$$cp_dir/env" UNLEASH_ENV="$$un_dir/env" NATS_SERVER_BIN="$$nats_bin" go test -race -count=1 -timeout 15m ./...
 
-test-unit: ## run the tests that need no cluster or Unleash (those integration tests skip), with the race detector
-	env -u CONTROLPLANE_ENV -u UNLEASH_ENV go test -race -count=1 -timeout 15m ./...
+test-unit: ## run the tests that need no cluster, NATS or Unleash (those integration tests skip), with the race detector
+	env -u CONTROLPLANE_ENV -u UNLEASH_ENV -u NATS_SERVER_BIN go test -race -count=1 -timeout 15m ./...
 
 test-deploy: ## check deploy/service.yaml, the Helm chart and examples/keptn on a local control plane
 	test/deploy.sh
