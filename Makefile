@@ -7,9 +7,11 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 GOBIN     := $(shell go env GOPATH)/bin
 FUZZTIME  ?= 20s
 BENCHTIME ?= 2s
+REPLICAS  ?= 3
+BENCH_ARGS ?=
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: help run demo test test-unit test-deploy check lint fuzz bench bench-load build build-nosandbox size rootfs image clean
+.PHONY: help run demo test test-unit test-deploy check lint fuzz bench bench-load bench-load-nats build build-nosandbox size rootfs image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -75,7 +77,11 @@ bench: ## Go benchmarks of decode -> dispatch -> send
 	go test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./internal/...
 
 bench-load: build ## load the built binary (sandbox, dry run) and report events/s, latency, connections, RSS
-	go run ./cmd/bench-load -binary bin/action-provider
+	go run ./cmd/bench-load -binary bin/action-provider $(BENCH_ARGS)
+
+bench-load-nats: build ## the same load through a nats-server of its own and REPLICAS (default 3) providers in one queue group
+	@nats_bin=$$(test/nats/nats-server.sh) || exit 1; \
+	  NATS_SERVER_BIN="$$nats_bin" go run ./cmd/bench-load -binary bin/action-provider -transport nats -replicas $(REPLICAS) $(BENCH_ARGS)
 
 build: ## build bin/action-provider (static)
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/action-provider ./cmd/action-provider

@@ -7,6 +7,14 @@
 // trigger→finished latency, TCP connections opened to the sink, idle and
 // peak RSS, and the time from exec to ready. Every request goes to
 // 127.0.0.1, and the run is bounded by -duration.
+//
+// With -transport nats it starts a nats-server of its own (NATS_SERVER_BIN,
+// else where test/nats/nats-server.sh installs it) and -replicas providers
+// with TRANSPORT=nats in one queue group, each with its own EVENT_SOURCE;
+// the senders publish the triggered events on NATS and wait for their
+// finished event on NATS, and the report gives, instead of the sink's
+// connections, how many events each replica started. Every child process
+// is stopped when the tool ends, on an error too.
 package main
 
 import (
@@ -40,6 +48,8 @@ type options struct {
 	duration    time.Duration
 	warmup      time.Duration
 	jsonOut     bool
+	transport   string
+	replicas    int
 }
 
 // report is what one run measured.
@@ -70,19 +80,58 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long to send after warm-up")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "sending before measuring starts")
 	flag.BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
+	flag.StringVar(&o.transport, "transport", "http", "http: POST to the provider's receiver, replies to an in-process sink; "+
+		"nats: through a nats-server of its own (NATS_SERVER_BIN, else test/nats/nats-server.sh's) and -replicas providers in one queue group")
+	flag.IntVar(&o.replicas, "replicas", 1, "with -transport nats: provider processes sharing the queue group")
 	flag.Parse()
+	if err := o.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-load:", err)
+		flag.Usage()
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	r, err := measure(ctx, o)
+	var err error
+	if o.transport == "nats" {
+		var r natsReport
+		if r, err = measureNATS(ctx, o); err == nil {
+			emit(o, r, func(w io.Writer) { printNATSReport(w, r) })
+		}
+	} else {
+		var r report
+		if r, err = measure(ctx, o); err == nil {
+			emit(o, r, func(w io.Writer) { printReport(w, r) })
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-load:", err)
 		os.Exit(1)
 	}
+}
+
+func (o options) validate() error {
+	switch {
+	case o.transport != "http" && o.transport != "nats":
+		return fmt.Errorf("-transport %q: must be http or nats", o.transport)
+	case o.replicas < 1:
+		return fmt.Errorf("-replicas %d: must be at least 1", o.replicas)
+	case o.replicas != 1 && o.transport != "nats":
+		return errors.New("-replicas is for -transport nats only")
+	case o.concurrency < 1:
+		return fmt.Errorf("-concurrency %d: must be at least 1", o.concurrency)
+	case o.duration <= 0 || o.warmup < 0:
+		return errors.New("-duration must be positive and -warmup not negative")
+	}
+	return nil
+}
+
+// emit prints a report as text, or as JSON with -json.
+func emit(o options, r any, text func(io.Writer)) {
 	if o.jsonOut {
 		_ = json.NewEncoder(os.Stdout).Encode(r)
 		return
 	}
-	printReport(os.Stdout, r)
+	text(os.Stdout)
 }
 
 func measure(ctx context.Context, o options) (report, error) {
@@ -143,8 +192,20 @@ func measure(ctx context.Context, o options) (report, error) {
 		return r, fmt.Errorf("start %s: %w", o.binary, err)
 	}
 	defer func() {
+		// Bounded: SIGKILL after 15s.
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			fmt.Fprintln(os.Stderr, "bench-load: the provider did not stop within 15s of SIGTERM; killing it")
+			_ = cmd.Process.Kill()
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+			}
+		}
 	}()
 	ops := "http://127.0.0.1:" + strconv.Itoa(opsPort)
 	if err := awaitReady(ctx, ops+"/readyz", 10*time.Second); err != nil {
@@ -286,12 +347,13 @@ func triggerTemplate() []byte {
 }
 
 func awaitReady(ctx context.Context, url string, limit time.Duration) error {
+	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		resp, err := http.Get(url)
+		resp, err := client.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

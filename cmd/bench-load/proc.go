@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// proc is a child process whose output goes to a file of its own, so that
+// nothing in this tool spends CPU copying it, and whose last lines can be
+// shown when it fails.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	execAt  time.Time
+	done    chan struct{} // closed once the process has exited
+	err     error         // what Wait returned; read after done
+}
+
+// startProc starts bin with args and env (added to this process's
+// environment, later entries winning), its output in dir/name.log.
+func startProc(dir, name, bin string, args, env []string) (*proc, error) {
+	logPath := filepath.Join(dir, name+".log")
+	out, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close() // the child has its own descriptor
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	p.execAt = time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM, and SIGKILL if the process has not exited within
+// grace; it returns once the process is gone, or after grace plus 5s.
+func (p *proc) stop(grace time.Duration) {
+	if p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return
+	case <-time.After(grace):
+	}
+	fmt.Fprintf(os.Stderr, "bench-load: %s did not stop within %s of SIGTERM; killing it\n", p.name, grace)
+	_ = p.cmd.Process.Kill()
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		fmt.Fprintf(os.Stderr, "bench-load: %s (pid %d) survived SIGKILL for 5s\n", p.name, p.pid())
+	}
+}
+
+// log is everything the process wrote so far.
+func (p *proc) log() string {
+	b, _ := os.ReadFile(p.logPath)
+	return string(b)
+}
+
+// logTail is the last n lines of the process's output, for error messages.
+func (p *proc) logTail(n int) string {
+	out := strings.TrimRight(p.log(), "\n")
+	if out == "" {
+		return "--- " + p.name + " wrote nothing ---"
+	}
+	lines := strings.Split(out, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "--- last lines of " + p.name + " ---\n" + strings.Join(lines, "\n")
+}
+
+// failure describes how the process ended, with its last lines.
+func (p *proc) failure() error {
+	return fmt.Errorf("%s exited (%v)\n%s", p.name, p.err, p.logTail(20))
+}
+
+// awaitReadyProc polls url until it answers 200, the process exits, ctx
+// ends or limit passes.
+func awaitReadyProc(ctx context.Context, p *proc, url string, limit time.Duration) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if p.exited() {
+			return p.failure()
+		}
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return fmt.Errorf("%s did not become ready within %s\n%s", p.name, limit, p.logTail(20))
+}
+
+// errPortTaken says a process lost the free port it was given to another
+// process, and can be started again on another.
+var errPortTaken = errors.New("port taken")
+
+func portTaken(p *proc) bool {
+	return p.exited() && strings.Contains(p.log(), "address already in use")
+}
