@@ -308,6 +308,9 @@ func TestProviderOverNATS(t *testing.T) {
 		Registry: &actions, Log: quietLog(), Prometheus: reg, Metrics: m, Publisher: b,
 		Intake: func(sub receiver.Submitter) provider.Intake { return b.Intake(sub) },
 	})
+	if err := p.Listen(); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(ctx) }()
