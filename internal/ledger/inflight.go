@@ -77,6 +77,18 @@ func (l *Ledger) updateEvent(ctx context.Context, triggeredID string, change fun
 	})
 }
 
+// Holds reports whether this replica still holds the event: false once
+// another replica took it over as an orphan (this one's heartbeat lapsed,
+// say, under load) and reported it, so that this one must not report it
+// again.
+func (l *Ledger) Holds(ctx context.Context, triggeredID string) (bool, error) {
+	lease, err := l.leases().Get(ctx, "event-"+digest(triggeredID), metav1.GetOptions{})
+	if err != nil {
+		return false, fmt.Errorf("read the claim of event %s: %w", triggeredID, err)
+	}
+	return deref(lease.Spec.HolderIdentity) == l.cfg.Identity, nil
+}
+
 // Heartbeat says this replica is alive, for HeartbeatTTL.
 func (l *Ledger) Heartbeat(ctx context.Context) error {
 	name := "replica-" + digest(l.cfg.Identity)

@@ -62,6 +62,13 @@ func TestOrphansOfADeadReplicaAreTakenOverOnce(t *testing.T) {
 	if len(got) != 1 || got[0].ID != "a-1" || got[0].Replica != "a" || string(got[0].Record) != `{"id":"a-1"}` {
 		t.Fatalf("orphans after a died: %+v, want a-1 only", got)
 	}
+	// a, had it only been slow, must now leave the report to c.
+	if mine, err := a.Holds(ctx, "a-1"); err != nil || mine {
+		t.Errorf("a.Holds(a-1) = %v, %v after c took it over; want false", mine, err)
+	}
+	if mine, err := b.Holds(ctx, "b-1"); err != nil || !mine {
+		t.Errorf("b.Holds(b-1) = %v, %v; want true", mine, err)
+	}
 	// b still runs b-1.
 	if again, err := b.Orphans(ctx, func(id string) bool { return id == "b-1" }); err != nil || len(again) != 0 {
 		t.Fatalf("a second replica found %v (%v); an orphan is taken over once", again, err)

@@ -71,6 +71,9 @@ type Claimer interface {
 	// finished event needs; Finished, that the finished one was.
 	Started(ctx context.Context, triggeredID string, record []byte) error
 	Finished(ctx context.Context, triggeredID string) error
+	// Holds reports whether this replica still holds the event, or
+	// another took it over and reported it.
+	Holds(ctx context.Context, triggeredID string) (bool, error)
 	// Heartbeat says this replica is alive.
 	Heartbeat(ctx context.Context) error
 	// Orphans takes over the actions that were started and will never be
@@ -216,6 +219,15 @@ func (l *Lifecycle) handle(j job) {
 	if !l.claim(j) {
 		return
 	}
+	// Running here from now on, so that Recover never takes this event's
+	// record for another replica's orphan.
+	l.running.Store(j.event.ID, true)
+	defer l.running.Delete(j.event.ID)
+	// The record goes before the started event: a replica killed between
+	// the two then leaves an action another replica reports, rather than
+	// a started event no replica ever finishes. The cost is that, killed
+	// just before sending started, it may be reported finished without one.
+	l.record(j, func(ctx context.Context) error { return l.claims.Started(ctx, j.event.ID, inFlight(j.event)) })
 	started, err := l.replier.Started(j.event)
 	if err == nil {
 		err = l.publisher.Publish(l.deliveryCtx, started)
@@ -225,13 +237,11 @@ func (l *Lifecycle) handle(j job) {
 		// finished, and production must not change unreported.
 		j.log.WithError(err).WithField("event", string(started.Body)).
 			Error("started event not delivered; the action was not run")
+		l.record(j, func(ctx context.Context) error { return l.claims.Finished(ctx, j.event.ID) })
 		return
 	}
 	l.metrics.ActionsInFlight.Inc()
 	defer l.metrics.ActionsInFlight.Dec()
-	l.running.Store(j.event.ID, true)
-	defer l.running.Delete(j.event.ID)
-	l.record(j, func(ctx context.Context) error { return l.claims.Started(ctx, j.event.ID, inFlight(j.event)) })
 
 	begin := time.Now()
 	outcome, err := l.run(l.actionCtx, j)
@@ -241,13 +251,17 @@ func (l *Lifecycle) handle(j job) {
 	l.metrics.Actions.WithLabelValues(j.action, string(status), string(result)).Inc()
 	l.metrics.ActionDuration.WithLabelValues(j.action).Observe(elapsed.Seconds())
 
+	log := j.log.WithFields(logrus.Fields{
+		"status": status, "result": result, "duration": elapsed.String(), "message": message,
+	})
+	if !l.holds(j) {
+		log.Warn("another replica took this action for an orphan and reported it interrupted; not sending a second finished event")
+		return
+	}
 	finished, err := l.replier.Finished(j.event, status, result, message)
 	if err == nil {
 		err = l.publisher.Publish(l.deliveryCtx, finished)
 	}
-	log := j.log.WithFields(logrus.Fields{
-		"status": status, "result": result, "duration": elapsed.String(), "message": message,
-	})
 	if err != nil {
 		log.WithError(err).WithField("event", string(finished.Body)).
 			Error("finished event not delivered; Keptn will not learn how the action ended")
@@ -255,6 +269,23 @@ func (l *Lifecycle) handle(j job) {
 	}
 	l.record(j, func(ctx context.Context) error { return l.claims.Finished(ctx, j.event.ID) })
 	log.Info("action finished")
+}
+
+// holds reports whether the finished event is still this replica's to
+// send. When the record cannot be read, it is: one finished event too many
+// is better than none.
+func (l *Lifecycle) holds(j job) bool {
+	if l.claims == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(l.deliveryCtx, claimTimeout)
+	defer cancel()
+	mine, err := l.claims.Holds(ctx, j.event.ID)
+	if err != nil {
+		j.log.WithError(err).Warn("could not read the event's record; sending its finished event")
+		return true
+	}
+	return mine
 }
 
 // record writes to the cluster's record of the event, if one is kept. A

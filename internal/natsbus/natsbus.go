@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -145,6 +146,8 @@ type Intake struct {
 	mu   sync.Mutex
 	sub  *nats.Subscription
 	done chan struct{}
+	// confirmed is set once the server has acknowledged the subscription.
+	confirmed atomic.Bool
 }
 
 // Intake returns the bus's intake, handing events to submit.
@@ -161,6 +164,16 @@ func (in *Intake) Serve() error {
 	in.mu.Lock()
 	in.sub = sub
 	in.mu.Unlock()
+	// Ready only once the server has the subscription: an event published
+	// before that would reach no replica, and NATS core keeps nothing.
+	for in.bus.nc.Flush() != nil {
+		select {
+		case <-in.done:
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	in.confirmed.Store(true)
 	<-in.done
 	return nil
 }
@@ -200,8 +213,9 @@ func (in *Intake) Describe() string {
 	return fmt.Sprintf("nats %s, subject %s, queue group %s", in.bus.cfg.URL, keptnevent.TriggeredType, in.bus.cfg.Group)
 }
 
-// Ready reports whether events can arrive.
-func (in *Intake) Ready() bool { return in.bus.Connected() }
+// Ready reports whether events can arrive: connected, and the server has
+// the subscription.
+func (in *Intake) Ready() bool { return in.confirmed.Load() && in.bus.Connected() }
 
 // busyWait is how long a message waits between offers to a full queue.
 const busyWait = 20 * time.Millisecond

@@ -220,8 +220,6 @@ func (p *Provider) Serve(ctx context.Context) error {
 	}
 
 	p.ready.Store(false)
-	stopRecovery()
-	<-recovered
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := p.intake.Stop(stopCtx); err != nil {
@@ -229,6 +227,11 @@ func (p *Provider) Serve(ctx context.Context) error {
 	}
 	p.lifecycle.Close()
 	p.drain()
+	// The heartbeat goes on while actions drain: a replica that stopped
+	// beating would have its running actions reported as orphans by
+	// another, and then again by itself.
+	stopRecovery()
+	<-recovered
 	if err := p.ops.Shutdown(stopCtx); err != nil {
 		p.log.WithError(err).Warn("ops server did not stop cleanly")
 	}

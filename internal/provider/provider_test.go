@@ -641,6 +641,7 @@ func (c claimer) Claim(_ context.Context, id string) (bool, error) {
 func (claimer) Started(context.Context, string, []byte) error { return nil }
 func (claimer) Finished(context.Context, string) error        { return nil }
 func (claimer) Heartbeat(context.Context) error               { return nil }
+func (claimer) Holds(context.Context, string) (bool, error)   { return true, nil }
 func (claimer) Orphans(context.Context, func(string) bool) ([]ledger.Orphan, error) {
 	return nil, nil
 }
