@@ -5,17 +5,23 @@
 #   test/deploy.sh            (from the repository root; no arguments)
 #
 # 1. Tools: helm (built once with `go install` into the cache), the provider
-#    binary, and test/deploy/keptnsim (the distributor's /event endpoint and
-#    Keptn's get-action step, for the live test).
+#    binary, test/deploy/keptnsim (the distributor's /event endpoint, Keptn's
+#    get-action step and Keptn's side of NATS, for the live test) and
+#    nats-server (test/nats/nats-server.sh).
 # 2. Static: the Keptn examples as Keptn 1.x reads them; `helm lint` and
-#    `helm template` in both RBAC scopes; wrong values must fail with the
-#    schema's (or the chart's) message.
+#    `helm template` in both RBAC scopes and both transports (sidecar: the
+#    render does not depend on the nats values; nats: one container, the
+#    NATS variables, TLS and credentials Secrets, its grace period); wrong
+#    values must fail with the schema's (or the chart's) message.
 # 3. On a real Kubernetes control plane (test/controlplane; kwok makes pods
 #    Running/Ready without images), in a private network namespace when the
 #    machine allows it:
-#    - server-side dry runs of the manifest and of the chart in both scopes;
+#    - server-side dry runs of both manifests (deploy/service.yaml,
+#      deploy/service-nats.yaml) and of the chart in both scopes and both
+#      transports;
 #    - the manifest applied for real: exact RBAC rules, `kubectl auth can-i`
-#      matrix, and `kubectl delete -f` leaves namespace keptn alone;
+#      matrix; deploy/service-nats.yaml applied over it leaves one container;
+#      `kubectl delete -f` leaves namespace keptn alone;
 #    - helm install --wait (namespaced RBAC), exact rules, can-i matrix;
 #    - the provider binary run with the chart's ServiceAccount token: scale
 #      events built from examples/keptn change replicas on the server; the
@@ -24,7 +30,11 @@
 #      scale work; audit Events and Leases are written; an event for a
 #      namespace outside its RBAC ends errored with "forbidden";
 #    - helm test, helm upgrade (to cluster scope: the forbidden namespace now
-#      works), helm uninstall, and nothing of the release is left.
+#      works), helm upgrade to transport=nats (the sidecar goes), the provider
+#      binary with that Deployment's environment against a real nats-server:
+#      unready until NATS is up, an event published twice runs once, its
+#      replies arrive on NATS, its heartbeat Lease follows heartbeatPeriod;
+#      helm uninstall, and nothing of the release is left.
 # Every wait is bounded; the whole live part is limited to DEPLOY_TIMEOUT
 # seconds (default 600). It exits non-zero on the first failure, with the
 # reason and the relevant log tails, and prints a summary with timings.
@@ -49,6 +59,7 @@ SA_USER="system:serviceaccount:$NS:$SA"
 CLUSTER_NAME="$NS-$RELEASE" # name of the chart's ClusterRole / Roles
 PLAIN_SA_USER="system:serviceaccount:$NS:action-provider"
 PLAIN_LEASES="action-provider-leases" # deploy/service.yaml's Role for the Leases
+NATS_SERVER_SH="$ROOT/test/nats/nats-server.sh"
 LEASES_NAME="$RELEASE-leases"       # the chart's
 # The rules the code needs (see the comments in deploy/service.yaml and
 # chart/templates/_helpers.tpl), as kubectl's jsonpath below prints them:
@@ -222,6 +233,7 @@ static_checks() {
 	must_fail "--set catalog.actions[0].kind=pager" "at '/catalog/actions/0/kind': value must be one of" \
 		"${tpl[@]}" --set 'catalog.actions[0].name=x' --set 'catalog.actions[0].kind=pager'
 
+	nats_static_checks
 
 	step "wrong values fail with a clear message"
 	must_fail "--set rbac.scope=everything" "at '/rbac/scope': value must be one of 'cluster', 'namespaced'" \
@@ -251,6 +263,117 @@ static_checks() {
 	must_fail "remote mode with 2 replicas" "replicaCount > 1 with distributor.keptnApiEndpoint" \
 		"${tpl[@]}" --set distributor.keptnApiEndpoint=https://keptn.example.com/api \
 		--set distributor.keptnApiTokenSecret=keptn-api-token --set replicaCount=2
+}
+
+# nats_static_checks: the chart with transport=nats, and the default
+# (sidecar) render independent of every new value.
+nats_static_checks() {
+	local tpl=("$HELM" template "$RELEASE" chart/ -n "$NS" --kube-version "$KUBE_VERSION")
+	local dep=(--show-only templates/deployment.yaml) want got
+
+	step "transport: sidecar (default) and nats (no sidecar)"
+	"$HELM" lint --strict chart/ -n "$NS" --kube-version "$KUBE_VERSION" --set transport=nats >"$TMP/lint.log" 2>&1 ||
+		fail "helm lint (transport=nats): $(cat "$TMP/lint.log")"
+	"$HELM" lint --strict chart/ -n "$NS" --kube-version "$KUBE_VERSION" -f test/deploy/values-nats.yaml >"$TMP/lint.log" 2>&1 ||
+		fail "helm lint (values-nats.yaml): $(cat "$TMP/lint.log")"
+	ok "helm lint --strict chart/ --set transport=nats, and -f test/deploy/values-nats.yaml (TLS, credentials, NetworkPolicy, PDB, 2 replicas)"
+
+	# The sidecar: what it was before transport existed. Setting it, or any
+	# nats value, changes nothing of the default render.
+	"${tpl[@]}" --set transport=sidecar >"$TMP/sidecar.yaml" || fail "helm template --set transport=sidecar"
+	cmp -s "$TMP/cluster.yaml" "$TMP/sidecar.yaml" || fail "--set transport=sidecar renders differently from the default: $(diff "$TMP/cluster.yaml" "$TMP/sidecar.yaml" | head -n 20)"
+	"${tpl[@]}" --set nats.url=nats://elsewhere:4222 --set nats.queueGroup=other --set nats.bufferBytes=2048 \
+		--set nats.maxEventBytes=8192 --set nats.tlsSecret=t --set nats.tlsClientCert=true --set nats.credentialsSecret=c \
+		--set 'networkPolicy.keptn.natsPorts={4223}' >"$TMP/sidecar-nats-values.yaml" || fail "helm template (sidecar with nats values)"
+	cmp -s "$TMP/cluster.yaml" "$TMP/sidecar-nats-values.yaml" ||
+		fail "the nats values change the sidecar render: $(diff "$TMP/cluster.yaml" "$TMP/sidecar-nats-values.yaml" | head -n 20)"
+	got=$(containers_of "$TMP/cluster.yaml")
+	[[ $got == "action-provider distributor" ]] || fail "default render: containers '$got', want 'action-provider distributor'"
+	! grep -qE -- '- name: (TRANSPORT|NATS_[A-Z_]+|HEARTBEAT_PERIOD)$' "$TMP/cluster.yaml" ||
+		fail "default render sets $(grep -oE -- '- name: (TRANSPORT|NATS_[A-Z_]+|HEARTBEAT_PERIOD)$' "$TMP/cluster.yaml" | head -n1)"
+	{ grep -qF 'terminationGracePeriodSeconds: 90' "$TMP/cluster.yaml" && grep -qF 'command: ["/bin/sleep", "75"]' "$TMP/cluster.yaml"; } ||
+		fail "default render: not the sidecar's grace period 90 and preStop sleep 75"
+	ok "sidecar (default): the same render with --set transport=sidecar and with every nats value set; containers action-provider + distributor, no TRANSPORT, NATS_* or HEARTBEAT_PERIOD (the binary's defaults: http, 10s), grace period 90, preStop sleep 75"
+
+	"${tpl[@]}" --set transport=nats >"$TMP/nats.yaml" || fail "helm template --set transport=nats"
+	kinds=$(grep -E '^kind: ' "$TMP/nats.yaml" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $3, $1; sep=","}')
+	[[ $kinds == "ClusterRole=1,ClusterRoleBinding=1,Deployment=1,Pod=1,Role=1,RoleBinding=1,Service=1,ServiceAccount=1" ]] ||
+		fail "transport=nats renders $kinds"
+	leases_role_in_ns "$TMP/nats.yaml" || fail "transport=nats: no Role + RoleBinding $LEASES_NAME in $NS"
+	got=$(containers_of "$TMP/nats.yaml")
+	[[ $got == "action-provider" ]] || fail "transport=nats: containers '$got', want only action-provider"
+	for want in TRANSPORT=nats NATS_URL=nats://keptn-nats NATS_QUEUE_GROUP=action-provider NATS_BUFFER_BYTES=8388608 \
+		MAX_EVENT_BYTES=65536 OPS_PORT=8090 EVENTBROKER_RETRY_TIMEOUT=2m SANDBOX=false; do
+		env_is "$TMP/nats.yaml" "${want%%=*}" "${want#*=}" || fail "transport=nats: ${want%%=*} is not ${want#*=}"
+	done
+	for want in RCV_HOST RCV_PORT RCV_PATH EVENTBROKER MAX_BODY_BYTES PUBSUB_URL PUBSUB_GROUP API_PROXY_PORT K8S_DEPLOYMENT_NAME \
+		NATS_TLS_CA NATS_TLS_CERT NATS_TLS_KEY NATS_CREDENTIALS HEARTBEAT_PERIOD; do
+		! grep -qE -- "- name: $want\$" "$TMP/nats.yaml" || fail "transport=nats: the pod still sets $want"
+	done
+	! grep -qE 'preStop|distributor|/bin/sleep|nats-tls|nats-creds' "$TMP/nats.yaml" ||
+		fail "transport=nats: $(grep -m1 -E 'preStop|distributor|/bin/sleep|nats-tls|nats-creds' "$TMP/nats.yaml")"
+	grep -qF 'terminationGracePeriodSeconds: 90' "$TMP/nats.yaml" ||
+		fail "transport=nats: grace period $(grep -o 'terminationGracePeriodSeconds: [0-9]*' "$TMP/nats.yaml"), want 60 + 2 x 10 + 10 = 90"
+	ok "transport=nats: $kinds; one container (action-provider), TRANSPORT=nats, NATS_URL=nats://keptn-nats, NATS_QUEUE_GROUP=action-provider, NATS_BUFFER_BYTES, MAX_EVENT_BYTES=65536; no distributor, preStop, RCV_*, EVENTBROKER, MAX_BODY_BYTES, PUBSUB_*; grace period 90 = 60 + 2 x 10 + 10"
+	"${tpl[@]}" "${dep[@]}" --set transport=nats --set shutdownGraceSeconds=120 --set shutdownFlushSeconds=20 \
+		--set heartbeatPeriod=3s >"$TMP/nats-values.yaml" || fail "helm template --set transport=nats with values"
+	grep -qF 'terminationGracePeriodSeconds: 170' "$TMP/nats-values.yaml" ||
+		fail "transport=nats: the grace period does not follow shutdownGraceSeconds/shutdownFlushSeconds (want 120 + 2 x 20 + 10 = 170)"
+	env_is "$TMP/nats-values.yaml" HEARTBEAT_PERIOD 3s || fail "transport=nats: heartbeatPeriod does not reach HEARTBEAT_PERIOD"
+	"${tpl[@]}" "${dep[@]}" --set heartbeatPeriod=45s >"$TMP/sidecar-heartbeat.yaml" || fail "helm template --set heartbeatPeriod=45s"
+	env_is "$TMP/sidecar-heartbeat.yaml" HEARTBEAT_PERIOD 45s || fail "sidecar: heartbeatPeriod does not reach HEARTBEAT_PERIOD"
+	"${tpl[@]}" "${dep[@]}" --set transport=nats --set terminationGracePeriodSeconds=85 >"$TMP/nats-grace.yaml" ||
+		fail "transport=nats: terminationGracePeriodSeconds=85 (= 60 + 2 x 10 + 5) refused"
+	grep -qF 'terminationGracePeriodSeconds: 85' "$TMP/nats-grace.yaml" || fail "transport=nats: terminationGracePeriodSeconds=85 not kept"
+	ok "transport=nats: grace period 170 with shutdownGraceSeconds=120, shutdownFlushSeconds=20; 85 set by hand is kept; heartbeatPeriod -> HEARTBEAT_PERIOD in both transports (3s, 45s)"
+
+	"${tpl[@]}" -f test/deploy/values-nats.yaml >"$TMP/nats-everything.yaml" || fail "helm template -f test/deploy/values-nats.yaml"
+	for want in "NATS_URL=tls://keptn-nats.keptn.svc:4222, tls://keptn-nats-1.keptn.svc:4222" NATS_QUEUE_GROUP=remediation \
+		NATS_BUFFER_BYTES=16777216 MAX_EVENT_BYTES=131072 HEARTBEAT_PERIOD=5s \
+		NATS_TLS_CA=/var/run/secrets/nats/tls/ca.crt NATS_TLS_CERT=/var/run/secrets/nats/tls/tls.crt \
+		NATS_TLS_KEY=/var/run/secrets/nats/tls/tls.key NATS_CREDENTIALS=/var/run/secrets/nats/creds/nats.creds; do
+		env_is "$TMP/nats-everything.yaml" "${want%%=*}" "${want#*=}" || fail "values-nats.yaml: ${want%%=*} is not ${want#*=}"
+	done
+	for want in 'nats-tls|/var/run/secrets/nats/tls' 'nats-creds|/var/run/secrets/nats/creds'; do
+		grep -A2 -F -- "- name: ${want%%|*}" "$TMP/nats-everything.yaml" | grep -qF "mountPath: ${want#*|}" ||
+			fail "values-nats.yaml: volume ${want%%|*} is not mounted at ${want#*|}"
+		grep -A2 -F -- "- name: ${want%%|*}" "$TMP/nats-everything.yaml" | grep -qF "readOnly: true" ||
+			fail "values-nats.yaml: volume ${want%%|*} is not read-only"
+	done
+	got=$(awk '/^        - name: nats-(tls|creds)$/ {on=1} on && /secretName:|key:/ {printf "%s ", $0} on && /^        - name: kube-api-access$/ {on=0}' "$TMP/nats-everything.yaml" | tr -s ' ')
+	[[ $got == " secretName: nats-client-tls - {key: ca.crt, path: ca.crt} - {key: tls.crt, path: tls.crt} - {key: tls.key, path: tls.key} secretName: nats-user - {key: nats.creds, path: nats.creds} " ]] ||
+		fail "values-nats.yaml: the Secret volumes are '$got'"
+	grep -qF 'terminationGracePeriodSeconds: 50' "$TMP/nats-everything.yaml" || fail "values-nats.yaml: grace period is not 30 + 2 x 5 + 10 = 50"
+	got=$(awk '/^kind: NetworkPolicy$/ {on=1} on && /^---/ {on=0} on' "$TMP/nats-everything.yaml" | grep -A8 -F "Keptn's NATS" | grep -oE 'port: [0-9]+' | tr '\n' ' ')
+	[[ $got == "port: 4222 " ]] || fail "values-nats.yaml: the NetworkPolicy's egress to Keptn's namespace is on '$got', want 4222 only"
+	! grep -qF 'port: 8080, protocol' "$TMP/nats-everything.yaml" || fail "values-nats.yaml: the NetworkPolicy still opens shipyard-controller's 8080"
+	ok "values-nats.yaml: NATS_URL (two tls:// servers), NATS_QUEUE_GROUP, NATS_BUFFER_BYTES, MAX_EVENT_BYTES, HEARTBEAT_PERIOD; Secrets nats-client-tls (ca.crt, tls.crt, tls.key) and nats-user (nats.creds) mounted read-only under /var/run/secrets/nats as NATS_TLS_CA/CERT/KEY, NATS_CREDENTIALS; grace period 50; NetworkPolicy egress to keptn on 4222 only"
+
+	must_fail "--set transport=grpc" "at '/transport': value must be one of 'sidecar', 'nats'" "${tpl[@]}" --set transport=grpc
+	must_fail "transport=nats with distributor.keptnApiEndpoint (remote mode)" "transport=nats does not work with distributor.keptnApiEndpoint" \
+		"${tpl[@]}" --set transport=nats --set distributor.keptnApiEndpoint=https://keptn.example.com/api \
+		--set distributor.keptnApiTokenSecret=keptn-api-token
+	must_fail "transport=nats with distributor.projectFilter" "distributor.projectFilter set with transport=nats" \
+		"${tpl[@]}" --set transport=nats --set distributor.projectFilter=sockshop
+	must_fail "transport=nats, nats.tlsClientCert without nats.tlsSecret" "nats.tlsClientCert=true needs nats.tlsSecret" \
+		"${tpl[@]}" --set transport=nats --set nats.tlsClientCert=true
+	must_fail "--set nats.url=http://keptn-nats" "at '/nats/url': 'http://keptn-nats' does not match pattern" \
+		"${tpl[@]}" --set transport=nats --set nats.url=http://keptn-nats
+	must_fail "--set nats.queueGroup=''" "at '/nats/queueGroup': '' does not match pattern" \
+		"${tpl[@]}" --set transport=nats --set nats.queueGroup=
+	must_fail "--set nats.bufferBytes=100" "at '/nats/bufferBytes': minimum: got 100, want 1,024" \
+		"${tpl[@]}" --set transport=nats --set nats.bufferBytes=100
+	must_fail "--set nats.tls=true (a misspelt key)" "at '/nats': additional properties 'tls' not allowed" \
+		"${tpl[@]}" --set transport=nats --set nats.tls=true
+	must_fail "--set heartbeatPeriod=10sec" "at '/heartbeatPeriod': '10sec' does not match pattern" "${tpl[@]}" --set heartbeatPeriod=10sec
+	must_fail "--set heartbeatPeriod=0s" "heartbeatPeriod (0s) must be a positive duration" "${tpl[@]}" --set heartbeatPeriod=0s
+	must_fail "transport=nats, --set terminationGracePeriodSeconds=84" "terminationGracePeriodSeconds (84) must be at least 85 with transport=nats" \
+		"${tpl[@]}" --set transport=nats --set terminationGracePeriodSeconds=84
+}
+
+# containers_of FILE: the names of the Deployment's containers in FILE.
+containers_of() {
+	awk '/^      containers:$/ {on=1; next} /^      [a-zA-Z]/ {on=0} on && /^        - name: / {printf "%s%s", sep, $3; sep=" "}' "$1"
 }
 
 # leases_role_in_ns FILE: FILE (helm template output) has the Role and the
@@ -470,21 +593,24 @@ stop_pid() {
 live_cleanup() {
 	stop_pid "$TMP/pids/provider"
 	stop_pid "$TMP/pids/sink"
+	stop_pid "$TMP/pids/natssink"
+	stop_pid "$TMP/pids/nats"
 	stop_pid "$TMP/pids/kubelet"
 	"$CONTROLPLANE" stop "$TMP/cp" >/dev/null 2>&1 || true
 }
 
 on_fail() {
 	local f
-	for f in "$TMP/logs/provider.log" "$TMP/logs/kubelet.log"; do
+	for f in "$TMP/logs/provider.log" "$TMP/logs/kubelet.log" "$TMP/logs/provider-nats.log" "$TMP/logs/nats-server.log" "$TMP/logs/natssink.log"; do
 		[[ -s $f ]] || continue
 		echo "---- last 30 lines of $f"
 		tail -n 30 "$f"
 	done
-	if [[ -s $TMP/sink-events.jsonl ]]; then
-		echo "---- events the sink received ($TMP/sink-events.jsonl)"
-		tail -n 10 "$TMP/sink-events.jsonl"
-	fi
+	for f in "$TMP/sink-events.jsonl" "$TMP/nats-events.jsonl"; do
+		[[ -s $f ]] || continue
+		echo "---- events received ($f)"
+		tail -n 10 "$f"
+	done
 }
 
 # post EVENT_FILE: POST a triggered event to the provider, as the distributor.
@@ -502,7 +628,7 @@ post() {
 # in ...", so match the part before it).
 expect_finished() {
 	local out
-	out=$("$TMP/bin/keptnsim" expect -events "$TMP/sink-events.jsonl" -id "$1" -status "$2" -result "$3" \
+	out=$("$TMP/bin/keptnsim" expect -events "${EVENTS_FILE:-$TMP/sink-events.jsonl}" -id "$1" -status "$2" -result "$3" \
 		-message "$4" -timeout "${5:-30s}" 2>&1) || fail "$out"
 	ok "finished $out"
 }
@@ -607,13 +733,18 @@ live_checks() {
 	kc apply --dry-run=server -f deploy/service.yaml >"$TMP/dry.log" 2>&1 || fail "deploy/service.yaml: $(cat "$TMP/dry.log")"
 	! grep -q '^Warning' "$TMP/dry.log" || fail "deploy/service.yaml: $(grep '^Warning' "$TMP/dry.log")"
 	ok "kubectl apply --dry-run=server -f deploy/service.yaml ($(wc -l <"$TMP/dry.log") objects, no warning)"
+	kc apply --dry-run=server -f deploy/service-nats.yaml >"$TMP/dry.log" 2>&1 || fail "deploy/service-nats.yaml: $(cat "$TMP/dry.log")"
+	! grep -q '^Warning' "$TMP/dry.log" || fail "deploy/service-nats.yaml: $(grep '^Warning' "$TMP/dry.log")"
+	ok "kubectl apply --dry-run=server -f deploy/service-nats.yaml ($(wc -l <"$TMP/dry.log") objects, no warning)"
 	local tpl=("$HELM" template "$RELEASE" chart/ -n "$NS")
 	local name args
-	for name in cluster namespaced everything; do
+	for name in cluster namespaced everything nats nats-everything; do
 		case $name in
 		cluster) args=() ;;
 		namespaced) args=(--set rbac.scope=namespaced --set 'rbac.namespaces={sockshop-production,other-ns}') ;;
 		everything) args=(-f test/deploy/values-everything.yaml) ;;
+		nats) args=(--set transport=nats) ;;
+		nats-everything) args=(-f test/deploy/values-nats.yaml) ;;
 		esac
 		"${tpl[@]}" "${args[@]}" >"$TMP/render-$name.yaml" || fail "helm template ($name)"
 		kc apply --dry-run=server -f "$TMP/render-$name.yaml" >"$TMP/dry.log" 2>&1 || fail "chart ($name): $(cat "$TMP/dry.log")"
@@ -629,10 +760,26 @@ live_checks() {
 	expect_lease_rules "$PLAIN_LEASES" "$NS" action-provider
 	pod_env_checks deployment/action-provider
 	can_matrix_cluster "$PLAIN_SA_USER"
-	kc delete -f deploy/service.yaml --wait --timeout=60s >/dev/null
+	local jp='{.spec.template.spec.containers[*].name}|{.spec.template.spec.containers[0].env[?(@.name=="TRANSPORT")].value}|{.spec.template.spec.terminationGracePeriodSeconds}'
+	[[ $(kc get deployment action-provider -n "$NS" -o jsonpath="$jp") == "action-provider distributor||90" ]] ||
+		fail "deploy/service.yaml: the Deployment is $(kc get deployment action-provider -n "$NS" -o jsonpath="$jp")"
+	kc apply -f deploy/service-nats.yaml >"$TMP/apply-nats.log" 2>&1 || fail "deploy/service-nats.yaml over service.yaml: $(cat "$TMP/apply-nats.log")"
+	! grep -q '^Warning' "$TMP/apply-nats.log" || fail "deploy/service-nats.yaml: $(grep '^Warning' "$TMP/apply-nats.log")"
+	[[ $(grep -c ' created$' "$TMP/apply-nats.log") == 0 ]] || fail "deploy/service-nats.yaml created objects service.yaml did not have: $(grep ' created$' "$TMP/apply-nats.log")"
+	kc rollout status deployment/action-provider -n "$NS" --timeout=60s >/dev/null || fail "deploy/service-nats.yaml: rollout"
+	[[ $(kc get deployment action-provider -n "$NS" -o jsonpath="$jp") == "action-provider|nats|90" ]] ||
+		fail "deploy/service-nats.yaml over service.yaml: the Deployment is $(kc get deployment action-provider -n "$NS" -o jsonpath="$jp")"
+	ok "kubectl apply -f deploy/service-nats.yaml over service.yaml: the same $(wc -l <"$TMP/apply-nats.log") objects, the distributor container gone, TRANSPORT=nats, grace period 90; rolled out"
+	expect_rules clusterrole keptn-action-provider
+	expect_lease_rules "$PLAIN_LEASES" "$NS" action-provider
+	pod_env_checks deployment/action-provider
+	kc delete -f deploy/service-nats.yaml --wait --timeout=60s >/dev/null
 	[[ $(kc get namespace "$NS" -o jsonpath='{.status.phase}') == Active ]] ||
-		fail "kubectl delete -f deploy/service.yaml took namespace $NS with it"
-	ok "kubectl delete -f deploy/service.yaml removed it and left namespace $NS alone"
+		fail "kubectl delete -f deploy/service-nats.yaml took namespace $NS with it"
+	[[ -z $(kc get serviceaccounts,roles,rolebindings,services,deployments -n "$NS" -l app.kubernetes.io/name=action-provider -o name) &&
+		-z $(kc get clusterroles,clusterrolebindings -l app.kubernetes.io/name=action-provider -o name) ]] ||
+		fail "kubectl delete -f deploy/service-nats.yaml left objects behind"
+	ok "kubectl delete -f deploy/service-nats.yaml removed it all (service.yaml's objects too) and left namespace $NS alone"
 
 	step "a wrong value fails helm install"
 	must_fail "helm install --set rbac.scope=everything" "at '/rbac/scope': value must be one of 'cluster', 'namespaced'" \
@@ -880,6 +1027,8 @@ HPA
 	[[ -z $errors ]] || fail "the provider could not write its Leases or audit Events: $(head -n 3 <<<"$errors")"
 	ok "provider stopped; no unexpected error in its log, and every Lease and audit Event was written"
 
+	live_nats_checks
+
 	step "helm uninstall"
 	"$HELM" uninstall "$RELEASE" -n "$NS" --wait --timeout 60s >"$TMP/logs/uninstall.log" 2>&1 ||
 		fail "helm uninstall: $(cat "$TMP/logs/uninstall.log")"
@@ -891,6 +1040,87 @@ HPA
 	step "stop the control plane"
 	"$CONTROLPLANE" stop "$TMP/cp" >/dev/null 2>&1
 	step ""
+}
+
+# live_nats_checks: helm upgrade to transport=nats, then the provider binary
+# with that Deployment's environment against a real nats-server.
+live_nats_checks() {
+	step "helm upgrade --set transport=nats,heartbeatPeriod=2s (no sidecar)"
+	"$HELM" upgrade "$RELEASE" chart/ -n "$NS" --reuse-values --set transport=nats --set heartbeatPeriod=2s \
+		--wait --timeout 120s >"$TMP/logs/upgrade-nats.log" 2>&1 || fail "helm upgrade to transport=nats: $(cat "$TMP/logs/upgrade-nats.log")"
+	grep -q 'REVISION: 3' "$TMP/logs/upgrade-nats.log" || fail "helm upgrade to transport=nats: not revision 3"
+	grep -qF 'straight from NATS, with no sidecar' "$TMP/logs/upgrade-nats.log" || fail "helm upgrade to transport=nats: NOTES.txt does not say so"
+	kc rollout status deployment/"$RELEASE" -n "$NS" --timeout=60s >/dev/null || fail "helm upgrade to transport=nats: rollout"
+	local jp='{.spec.template.spec.containers[*].name}|{.spec.template.spec.terminationGracePeriodSeconds}|{.spec.template.spec.containers[0].lifecycle}'
+	local got
+	got=$(kc get deployment "$RELEASE" -n "$NS" -o jsonpath="$jp")
+	[[ $got == "action-provider|90|" ]] || fail "after the upgrade to transport=nats the Deployment is '$got', want one container, grace period 90, no preStop"
+	[[ $(kc get pods -n "$NS" -l "app.kubernetes.io/instance=$RELEASE" -o jsonpath='{range .items[*]}{.spec.containers[*].name}{"\n"}{end}' | sort -u) == action-provider ]] ||
+		fail "after the upgrade to transport=nats a pod still has another container"
+	pod_env_checks "deployment/$RELEASE" '*'
+	ok "revision 3 rolled out: one container (action-provider), grace period 90, no preStop; NOTES.txt describes the nats transport"
+	# The provider container's environment, as the pod gets it.
+	local -a chart_env
+	mapfile -t chart_env < <(kc get deployment "$RELEASE" -n "$NS" \
+		-o jsonpath='{range .spec.template.spec.containers[?(@.name=="action-provider")].env[*]}{.name}={.value}{"\n"}{end}' |
+		grep -vE '^(POD_NAMESPACE|POD_NAME)=')
+	local want
+	for want in TRANSPORT=nats NATS_URL=nats://keptn-nats NATS_QUEUE_GROUP=action-provider HEARTBEAT_PERIOD=2s; do
+		printf '%s\n' "${chart_env[@]}" | grep -qxF "$want" || fail "the Deployment's environment has no $want: ${chart_env[*]}"
+	done
+	! printf '%s\n' "${chart_env[@]}" | grep -qE '^(RCV_HOST|EVENTBROKER)=' || fail "the Deployment's environment still has the receiver or EVENTBROKER"
+	ok "the Deployment's environment: TRANSPORT=nats, NATS_URL=nats://keptn-nats, NATS_QUEUE_GROUP=action-provider, HEARTBEAT_PERIOD=2s; no RCV_*, no EVENTBROKER"
+
+	step "the provider in nats mode (the Deployment's environment) against nats-server"
+	local ports nats_port ops_port url
+	ports=$("$TMP/bin/keptnsim" freeport 2)
+	nats_port=$(sed -n 1p <<<"$ports")
+	ops_port=$(sed -n 2p <<<"$ports")
+	url="nats://127.0.0.1:$nats_port"
+	# As the pod, except: NATS where it runs here, the ops port, the pod's
+	# downward-API variables, text logs, and ACTION_COOLDOWN=0s (carts in
+	# other-ns was just scaled).
+	env -i PATH="$PATH" HOME="$TMP" KUBECONFIG="$TMP/sa.kubeconfig" "${chart_env[@]}" \
+		NATS_URL="$url" OPS_PORT="$ops_port" POD_NAMESPACE="$NS" POD_NAME=action-provider-nats-sh \
+		LOG_FORMAT=text LOG_LEVEL=debug ACTION_COOLDOWN=0s \
+		"$TMP/bin/action-provider" >"$TMP/logs/provider-nats.log" 2>&1 &
+	echo $! >"$TMP/pids/provider"
+	wait_for "provider /healthz" 20 "$TMP/bin/keptnsim" get "http://127.0.0.1:$ops_port/healthz"
+	sleep 1
+	! "$TMP/bin/keptnsim" get "http://127.0.0.1:$ops_port/readyz" >/dev/null 2>&1 || fail "the provider is ready without NATS"
+	ok "with no NATS server yet: /healthz ok, /readyz 503 (the connection retries)"
+	"$NATS_SERVER" -a 127.0.0.1 -p "$nats_port" >"$TMP/logs/nats-server.log" 2>&1 &
+	echo $! >"$TMP/pids/nats"
+	wait_for "provider /readyz once NATS is up" 30 "$TMP/bin/keptnsim" get "http://127.0.0.1:$ops_port/readyz"
+	grep -q 'connected to NATS' "$TMP/logs/provider-nats.log" || fail "the provider did not log its connection to NATS"
+	ok "nats-server $url started: the provider connected and turned ready"
+	"$TMP/bin/keptnsim" natssink -url "$url" -out "$TMP/nats-events.jsonl" -ready-file "$TMP/natssink.ready" \
+		>"$TMP/logs/natssink.log" 2>&1 &
+	echo $! >"$TMP/pids/natssink"
+	wait_for "NATS sink subscribed" 10 test -e "$TMP/natssink.ready"
+	local f="$TMP/event-nats.json" id from
+	from=$(replicas_of other-ns carts)
+	id=$("$TMP/bin/keptnsim" event -project other -stage ns -service carts -action scale -value '{"replicas":"+1"}' -out "$f") ||
+		fail "keptnsim event"
+	"$TMP/bin/keptnsim" natspub "$url" "$f" 2 || fail "publish to NATS"
+	POSTED=$((POSTED + 1))
+	EVENTS_FILE="$TMP/nats-events.jsonl" expect_finished "$id" succeeded pass "scaled deployment other-ns/carts from $from to $((from + 1)) replicas" 60s
+	[[ $(replicas_of other-ns carts) == $((from + 1)) ]] || fail "nats mode: other-ns/carts is not at $((from + 1)) replicas"
+	grep -q 'duplicate delivery' "$TMP/logs/provider-nats.log" || fail "nats mode: the second copy of the event was not recognised as a duplicate"
+	ok "an action.triggered published twice on NATS ran once (one started, one finished on NATS): other-ns/carts $from -> $((from + 1))"
+	got=$(kc get leases -n "$NS" -l keptn-action-provider.io/record=replica \
+		-o jsonpath='{range .items[*]}{.spec.holderIdentity}/{.spec.leaseDurationSeconds}{"\n"}{end}')
+	grep -qx 'action-provider-nats-sh/6' <<<"$got" || fail "no heartbeat Lease of action-provider-nats-sh lasting 3 x 2s: ${got//$'\n'/ }"
+	ok "heartbeat Lease of replica action-provider-nats-sh in $NS: 6 s = 3 x heartbeatPeriod (2s)"
+	expect_leases
+	stop_pid "$TMP/pids/provider"
+	grep -q 'msg=stopped' "$TMP/logs/provider-nats.log" || fail "nats mode: the provider did not stop cleanly on SIGTERM"
+	local errors
+	errors=$(grep 'level=error' "$TMP/logs/provider-nats.log" || true)
+	[[ -z $errors ]] || fail "the provider in nats mode logged errors: $(head -n 3 <<<"$errors")"
+	stop_pid "$TMP/pids/natssink"
+	stop_pid "$TMP/pids/nats"
+	ok "provider stopped on SIGTERM; no error in its log"
 }
 
 # ------------------------------------------------------------------ main ---
@@ -938,7 +1168,9 @@ CGO_ENABLED=0 go build -trimpath -tags nosandbox -o "$TMP/bin/action-provider" .
 	fail "go build ./cmd/action-provider"
 go build -o "$TMP/bin/keptnsim" ./test/deploy/keptnsim || fail "go build ./test/deploy/keptnsim"
 ok "built action-provider (-tags nosandbox, as in the image) and keptnsim"
-export HELM
+NATS_SERVER=$("$NATS_SERVER_SH") || fail "test/nats/nats-server.sh could not install nats-server"
+ok "$("$NATS_SERVER" --version) ($NATS_SERVER)"
+export HELM NATS_SERVER
 
 static_checks
 

@@ -61,9 +61,24 @@ app.kubernetes.io/component: action-provider
 {{- end }}
 {{- end }}
 
-{{/* The distributor needs up to 10s to stop after its preStop, so the pod's
-grace period must cover drain + 10; the default adds 15. */}}
+{{/* Sidecar: the distributor needs up to 10s to stop after its preStop, so
+the pod's grace period must cover drain + 10; the default adds 15.
+NATS: the provider alone, which on SIGTERM drains its subscription (at most
+5s), lets actions run for SHUTDOWN_GRACE, gives their finished events
+SHUTDOWN_FLUSH, then flushes NATS' publish buffer for up to SHUTDOWN_FLUSH
+again: at least grace + 2 x flush + 5; the default adds 5 more. */}}
 {{- define "ap.terminationGracePeriodSeconds" -}}
+{{- if eq .Values.transport "nats" }}
+{{- $need := add .Values.shutdownGraceSeconds (mul 2 .Values.shutdownFlushSeconds) 5 | int }}
+{{- if .Values.terminationGracePeriodSeconds }}
+{{- if lt (int .Values.terminationGracePeriodSeconds) $need }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be at least %d with transport=nats: shutdownGraceSeconds + 2 x shutdownFlushSeconds + 5 (the subscription's drain, the grace, the last finished events, NATS' publish buffer)" (int .Values.terminationGracePeriodSeconds) $need) }}
+{{- end }}
+{{- .Values.terminationGracePeriodSeconds }}
+{{- else }}
+{{- add $need 5 }}
+{{- end }}
+{{- else }}
 {{- $drain := include "ap.drainSeconds" . | int }}
 {{- if .Values.terminationGracePeriodSeconds }}
 {{- if lt (int .Values.terminationGracePeriodSeconds) (add $drain 10 | int) }}
@@ -74,13 +89,14 @@ grace period must cover drain + 10; the default adds 15. */}}
 {{- add $drain 15 }}
 {{- end }}
 {{- end }}
+{{- end }}
 
 {{/* Checks across values that the schema cannot express clearly. */}}
 {{- define "ap.validate" -}}
 {{- if lt (int .Values.scale.maxReplicas) (int .Values.scale.minReplicas) }}
 {{- fail (printf "scale.maxReplicas (%d) must not be below scale.minReplicas (%d)" (int .Values.scale.maxReplicas) (int .Values.scale.minReplicas)) }}
 {{- end }}
-{{- if lt (add .Values.shutdownGraceSeconds .Values.shutdownFlushSeconds | int) (include "ap.drainSeconds" . | int) | not }}
+{{- if and (ne .Values.transport "nats") (lt (add .Values.shutdownGraceSeconds .Values.shutdownFlushSeconds | int) (include "ap.drainSeconds" . | int) | not) }}
 {{- fail (printf "distributor.drainSeconds (%s) must exceed shutdownGraceSeconds + shutdownFlushSeconds (%d): the distributor must outlive the provider's drain" (include "ap.drainSeconds" .) (add .Values.shutdownGraceSeconds .Values.shutdownFlushSeconds | int)) }}
 {{- end }}
 {{- if ge (include "ap.seconds" .Values.verifyTimeout | float64) (include "ap.seconds" .Values.actionTimeout | float64) }}
@@ -88,6 +104,28 @@ grace period must cover drain + 10; the default adds 15. */}}
 {{- end }}
 {{- if and .Values.rbac.create (eq .Values.rbac.scope "namespaced") (empty .Values.rbac.namespaces) }}
 {{- fail "rbac.scope=namespaced needs rbac.namespaces: the <project>-<stage> namespaces the provider may act on, e.g. --set 'rbac.namespaces={sockshop-production}'" }}
+{{- end }}
+{{- if eq .Values.transport "nats" }}
+{{- if .Values.distributor.keptnApiEndpoint }}
+{{- fail (printf "transport=nats does not work with distributor.keptnApiEndpoint (%s): a remote execution plane has no NATS to subscribe to, only the Keptn API, which the distributor sidecar polls. Use transport=sidecar there, or unset distributor.keptnApiEndpoint and set nats.url" .Values.distributor.keptnApiEndpoint) }}
+{{- end }}
+{{- $filters := list }}
+{{- range $f := list "projectFilter" "stageFilter" "serviceFilter" }}
+{{- if get $.Values.distributor $f }}
+{{- $filters = append $filters (printf "distributor.%s" $f) }}
+{{- end }}
+{{- end }}
+{{- with $filters }}
+{{- fail (printf "%s set with transport=nats: the distributor's filters do nothing there, the provider takes every action.triggered. Unset them, and narrow what it may change with allowedNamespaces (and rbac.scope=namespaced)" (join ", " .)) }}
+{{- end }}
+{{- if and .Values.nats.tlsClientCert (not .Values.nats.tlsSecret) }}
+{{- fail "nats.tlsClientCert=true needs nats.tlsSecret: the Secret holding ca.crt, tls.crt and tls.key" }}
+{{- end }}
+{{- end }}
+{{- with .Values.heartbeatPeriod }}
+{{- if le (include "ap.seconds" . | float64) 0.0 }}
+{{- fail (printf "heartbeatPeriod (%s) must be a positive duration such as 10s" .) }}
+{{- end }}
 {{- end }}
 {{- if .Values.distributor.keptnApiEndpoint }}
 {{- if not .Values.distributor.keptnApiTokenSecret }}

@@ -19,6 +19,14 @@
 //	    prints the HTTP status code and the answer.
 //	keptnsim get URL
 //	    GETs URL, prints the answer; exits 1 unless the status is 2xx.
+//	keptnsim natssink -url URL -out EVENTS -ready-file F
+//	    Keptn's side of NATS for TRANSPORT=nats: subscribes to
+//	    sh.keptn.event.action.> (as shipyard-controller does, no queue group),
+//	    appends each started or finished event to EVENTS as the sink does, and
+//	    creates F once subscribed.
+//	keptnsim natspub URL FILE [COUNT]
+//	    publishes FILE (an action.triggered event) COUNT times (default 1) on
+//	    sh.keptn.event.action.triggered, as shipyard-controller does.
 //	keptnsim expect -events EVENTS -id ID -status S -result R [-message TEXT] [-timeout D]
 //	    waits until EVENTS holds the finished event for triggered event ID and
 //	    checks it: exactly one started before it, the status, the result, and
@@ -51,12 +59,13 @@ import (
 
 	"github.com/keptn/go-utils/pkg/lib/v0_1_4"
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
+	"github.com/nats-io/nats.go"
 	"sigs.k8s.io/yaml"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: keptnsim sink|freeport|events|event|post|get|expect ...")
+		fmt.Fprintln(os.Stderr, "usage: keptnsim sink|freeport|events|event|post|get|expect|natssink|natspub ...")
 		os.Exit(2)
 	}
 	var err error
@@ -76,6 +85,10 @@ func main() {
 		err = get(args)
 	case "expect":
 		err = expect(args)
+	case "natssink":
+		err = natsSink(args)
+	case "natspub":
+		err = natsPub(args)
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -606,4 +619,93 @@ func scan(file, id string) (started, finished []received, err error) {
 		}
 	}
 	return started, finished, sc.Err()
+}
+
+// ---- NATS ----
+
+const triggeredSubject = "sh.keptn.event.action.triggered"
+
+func natsSink(args []string) error {
+	fs := flag.NewFlagSet("natssink", flag.ContinueOnError)
+	url := fs.String("url", "", "NATS server URL")
+	out := fs.String("out", "", "append received events here, one JSON object a line")
+	readyFile := fs.String("ready-file", "", "created once subscribed")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *url == "" || *out == "" {
+		return errors.New("-url and -out are required")
+	}
+	f, err := os.OpenFile(*out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	nc, err := nats.Connect(*url, nats.Name("keptnsim natssink"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	// Everything of the action task but the triggered events, which are
+	// Keptn's own; each message is one structured-mode CloudEvent.
+	_, err = nc.Subscribe("sh.keptn.event.action.>", func(m *nats.Msg) {
+		if m.Subject == triggeredSubject {
+			return
+		}
+		var ev struct {
+			Type string `json:"type"`
+		}
+		var line bytes.Buffer
+		if json.Unmarshal(m.Data, &ev) != nil || ev.Type != m.Subject || json.Compact(&line, m.Data) != nil {
+			fmt.Fprintf(os.Stderr, "keptnsim natssink: not a structured CloudEvent of type %s: %.200s\n", m.Subject, m.Data)
+			return
+		}
+		line.WriteByte('\n')
+		if _, err := f.Write(line.Bytes()); err != nil {
+			fmt.Fprintf(os.Stderr, "keptnsim natssink: %v\n", err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if err := nc.Flush(); err != nil {
+		return err
+	}
+	if *readyFile != "" {
+		if err := os.WriteFile(*readyFile, []byte("ok\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	return nil
+}
+
+func natsPub(args []string) error {
+	if len(args) < 2 || len(args) > 3 {
+		return errors.New("usage: keptnsim natspub URL FILE [COUNT]")
+	}
+	count := 1
+	if len(args) == 3 {
+		var err error
+		if count, err = strconv.Atoi(args[2]); err != nil || count < 1 {
+			return fmt.Errorf("bad count %q", args[2])
+		}
+	}
+	body, err := os.ReadFile(args[1])
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(args[0], nats.Name("keptnsim natspub"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	for range count {
+		if err := nc.Publish(triggeredSubject, body); err != nil {
+			return err
+		}
+	}
+	return nc.FlushTimeout(5 * time.Second)
 }
