@@ -155,6 +155,11 @@ func (l *Ledger) Orphans(ctx context.Context, running func(triggeredID string) b
 	for i := range list.Items {
 		lease := &list.Items[i]
 		id, holder := lease.Annotations[triggeredIDKey], deref(lease.Spec.HolderIdentity)
+		// Too young to judge: a replica that has just started may take an
+		// event before its first heartbeat is on record.
+		if lease.Spec.AcquireTime != nil && now.Sub(lease.Spec.AcquireTime.Time) < l.heartbeatTTL() {
+			continue
+		}
 		if holder == l.cfg.Identity {
 			if running(id) {
 				continue

@@ -92,6 +92,11 @@ func TestOwnUnfinishedActionsAfterARestartAreOrphans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Not within the first three heartbeat periods: too young to judge.
+	if got, err := l.Orphans(ctx, func(id string) bool { return id == "running" }); err != nil || len(got) != 0 {
+		t.Fatalf("orphans of fresh records = %+v, %v; want none yet", got, err)
+	}
+	clk.advance(3*time.Second + time.Millisecond)
 	got, err := l.Orphans(ctx, func(id string) bool { return id == "running" })
 	if err != nil || len(got) != 1 || got[0].ID != "lost" {
 		t.Fatalf("orphans = %+v, %v; want only the one not running here", got, err)

@@ -312,15 +312,24 @@ func inFlight(t keptnevent.Triggered) []byte {
 	return b
 }
 
-// Recover says this replica is alive and reports the actions that were
-// started and never finished: each gets its finished event, errored, since
-// nobody knows how far it got. The provider calls it periodically.
-func (l *Lifecycle) Recover(ctx context.Context) {
+// Beat says this replica is alive. The provider calls it periodically, on
+// its own, so that a slow look for orphans never delays it: a late
+// heartbeat makes another replica take this one's actions for orphans.
+func (l *Lifecycle) Beat(ctx context.Context) {
 	if l.claims == nil {
 		return
 	}
 	if err := l.claims.Heartbeat(ctx); err != nil {
 		l.log.WithError(err).Warn("heartbeat not recorded; other replicas may take this one's actions for orphans")
+	}
+}
+
+// Recover reports the actions that were started and never finished: each
+// gets its finished event, errored, since nobody knows how far it got. The
+// provider calls it periodically.
+func (l *Lifecycle) Recover(ctx context.Context) {
+	if l.claims == nil {
+		return
 	}
 	orphans, err := l.claims.Orphans(ctx, func(id string) bool { _, ok := l.running.Load(id); return ok })
 	if err != nil {

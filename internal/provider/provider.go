@@ -242,7 +242,8 @@ func (p *Provider) Serve(ctx context.Context) error {
 
 // recover beats this replica's heartbeat and reports orphaned actions, at
 // once (a restarted replica finds its own) and then every HEARTBEAT_PERIOD,
-// until ctx ends.
+// until ctx ends. The two run apart, so that a slow look for orphans never
+// delays the heartbeat.
 func (p *Provider) recover(ctx context.Context) {
 	if !p.recovers {
 		return
@@ -251,16 +252,24 @@ func (p *Provider) recover(ctx context.Context) {
 	if period <= 0 {
 		period = ledger.DefaultHeartbeat
 	}
-	tick := time.NewTicker(period)
-	defer tick.Stop()
-	for {
-		p.lifecycle.Recover(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	var wg sync.WaitGroup
+	for _, job := range []func(context.Context){p.lifecycle.Beat, p.lifecycle.Recover} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(period)
+			defer tick.Stop()
+			for {
+				job(ctx)
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
 	}
+	wg.Wait()
 }
 
 // drain waits for the lifecycle in the two stages Serve describes.

@@ -542,7 +542,7 @@ func TestKilledReplicaActionIsReportedInterrupted(t *testing.T) {
 	sink := &eventsink.Sink{}
 	broker := httptest.NewServer(sink)
 	t.Cleanup(broker.Close)
-	env := map[string]string{"EVENTBROKER": broker.URL + "/event", "HEARTBEAT_PERIOD": "1s", "VERIFY_TIMEOUT": "2m", "ACTION_TIMEOUT": "3m"}
+	env := map[string]string{"EVENTBROKER": broker.URL + "/event", "HEARTBEAT_PERIOD": "2s", "VERIFY_TIMEOUT": "2m", "ACTION_TIMEOUT": "3m"}
 	doomed := startProvider(ctx, t, with(env, "POD_NAME", "doomed-"+randomSuffix()))
 	survivor := startProvider(ctx, t, with(env, "POD_NAME", "survivor-"+randomSuffix()))
 

@@ -55,7 +55,7 @@ const (
 	pollEvery = 20 * time.Millisecond
 	// heartbeatPeriod is the providers' HEARTBEAT_PERIOD: a replica that
 	// stops beating is taken for dead 3 periods later.
-	heartbeatPeriod = time.Second
+	heartbeatPeriod = 2 * time.Second
 )
 
 // Log lines of the provider the tests look for.
