@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/keptn-action-provider/action-provider/internal/envfile"
 )
 
 // envVar names the env file of a running control plane.
@@ -104,7 +105,7 @@ func testContext(t *testing.T) context.Context {
 // loopback (these tests create and delete namespaces) and waits, bounded,
 // until its API server answers /readyz.
 func connect(envPath string) (*controlPlane, error) {
-	env, err := readEnvFile(envPath)
+	env, err := envfile.Read(envPath)
 	if err != nil {
 		return nil, err
 	}
@@ -143,41 +144,6 @@ func connect(envPath string) (*controlPlane, error) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-// readEnvFile parses the KEY=value lines controlplane.sh writes. Values are
-// unquoted, or quoted by bash's printf %q when they hold unsafe characters;
-// this reads the backslash-escaped form of the latter.
-func readEnvFile(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read the control plane's env file: %w", err)
-	}
-	defer f.Close()
-	env := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("%s: not KEY=value: %q", path, line)
-		}
-		if strings.HasPrefix(v, "$'") {
-			return nil, fmt.Errorf("%s: %s has a value this test cannot read: %s", path, k, v)
-		}
-		var b strings.Builder
-		for i := 0; i < len(v); i++ {
-			if v[i] == '\\' && i+1 < len(v) {
-				i++
-			}
-			b.WriteByte(v[i])
-		}
-		env[k] = b.String()
-	}
-	return env, sc.Err()
 }
 
 func requireLoopback(host string) error {

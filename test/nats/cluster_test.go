@@ -7,7 +7,6 @@ package nats
 // both nats-server and the control plane that test/controlplane starts.
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -36,6 +35,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keptn-action-provider/action-provider/examples/events"
+	"github.com/keptn-action-provider/action-provider/internal/envfile"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
 )
 
@@ -105,7 +105,7 @@ func requireCluster(t *testing.T) *controlPlane {
 // loopback (the tests create and delete namespaces) and waits, bounded,
 // until it answers /readyz.
 func connectCluster(envPath string) (*controlPlane, error) {
-	env, err := readEnvFile(envPath)
+	env, err := envfile.Read(envPath)
 	if err != nil {
 		return nil, err
 	}
@@ -141,40 +141,6 @@ func connectCluster(envPath string) (*controlPlane, error) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-// readEnvFile parses the KEY=value lines controlplane.sh writes; a value
-// quoted by bash's printf %q has backslash escapes.
-func readEnvFile(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read the control plane's env file: %w", err)
-	}
-	defer f.Close()
-	env := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("%s: not KEY=value: %q", path, line)
-		}
-		if strings.HasPrefix(v, "$'") {
-			return nil, fmt.Errorf("%s: %s has a value this test cannot read: %s", path, k, v)
-		}
-		var b strings.Builder
-		for i := 0; i < len(v); i++ {
-			if v[i] == '\\' && i+1 < len(v) {
-				i++
-			}
-			b.WriteByte(v[i])
-		}
-		env[k] = b.String()
-	}
-	return env, sc.Err()
 }
 
 // clusterContext bounds a whole test against the control plane.

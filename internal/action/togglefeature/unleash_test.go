@@ -10,7 +10,6 @@ package togglefeature_test
 // so runs against the same server do not interfere.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -35,6 +34,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/action/togglefeature"
 	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/envfile"
 	"github.com/keptn-action-provider/action-provider/internal/eventsink"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
 	"github.com/keptn-action-provider/action-provider/internal/provider"
@@ -74,7 +74,7 @@ func requireUnleash(t *testing.T) *realUnleash {
 }
 
 func connectUnleash(envPath string) (*realUnleash, error) {
-	env, err := readEnvFile(envPath)
+	env, err := envfile.Read(envPath)
 	if err != nil {
 		return nil, err
 	}
@@ -109,41 +109,6 @@ func connectUnleash(envPath string) (*realUnleash, error) {
 		return nil, fmt.Errorf("Unleash at %s does not accept UNLEASH_ADMIN_TOKEN: %d %s %v", r.url, status, body, err)
 	}
 	return r, nil
-}
-
-// readEnvFile parses the KEY=value lines unleash.sh writes. Values are
-// unquoted, or quoted by bash's printf %q (backslash escapes) when they hold
-// characters such as the "*" of a token.
-func readEnvFile(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read Unleash's env file: %w", err)
-	}
-	defer f.Close()
-	env := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("%s: not KEY=value: %q", path, line)
-		}
-		if strings.HasPrefix(v, "$'") || strings.HasPrefix(v, "'") {
-			return nil, fmt.Errorf("%s: %s has a value this test cannot read", path, k)
-		}
-		var b strings.Builder
-		for i := 0; i < len(v); i++ {
-			if v[i] == '\\' && i+1 < len(v) {
-				i++
-			}
-			b.WriteByte(v[i])
-		}
-		env[k] = b.String()
-	}
-	return env, sc.Err()
 }
 
 func (r *realUnleash) do(method, path string, body any) (int, []byte, error) {
