@@ -21,8 +21,15 @@
 //     private one (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16,
 //     100.64.0.0/10, fc00::/7, fec0::/10): rule "private".
 //
-// Unspecified (0.0.0.0/8, ::) and multicast addresses are refused always.
-// When the entry lists allowHosts, a host not on the list is refused too.
+// Unspecified (0.0.0.0/8, ::), broadcast (255.255.255.255) and multicast
+// addresses are refused always, and so are Teredo addresses (2001::/32),
+// which a relay forwards to an IPv4 address hidden from these rules. An
+// IPv6 address that embeds an IPv4 one is judged by the IPv4 address:
+// IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d) addresses,
+// 6to4 (2002::/16) and the well-known NAT64 prefix (64:ff9b::/96); the
+// local-use NAT64 prefix (64:ff9b:1::/48), whose translation only the
+// local network knows, falls under rule "private". When the entry lists
+// allowHosts, a host not on the list is refused too.
 //
 // Names are checked on the URL before anything is sent; addresses are
 // checked by the dialer, which resolves the name itself and connects only to
@@ -67,9 +74,11 @@ const (
 	KubernetesAPI Rule = "kubernetes-api"
 	ClusterLocal  Rule = "cluster-local"
 
-	// Unspecified and Multicast are never allowed.
+	// Unspecified, Multicast, Broadcast and Tunnel are never allowed.
 	Unspecified Rule = "unspecified"
 	Multicast   Rule = "multicast"
+	Broadcast   Rule = "broadcast"
+	Tunnel      Rule = "tunnel"
 	// AllowHosts refuses a host not on settings.allowHosts.
 	AllowHosts Rule = "allowHosts"
 )
@@ -394,11 +403,14 @@ func (p *Policy) checkAddr(host string, a netip.Addr, resolved bool, of int) *De
 	if rule == "" || p.allow[rule] {
 		return nil
 	}
+	if e := embedded(a); e != a.WithZone("").Unmap() {
+		what = fmt.Sprintf("an address embedding %s, %s", e, what)
+	}
 	return &Denied{Rule: rule, Host: host, Addr: a.WithZone("").Unmap(), Resolved: resolved, Of: of, What: what}
 }
 
 // ranges are the address rules, checked in order after the Kubernetes API
-// address.
+// address, on the IPv4 address an IPv6 one embeds, if any (see embedded).
 var ranges = []struct {
 	prefix netip.Prefix
 	rule   Rule
@@ -418,21 +430,53 @@ var ranges = []struct {
 	{netip.MustParsePrefix("100.64.0.0/10"), Private, "a private address (100.64.0.0/10, shared address space)"},
 	{netip.MustParsePrefix("fc00::/7"), Private, "a private address (fc00::/7, unique local)"},
 	{netip.MustParsePrefix("fec0::/10"), Private, "a private address (fec0::/10, site-local)"},
+	// The local-use NAT64 prefix embeds an IPv4 address where the local
+	// translator says, which this package cannot know: like a private
+	// network, it leads wherever that network does.
+	{netip.MustParsePrefix("64:ff9b:1::/48"), Private, "a local-use NAT64 address (64:ff9b:1::/48), translated to an IPv4 address of the local network"},
+	{netip.MustParsePrefix("255.255.255.255/32"), Broadcast, "the limited broadcast address"},
 	{netip.MustParsePrefix("224.0.0.0/4"), Multicast, "a multicast address"},
 	{netip.MustParsePrefix("ff00::/8"), Multicast, "a multicast address"},
+	// A Teredo relay forwards to an IPv4 address and port hidden in the
+	// address, past every rule here.
+	{netip.MustParsePrefix("2001::/32"), Tunnel, "a Teredo tunnel address (2001::/32), which a relay forwards to an IPv4 address the rules do not see"},
 }
 
-// nat64 is the well-known NAT64 prefix: a gateway turns 64:ff9b::a.b.c.d
-// into a connection to a.b.c.d, so the embedded address is what counts.
-var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+// The IPv6 prefixes that embed an IPv4 address: a connection to one of
+// them ends at that IPv4 address (through a NAT64 gateway or a 6to4
+// relay), or is one (mapped and compatible addresses), so the IPv4 address
+// is what the rules judge. ::ffff:0:0/96 is netip's Unmap.
+var (
+	// nat64 is the well-known NAT64 prefix, 64:ff9b::a.b.c.d.
+	nat64 = netip.MustParsePrefix("64:ff9b::/96")
+	// compatible is the deprecated IPv4-compatible form, ::a.b.c.d; :: and
+	// ::1, which it also holds, are IPv6's own.
+	compatible = netip.MustParsePrefix("::/96")
+	// sixToFour is 6to4, 2002:aabb:ccdd::/48 for a.b.c.d = aa.bb.cc.dd.
+	sixToFour = netip.MustParsePrefix("2002::/16")
+)
+
+// embedded returns the IPv4 address a carries, or a itself.
+func embedded(a netip.Addr) netip.Addr {
+	a = a.WithZone("").Unmap()
+	if !a.Is6() {
+		return a
+	}
+	b := a.As16()
+	switch {
+	case nat64.Contains(a):
+		return netip.AddrFrom4([4]byte(b[12:]))
+	case compatible.Contains(a) && a != netip.IPv6Unspecified() && a != netip.IPv6Loopback():
+		return netip.AddrFrom4([4]byte(b[12:]))
+	case sixToFour.Contains(a):
+		return netip.AddrFrom4([4]byte(b[2:6]))
+	}
+	return a
+}
 
 // classify says which address rule a falls under, if any.
 func (p *Policy) classify(a netip.Addr) (Rule, string) {
-	a = a.WithZone("").Unmap()
-	if nat64.Contains(a) {
-		b := a.As16()
-		a = netip.AddrFrom4([4]byte(b[12:]))
-	}
+	a = embedded(a)
 	if p.kubeAddr.IsValid() && a == p.kubeAddr {
 		return KubernetesAPI, "the Kubernetes API server's service address (KUBERNETES_SERVICE_HOST)"
 	}
