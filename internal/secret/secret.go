@@ -8,9 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
-	"sync"
 )
 
 // Mask is what a secret value is replaced with.
@@ -72,46 +70,6 @@ func (s Source) Resolve(r Ref) (string, error) {
 		return "", fmt.Errorf("secret %s is empty", r)
 	}
 	return v, nil
-}
-
-// Masker replaces every secret value it knows with Mask. The zero value
-// knows none and is ready to use; it is safe for concurrent use.
-type Masker struct {
-	mu     sync.RWMutex
-	values []string // longest first, so that no secret is half-masked by a shorter one
-}
-
-// minLength keeps a very short value (a one-character test token) from
-// masking every occurrence of that character in every message.
-const minLength = 4
-
-// Add makes m mask v from now on.
-func (m *Masker) Add(v string) {
-	if len(v) < minLength {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, have := range m.values {
-		if have == v {
-			return
-		}
-	}
-	m.values = append(m.values, v)
-	sort.Slice(m.values, func(i, j int) bool { return len(m.values[i]) > len(m.values[j]) })
-}
-
-// String returns s with every known secret replaced by Mask.
-func (m *Masker) String(s string) string {
-	if m == nil {
-		return s
-	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	for _, v := range m.values {
-		s = strings.ReplaceAll(s, v, Mask)
-	}
-	return s
 }
 
 // Error returns err with its text masked, still wrapping err for errors.Is
