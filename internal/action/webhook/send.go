@@ -21,6 +21,10 @@ import (
 // says "at least".
 const drainLimit = 1 << 20
 
+// maskWindow is how much of an answer's body is read, and masked whole,
+// to take an excerpt from.
+const maskWindow = 64 << 10
+
 // send makes the attempts, spaced by h.backoff, and turns their answers
 // into the action's outcome.
 func (h *Handler) send(ctx context.Context, r *rendered, line string) (action.Outcome, error) {
@@ -292,13 +296,11 @@ func (h *Handler) redirected(line string, hops []hop) string {
 }
 
 // hasSecret reports whether any of ss carries one of the webhook's
-// secrets.
+// secrets, in any form the masker knows.
 func (h *Handler) hasSecret(ss ...string) bool {
 	for _, s := range ss {
-		for _, v := range h.secretForms {
-			if v != "" && strings.Contains(s, v) {
-				return true
-			}
+		if h.own.Contains(s) {
+			return true
 		}
 	}
 	return false
@@ -332,18 +334,22 @@ func (h *Handler) successText() string {
 
 // excerpt reads the start of an answer's body for a message: ": " and at
 // most h.maxExcerpt bytes, secrets masked, whitespace collapsed, and
-// "…[N more bytes]" when there is more. The rest is read and counted up to
-// drainLimit, which lets the connection be reused. It reads some bytes
-// beyond the excerpt before masking, so that a secret the cut would split
-// is masked whole rather than shown in part.
+// "…[N more bytes]" when there is more. It masks all it reads, up to
+// maskWindow, before it collapses whitespace or cuts anything, so that
+// neither splits a secret where the masker would no longer see it; and it
+// drops a secret's start from where it cuts. The rest is read and counted
+// up to drainLimit, which lets the connection be reused.
 func (h *Handler) excerpt(body io.Reader) string {
-	buf, err := io.ReadAll(io.LimitReader(body, int64(h.maxExcerpt+h.longestSecret)))
+	buf, err := io.ReadAll(io.LimitReader(body, maskWindow))
 	var rest int64
 	if err == nil {
 		rest, err = io.Copy(io.Discard, io.LimitReader(body, drainLimit+1))
 	}
 	text := strings.Join(strings.Fields(strings.ToValidUTF8(h.masker.String(string(buf)), "\uFFFD")), " ")
-	shown := prefix(text, h.maxExcerpt)
+	shown := text
+	if len(text) > h.maxExcerpt || rest > 0 {
+		shown = strings.TrimSpace(h.masker.TrimPartial(prefix(text, h.maxExcerpt)))
+	}
 	more := int64(len(text)-len(shown)) + rest
 	var b strings.Builder
 	if shown != "" {

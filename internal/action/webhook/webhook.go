@@ -94,7 +94,11 @@ const (
 	DefaultTimeout    = 10 * time.Second
 	DefaultRetries    = 2
 	MaxRetries        = 10
-	DefaultMaxExcerpt = 512
+	// DefaultMaxExcerpt and MaxExcerpt bound how much of an answer a
+	// message quotes: a server may echo what it was sent, and less echoed
+	// is less to mask.
+	DefaultMaxExcerpt = 256
+	MaxExcerpt        = 512
 	// MaxRedirects is how many redirects one attempt follows.
 	MaxRedirects = 5
 	// DefaultMaxRetryAfter caps the wait a Retry-After header asks for.
@@ -144,7 +148,8 @@ type Config struct {
 // Options are the provider-wide dependencies of every webhook.
 type Options struct {
 	// MaxExcerpt is how many bytes of an answer's body a message quotes;
-	// 0 means DefaultMaxExcerpt.
+	// 0 means DefaultMaxExcerpt, and more than the constant MaxExcerpt
+	// means that.
 	MaxExcerpt int
 	// Resolver looks up host names; nil is net.DefaultResolver.
 	Resolver *net.Resolver
@@ -176,10 +181,9 @@ type Handler struct {
 	body    *field   // nil without a body
 
 	secrets map[string]string
-	// secretForms are the secrets as they may appear in a URL, a JSON body
-	// or an answer, escaped or not; longestSecret is the longest.
-	secretForms   []string
-	longestSecret int
+	// own masks this webhook's secrets only: it tells which headers and
+	// bodies carry one. masker, maybe shared, masks messages.
+	own *secret.Masker
 
 	timeout       time.Duration
 	retries       int
@@ -212,6 +216,7 @@ func New(name string, cfg Config, opts Options) (*Handler, error) {
 	if h.maxExcerpt <= 0 {
 		h.maxExcerpt = DefaultMaxExcerpt
 	}
+	h.maxExcerpt = min(h.maxExcerpt, MaxExcerpt)
 	if h.maxRetryAfter <= 0 {
 		h.maxRetryAfter = DefaultMaxRetryAfter
 	}
@@ -302,10 +307,10 @@ func (h *Handler) configure(cfg Config, opts Options) error {
 }
 
 // resolveSecrets reads every secret, in name order, and teaches the
-// masker each value in the forms a URL, a JSON body or an answer may carry
-// it in.
+// maskers each value; they know the forms a URL, a JSON body or an answer
+// may carry it in.
 func (h *Handler) resolveSecrets(refs map[string]secret.Ref, src secret.Source) error {
-	h.secrets = map[string]string{}
+	h.secrets, h.own = map[string]string{}, &secret.Masker{}
 	for _, name := range sortedKeys(refs) {
 		if strings.TrimSpace(name) == "" {
 			return errors.New("secrets: a secret needs a name, which templates use as {{secret \"name\"}}")
@@ -315,12 +320,8 @@ func (h *Handler) resolveSecrets(refs map[string]secret.Ref, src secret.Source) 
 			return fmt.Errorf("secrets.%s: %w", name, err)
 		}
 		h.secrets[name] = v
-		quoted, _ := json.Marshal(v)
-		for _, form := range []string{v, url.QueryEscape(v), url.PathEscape(v), string(quoted[1 : len(quoted)-1])} {
-			h.masker.Add(form)
-			h.secretForms = append(h.secretForms, form)
-			h.longestSecret = max(h.longestSecret, len(form))
-		}
+		h.masker.Add(v)
+		h.own.Add(v)
 	}
 	return nil
 }
@@ -450,7 +451,7 @@ func (h *Handler) render(d Data) (*rendered, error) {
 // included, without sending anything.
 func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, error) {
 	out, err := h.run(ctx, req)
-	out.Message = clip(h.masker.String(out.Message), maxMessage)
+	out.Message = h.clipMasked(out.Message, maxMessage)
 	return out, h.finish(err)
 }
 
@@ -502,7 +503,7 @@ func (h *Handler) Validate(value json.RawMessage) error {
 func (h *Handler) show(u *url.URL) string {
 	c := *u
 	c.User = nil
-	return clip(h.masker.String(c.String()), maxURL)
+	return h.clipMasked(c.String(), maxURL)
 }
 
 // finish masks and clips an error's text for the person who reads it. A
@@ -513,10 +514,10 @@ func (h *Handler) finish(err error) error {
 	}
 	var r *action.Refusal
 	if errors.As(err, &r) && r == err {
-		r.Reason = clip(h.masker.String(r.Reason), maxMessage)
+		r.Reason = h.clipMasked(r.Reason, maxMessage)
 		return r
 	}
-	text := clip(h.masker.String(err.Error()), maxMessage)
+	text := h.clipMasked(err.Error(), maxMessage)
 	if text == err.Error() {
 		return err
 	}
@@ -532,6 +533,16 @@ type finishedError struct {
 
 func (e *finishedError) Error() string { return e.text }
 func (e *finishedError) Unwrap() error { return e.err }
+
+// clipMasked masks s and cuts it to at most n bytes, as clip does, but
+// without leaving a secret's start at the cut.
+func (h *Handler) clipMasked(s string, n int) string {
+	s = h.masker.String(s)
+	if len(s) <= n {
+		return s
+	}
+	return h.masker.TrimPartial(prefix(s, n-len("…"))) + "…"
+}
 
 // clip cuts s to at most n bytes, on a character boundary, marking the
 // cut with "…".

@@ -592,7 +592,8 @@ func TestExcerpt(t *testing.T) {
 		{name: "empty", body: "", want: ""},
 		{name: "short", body: "queued", want: ": queued"},
 		{name: "whitespace collapsed", body: "{\n  \"ok\": true,\n  \"id\": 7\n}\n", want: `: { "ok": true, "id": 7 }`},
-		{name: "default bound", body: strings.Repeat("x", 2000), want: ": " + strings.Repeat("x", 512) + "…[1488 more bytes]"},
+		{name: "default bound", body: strings.Repeat("x", 2000), want: ": " + strings.Repeat("x", 256) + "…[1744 more bytes]"},
+		{name: "bound at most 512", body: strings.Repeat("x", 2000), maxExcerpt: 4096, want: ": " + strings.Repeat("x", 512) + "…[1488 more bytes]"},
 		{name: "set bound", body: strings.Repeat("y", 100), maxExcerpt: 16, want: ": " + strings.Repeat("y", 16) + "…[84 more bytes]"},
 		{name: "exactly the bound", body: strings.Repeat("z", 16), maxExcerpt: 16, want: ": " + strings.Repeat("z", 16)},
 		{name: "characters not cut", body: strings.Repeat("é", 300), maxExcerpt: 5, want: ": éé…[596 more bytes]"},
@@ -629,8 +630,8 @@ func TestMessageBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out.Message) > 2048 || !strings.HasSuffix(out.Message, "ü…") {
-		t.Errorf("message of %d bytes ends %q; want at most 2048, cut at a character", len(out.Message), out.Message[len(out.Message)-10:])
+	if len(out.Message) > 1024 || !strings.Contains(out.Message, "ü…[") {
+		t.Errorf("message of %d bytes: %q; want at most 1024, the excerpt cut at a character", len(out.Message), out.Message)
 	}
 	if !strings.Contains(out.Message, "/"+strings.Repeat("p", 200)) || strings.Contains(out.Message, strings.Repeat("p", 400)) {
 		t.Error("a long URL should be quoted, but only in part")
