@@ -90,10 +90,10 @@ const Kind = "webhook"
 
 // Defaults and bounds of the settings.
 const (
-	DefaultMethod     = http.MethodPost
-	DefaultTimeout    = 10 * time.Second
-	DefaultRetries    = 2
-	MaxRetries        = 10
+	DefaultMethod  = http.MethodPost
+	DefaultTimeout = 10 * time.Second
+	DefaultRetries = 2
+	MaxRetries     = 10
 	// DefaultMaxExcerpt and MaxExcerpt bound how much of an answer a
 	// message quotes: a server may echo what it was sent, and less echoed
 	// is less to mask.
