@@ -154,7 +154,7 @@ func (m mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (mut
 			return fmt.Errorf("read the replica count of %s: %w", ref, err)
 		}
 		from = s.Spec.Replicas
-		if to, err = m.desired(ref, from); err != nil {
+		if to, err = m.desired(from, ref.String()); err != nil {
 			return err
 		}
 		if to == from || dryRun {
@@ -210,7 +210,11 @@ func (m mutator) autoscaled(ctx context.Context, ref workload.Ref, sc scaler, hp
 		if h.Spec.MinReplicas != nil {
 			oldMin = *h.Spec.MinReplicas
 		}
-		if to, err = m.desired(ref, from); err != nil {
+		// The floor is what changes, so a relative change moves it from
+		// where it is: "-1" on 5 replicas above a floor of 2 lowers the
+		// floor to 1, it does not raise it to 4. An absolute count is the
+		// new floor.
+		if to, err = m.desired(oldMin, floorOf(ref, hpa)); err != nil {
 			return err
 		}
 		if to < 1 {
@@ -249,13 +253,21 @@ func (m mutator) autoscaled(ctx context.Context, ref workload.Ref, sc scaler, hp
 	}
 	c.Changed = true
 	c.Message = "scaled: " + what
-	if to > from {
+	switch {
+	case to > from:
 		c.Rollout, c.Replicas = true, &to
 		c.Message += fmt.Sprintf("; the autoscaler takes it from %d to %s", from, replicas(to))
-	} else {
+	case to < oldMin:
 		c.Message += fmt.Sprintf("; it has %s now, and the autoscaler goes lower only as the load allows", replicas(from))
+	default:
+		c.Message += fmt.Sprintf("; it has %s now, at or above the new floor, so the autoscaler keeps them while the load needs them", replicas(from))
 	}
 	return c, nil
+}
+
+// floorOf names an autoscaler's floor in refusals.
+func floorOf(ref workload.Ref, hpa string) string {
+	return fmt.Sprintf("the minReplicas of horizontalpodautoscaler %s/%s (autoscaling %s)", ref.Namespace, hpa, ref)
 }
 
 // autoscaler finds the HorizontalPodAutoscaler whose target is ref, if any.
@@ -296,20 +308,21 @@ func scalable(k workload.Kind) error {
 	return fmt.Errorf("a %s cannot be scaled", strings.ToLower(string(k)))
 }
 
-// desired applies the change to current and checks the result against the
-// bounds and the largest step.
-func (m mutator) desired(ref workload.Ref, current int32) (int32, error) {
+// desired applies the change to current, the count being changed (a
+// workload's replicas, or its autoscaler's floor, as what names), and
+// checks the result against the bounds and the largest step.
+func (m mutator) desired(current int32, what string) (int32, error) {
 	n := m.change.apply(current)
 	switch {
 	case n < int64(m.opts.MinReplicas):
 		return 0, action.Refuse("minimum replicas", "scaling %s from %d to %d replicas is below the minimum of %d (%s)",
-			ref, current, n, m.opts.MinReplicas, EnvMinReplicas)
+			what, current, n, m.opts.MinReplicas, EnvMinReplicas)
 	case n > int64(m.opts.MaxReplicas):
 		return 0, action.Refuse("maximum replicas", "scaling %s from %d to %d replicas is above the maximum of %d (%s)",
-			ref, current, n, m.opts.MaxReplicas, EnvMaxReplicas)
+			what, current, n, m.opts.MaxReplicas, EnvMaxReplicas)
 	case m.opts.MaxStep > 0 && (n-int64(current) > int64(m.opts.MaxStep) || int64(current)-n > int64(m.opts.MaxStep)):
 		return 0, action.Refuse("maximum step", "scaling %s from %d to %d replicas changes more than %d at once (%s)",
-			ref, current, n, m.opts.MaxStep, EnvMaxStep)
+			what, current, n, m.opts.MaxStep, EnvMaxStep)
 	}
 	return int32(n), nil
 }

@@ -479,6 +479,81 @@ func TestRunAutoscaledWorkloadMovesTheFloor(t *testing.T) {
 	}
 }
 
+// TestRunAutoscaledRelativeMovesTheFloorFromTheFloor: a relative change to
+// an autoscaled workload moves minReplicas from minReplicas, not from the
+// replicas the autoscaler happens to run. With 5 replicas above a floor of
+// 2, "-1" lowers the floor to 1; it must not raise it to 4.
+func TestRunAutoscaledRelativeMovesTheFloorFromTheFloor(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		value   string
+		opts    scale.Options
+		want    string // a piece of the message, or of the refusal
+		refusal string // the rule, when refused
+		wantMin int32
+	}{
+		{"down by one", `"-1"`, scale.Options{},
+			"minReplicas was set instead of the replicas: 2 → 1; it has 5 replicas now, and the autoscaler goes lower only as the load allows", "", 1},
+		{"down by one, object form", `{"replicas": "-1"}`, scale.Options{},
+			"2 → 1", "", 1},
+		{"up by one stays below the replicas", `{"replicas": "+1", "wait": false}`, scale.Options{},
+			"2 → 3; it has 5 replicas now, at or above the new floor", "", 3},
+		{"below SCALE_MIN_REPLICAS", `"-1"`, scale.Options{MinReplicas: 2},
+			"from 2 to 1 replicas is below the minimum of 2 (SCALE_MIN_REPLICAS)", "minimum replicas", 2},
+		{"step measured on the floor", `{"replicas": "+3", "wait": false}`, scale.Options{MaxStep: 3},
+			"2 → 5", "", 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newSandbox(t)
+			d, err := c.AppsV1().Deployments("sockshop-production").Get(ctx, "carts", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			five := int32(5)
+			d.Spec.Replicas = &five
+			if _, err := c.AppsV1().Deployments("sockshop-production").Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			floor := int32(2)
+			hpa := &autoscalingv2.HorizontalPodAutoscaler{
+				ObjectMeta: metav1.ObjectMeta{Name: "carts-hpa", Namespace: "sockshop-production"},
+				Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+					ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "carts"},
+					MinReplicas:    &floor, MaxReplicas: 8,
+				},
+			}
+			if _, err := c.AutoscalingV2().HorizontalPodAutoscalers("sockshop-production").Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			h, err := scale.New(pipeline(c), tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := h.Run(ctx, request("production", tt.value))
+			if tt.refusal != "" {
+				var r *action.Refusal
+				if !errors.As(err, &r) || r.Rule != tt.refusal || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("Run = %+v, %v; want a %s refusal containing %q", got, err, tt.refusal, tt.want)
+				}
+			} else if err != nil || got.Result != keptnv2.ResultPass || !strings.Contains(got.Message, tt.want) {
+				t.Fatalf("Run = %+v, %v; want a pass containing %q", got, err, tt.want)
+			}
+			after, err := c.AutoscalingV2().HorizontalPodAutoscalers("sockshop-production").Get(ctx, "carts-hpa", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *after.Spec.MinReplicas != tt.wantMin || after.Spec.MaxReplicas != 8 {
+				t.Errorf("autoscaler %d..%d afterwards, want %d..8", *after.Spec.MinReplicas, after.Spec.MaxReplicas, tt.wantMin)
+			}
+			if n := specReplicas(t, c, prodCarts); n != 5 {
+				t.Errorf("spec.replicas written directly: %d, want 5 (the autoscaler's job)", n)
+			}
+		})
+	}
+}
+
 func TestRunRefusesTooLargeAStep(t *testing.T) {
 	c := newSandbox(t)
 	h, err := scale.New(pipeline(c), scale.Options{MaxStep: 2})
