@@ -2,103 +2,296 @@ package ledger
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
-func TestOrphansOfADeadReplicaAreTakenOverOnce(t *testing.T) {
+// These tests check the record's logic on client-go's fake clientset, which
+// does not enforce resourceVersion; that exactly one of two racing
+// processes takes an orphan over is tested on a real API server, in
+// test/integration.
+
+func newProcess(t *testing.T, client *fake.Clientset, name string, clk *clock) *Ledger {
+	t.Helper()
+	l, err := New(client, Config{Namespace: "keptn", Identity: name, EventTTL: 10 * time.Minute,
+		LockTTL: time.Minute, HeartbeatPeriod: time.Second, WriteBound: time.Second, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// beat makes every process beat, then moves the clock on by d.
+func beat(t *testing.T, clk *clock, d time.Duration, ls ...*Ledger) {
+	t.Helper()
+	for _, l := range ls {
+		if err := l.Heartbeat(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.advance(d)
+}
+
+func start(t *testing.T, l *Ledger, id string) {
+	t.Helper()
+	ctx := context.Background()
+	if first, err := l.Claim(ctx, id); err != nil || !first {
+		t.Fatalf("claim %s: %v %v", id, first, err)
+	}
+	if err := l.Started(ctx, id, []byte(`{"id":"`+id+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOrphansOfADeadProcessAreTakenOverOnce(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset()
 	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
-	newReplica := func(name string) *Ledger {
-		l, err := New(client, Config{Namespace: "keptn", Identity: name, EventTTL: 10 * time.Minute,
-			LockTTL: time.Minute, HeartbeatPeriod: time.Second, Now: clk.Now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
-	a, b, c := newReplica("a"), newReplica("b"), newReplica("c")
-	for _, l := range []*Ledger{a, b, c} {
-		if err := l.Heartbeat(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// a starts two actions and finishes one; b starts one.
-	for _, s := range []struct {
-		l  *Ledger
-		id string
-	}{{a, "a-1"}, {a, "a-2"}, {b, "b-1"}} {
-		if first, err := s.l.Claim(ctx, s.id); err != nil || !first {
-			t.Fatalf("claim %s: %v %v", s.id, first, err)
-		}
-		if err := s.l.Started(ctx, s.id, []byte(`{"id":"`+s.id+`"}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a, b, c := newProcess(t, client, "a", clk), newProcess(t, client, "b", clk), newProcess(t, client, "c", clk)
+	beat(t, clk, 0, a, b, c)
+	// a starts three actions: it finishes one, is sending the finished event
+	// of another when it dies, and dies during the third; b starts one.
+	start(t, a, "a-1")
+	start(t, a, "a-2")
+	start(t, a, "a-3")
+	start(t, b, "b-1")
 	if err := a.Finished(ctx, "a-2"); err != nil {
 		t.Fatal(err)
 	}
-	none := func(string) bool { return false }
+	if err := a.Finishing(ctx, "a-3", []byte(`finished a-3`)); err != nil {
+		t.Fatal(err)
+	}
 
 	// While everyone is alive, nothing is orphaned.
-	if got, err := c.Orphans(ctx, none); err != nil || len(got) != 0 {
-		t.Fatalf("orphans while all replicas live: %v, %v", got, err)
+	for range 4 {
+		beat(t, clk, time.Second, a, b, c)
 	}
-	// a dies: b and c keep beating; after three missed beats a's started,
-	// unfinished action is an orphan, and only one replica gets it.
-	clk.advance(2 * time.Second)
-	_ = b.Heartbeat(ctx)
-	_ = c.Heartbeat(ctx)
-	clk.advance(2 * time.Second)
-	_ = b.Heartbeat(ctx)
-	_ = c.Heartbeat(ctx)
-	got, err := c.Orphans(ctx, none)
+	if got, err := c.Orphans(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("orphans while all processes live: %v, %v", got, err)
+	}
+	// a dies: after three missed beats its unfinished actions are orphans,
+	// and only one process gets them.
+	for range 4 {
+		beat(t, clk, time.Second, b, c)
+	}
+	got, err := c.Orphans(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].ID != "a-1" || got[0].Replica != "a" || string(got[0].Record) != `{"id":"a-1"}` {
-		t.Fatalf("orphans after a died: %+v, want a-1 only", got)
+	if len(got) != 2 {
+		t.Fatalf("orphans after a died: %+v, want a-1 and a-3", got)
+	}
+	byID := map[string]Orphan{got[0].ID: got[0], got[1].ID: got[1]}
+	if o := byID["a-1"]; o.Replica != a.Holder() || string(o.Record) != `{"id":"a-1"}` || len(o.Finished) != 0 {
+		t.Errorf("orphan a-1 = %+v; want a's record and no finished event", o)
+	}
+	if o := byID["a-3"]; string(o.Finished) != "finished a-3" {
+		t.Errorf("orphan a-3 = %+v; want the finished event a was sending", o)
 	}
 	// a, had it only been slow, must now leave the report to c.
-	if mine, err := a.Holds(ctx, "a-1"); err != nil || mine {
-		t.Errorf("a.Holds(a-1) = %v, %v after c took it over; want false", mine, err)
+	if err := a.Finishing(ctx, "a-1", []byte("late")); !errors.Is(err, ErrTakenOver) {
+		t.Errorf("a.Finishing(a-1) after c took it over = %v; want ErrTakenOver", err)
 	}
-	if mine, err := b.Holds(ctx, "b-1"); err != nil || !mine {
-		t.Errorf("b.Holds(b-1) = %v, %v; want true", mine, err)
+	if err := b.Finishing(ctx, "b-1", []byte("b")); err != nil {
+		t.Errorf("b.Finishing(b-1) = %v; want nil", err)
 	}
-	// b still runs b-1.
-	if again, err := b.Orphans(ctx, func(id string) bool { return id == "b-1" }); err != nil || len(again) != 0 {
-		t.Fatalf("a second replica found %v (%v); an orphan is taken over once", again, err)
+	if again, err := b.Orphans(ctx); err != nil || len(again) != 0 {
+		t.Fatalf("a second process found %v (%v); an orphan is taken over once", again, err)
 	}
 }
 
-func TestOwnUnfinishedActionsAfterARestartAreOrphans(t *testing.T) {
+// A process's own records are never its orphans, even when it no longer runs
+// the action: a failed write of "finished" must not make it report the
+// event a second time. A restarted pod is a new process: its predecessor's
+// records become orphans once the predecessor's heartbeat lapses.
+func TestOwnRecordsAreNeverOrphansButAPredecessorsAre(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset()
 	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
-	l, err := New(client, Config{Namespace: "keptn", Identity: "sts-0", EventTTL: 10 * time.Minute,
-		LockTTL: time.Minute, HeartbeatPeriod: time.Second, Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
+	old := newProcess(t, client, "sts-0", clk)
+	beat(t, clk, 0, old)
+	start(t, old, "lost")
+	for range 5 {
+		beat(t, clk, time.Second, old)
 	}
-	for _, id := range []string{"running", "lost"} {
-		if _, err := l.Claim(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-		if err := l.Started(ctx, id, []byte(id)); err != nil {
-			t.Fatal(err)
-		}
+	if got, err := old.Orphans(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("a process's own started record: orphans = %+v, %v; want none", got, err)
 	}
-	// Not within the first three heartbeat periods: too young to judge.
-	if got, err := l.Orphans(ctx, func(id string) bool { return id == "running" }); err != nil || len(got) != 0 {
-		t.Fatalf("orphans of fresh records = %+v, %v; want none yet", got, err)
+	restarted := newProcess(t, client, "sts-0", clk)
+	if restarted.Holder() == old.Holder() {
+		t.Fatalf("two processes of one pod share the holder %q", old.Holder())
 	}
-	clk.advance(3*time.Second + time.Millisecond)
-	got, err := l.Orphans(ctx, func(id string) bool { return id == "running" })
-	if err != nil || len(got) != 1 || got[0].ID != "lost" {
-		t.Fatalf("orphans = %+v, %v; want only the one not running here", got, err)
+	for range 4 {
+		beat(t, clk, time.Second, restarted)
+	}
+	got, err := restarted.Orphans(ctx)
+	if err != nil || len(got) != 1 || got[0].ID != "lost" || got[0].Replica != old.Holder() {
+		t.Fatalf("orphans after the restart = %+v, %v; want the predecessor's", got, err)
 	}
 }
+
+// A process whose own heartbeats failed cannot tell a dead process from one
+// cut off as it was, so it judges nobody until its heartbeats have gone
+// through for a whole TTL again.
+func TestNoJudgingUntilOwnHeartbeatsGoThrough(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	a, b := newProcess(t, client, "a", clk), newProcess(t, client, "b", clk)
+	for range 4 {
+		beat(t, clk, time.Second, a, b)
+	}
+	start(t, a, "a-1")
+	clk.advance(4 * time.Second)
+	// The API server was away for both: b's heartbeat fails as a's did.
+	var down atomic.Bool
+	down.Store(true)
+	client.PrependReactor("*", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if down.Load() {
+			return true, nil, apierrors.NewServiceUnavailable("etcd is away")
+		}
+		return false, nil, nil
+	})
+	if err := b.Heartbeat(ctx); err == nil {
+		t.Fatal("heartbeat went through a down API server")
+	}
+	down.Store(false)
+	if err := b.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Orphans(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("just after its own heartbeats failed, b took %+v (%v) for orphans", got, err)
+	}
+	// a beats again within the TTL: it was alive all along.
+	beat(t, clk, time.Second, a, b)
+	beat(t, clk, time.Second, a, b)
+	beat(t, clk, time.Second, a, b)
+	if got, err := b.Orphans(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("orphans of a live process: %+v, %v", got, err)
+	}
+}
+
+// A recovery whose process died before it delivered is taken over again.
+func TestARecoveryIsRetriedByAnotherProcess(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	a, b, c := newProcess(t, client, "a", clk), newProcess(t, client, "b", clk), newProcess(t, client, "c", clk)
+	beat(t, clk, 0, a, b, c)
+	start(t, a, "a-1")
+	for range 4 {
+		beat(t, clk, time.Second, b, c)
+	}
+	if got, err := b.Orphans(ctx); err != nil || len(got) != 1 {
+		t.Fatalf("b's orphans = %+v, %v; want a-1", got, err)
+	}
+	// b dies before it delivers: c takes the recovery over.
+	for range 4 {
+		beat(t, clk, time.Second, c)
+	}
+	got, err := c.Orphans(ctx)
+	if err != nil || len(got) != 1 || got[0].ID != "a-1" || string(got[0].Record) != `{"id":"a-1"}` {
+		t.Fatalf("c's orphans = %+v, %v; want a-1 with its record", got, err)
+	}
+}
+
+// Every write is retried on errors that may pass; the API server answers
+// 503, 429 or times out now and then.
+func TestWritesRetryTransientErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"service unavailable", apierrors.NewServiceUnavailable("etcd leader changed")},
+		{"too many requests", apierrors.NewTooManyRequests("slow down", 0)},
+		{"timeout", apierrors.NewTimeoutError("request did not complete", 0)},
+		{"internal error", apierrors.NewInternalError(errors.New("boom"))},
+		{"connection refused", errors.New("dial tcp 10.96.0.1:443: connect: connection refused")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			client := fake.NewClientset()
+			clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+			l := newProcess(t, client, "a", clk)
+			start(t, l, "id")
+			var failures atomic.Int32
+			client.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+				if failures.Add(1) <= 2 {
+					return true, nil, tc.err
+				}
+				return false, nil, nil
+			})
+			if err := l.Finished(ctx, "id"); err != nil {
+				t.Fatalf("Finished after two transient errors = %v; want it retried", err)
+			}
+			lease, err := client.CoordinationV1().Leases("keptn").Get(ctx, eventLeaseName("id"), metav1GetOptions)
+			if err != nil || lease.Labels[stateLabel] != stateFinished {
+				t.Fatalf("record after Finished: %v, %v; want state finished", lease.Labels, err)
+			}
+		})
+	}
+}
+
+// A final error is not retried: the caller hears of it at once.
+func TestWritesDoNotRetryFinalErrors(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	l := newProcess(t, client, "a", clk)
+	start(t, l, "id")
+	var calls atomic.Int32
+	client.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		calls.Add(1)
+		return true, nil, apierrors.NewForbidden(schemaLeases.GroupResource(), "event-x", errors.New("RBAC"))
+	})
+	if err := l.Finished(ctx, "id"); !apierrors.IsForbidden(err) {
+		t.Fatalf("Finished = %v; want Forbidden", err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("%d attempts at a forbidden write; want 1", n)
+	}
+}
+
+// A claim whose create reached the API server but whose answer was lost is
+// retried, and must then still count as this process's: otherwise the event
+// is neither run nor answered.
+func TestClaimWhoseAnswerWasLostIsStillOurs(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	l := newProcess(t, client, "a", clk)
+	var lost atomic.Bool
+	client.PrependReactor("create", "leases", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if lost.Swap(true) {
+			return false, nil, nil
+		}
+		// Store it, then answer as if the connection broke.
+		obj := action.(k8stesting.CreateAction).GetObject()
+		if err := client.Tracker().Create(schemaLeases, obj, "keptn"); err != nil {
+			t.Errorf("store the lease: %v", err)
+		}
+		return true, nil, apierrors.NewTimeoutError("the answer was lost", 0)
+	})
+	first, err := l.Claim(ctx, "id")
+	if err != nil || !first {
+		t.Fatalf("Claim after a lost answer = %v, %v; want true", first, err)
+	}
+	other := newProcess(t, client, "b", clk)
+	if first, err := other.Claim(ctx, "id"); err != nil || first {
+		t.Fatalf("another process's Claim = %v, %v; want false", first, err)
+	}
+}
+
+var (
+	schemaLeases     = coordinationv1.SchemeGroupVersion.WithResource("leases")
+	metav1GetOptions = metav1.GetOptions{}
+)

@@ -16,6 +16,7 @@ package ledger
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -34,23 +35,23 @@ import (
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
+	backoff "github.com/keptn-action-provider/action-provider/internal/retry"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
 // Labels and annotations on the Leases. kubectl get leases -l
 // keptn-action-provider.io/record lists them all.
 const (
-	recordLabel     = guard.AnnotationPrefix + "record"
-	recordEvent     = "event"
-	recordTarget    = "target"
-	managedByLabel  = "app.kubernetes.io/managed-by"
-	managedBy       = "action-provider"
-	triggeredIDKey  = guard.AnnotationPrefix + "triggeredid"
-	holderKey       = guard.AnnotationPrefix + "holder"
-	targetKey       = guard.AnnotationPrefix + "target"
-	lastRunPrefix   = guard.AnnotationPrefix + "last-"
-	releaseTimeout  = 10 * time.Second
-	defaultSweepGap = time.Minute
+	recordLabel    = guard.AnnotationPrefix + "record"
+	recordEvent    = "event"
+	recordTarget   = "target"
+	managedByLabel = "app.kubernetes.io/managed-by"
+	managedBy      = "action-provider"
+	triggeredIDKey = guard.AnnotationPrefix + "triggeredid"
+	holderKey      = guard.AnnotationPrefix + "holder"
+	targetKey      = guard.AnnotationPrefix + "target"
+	lastRunPrefix  = guard.AnnotationPrefix + "last-"
+	releaseTimeout = 10 * time.Second
 )
 
 // Rules, as named in refusals.
@@ -74,7 +75,10 @@ const DefaultHeartbeat = 10 * time.Second
 type Config struct {
 	// Namespace holds the Leases: the provider's own.
 	Namespace string
-	// Identity names this replica in the records: its pod name.
+	// Identity names this replica in the records: its pod name. Each
+	// process adds a nonce of its own, so that a pod restarted under the
+	// same name never takes its predecessor's records for its own, nor its
+	// own for its predecessor's.
 	Identity string
 	// EventTTL is how long a claimed event is remembered (DEDUP_TTL).
 	EventTTL time.Duration
@@ -84,17 +88,34 @@ type Config struct {
 	// HeartbeatPeriod is how often this replica says it is alive; after
 	// three missed ones, the actions it started count as orphaned.
 	HeartbeatPeriod time.Duration
+	// IdleTTL is how long a target's Lease (its lock and cooldowns) and a
+	// dead process's heartbeat are kept after their last use; 0 means
+	// DefaultIdleTTL. It must outlast the longest cooldown.
+	IdleTTL time.Duration
+	// WriteBound is how long one write is retried on transient errors
+	// (timeouts, 429, 5xx, a lost connection); 0 means DefaultWriteBound.
+	WriteBound time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// Defaults of Config.
+const (
+	DefaultIdleTTL    = 24 * time.Hour
+	DefaultWriteBound = 30 * time.Second
+)
 
 // Ledger is the cluster-side record. It is safe for concurrent use.
 type Ledger struct {
 	client kubernetes.Interface
 	cfg    Config
+	// holder is this process in the records: Identity and a nonce.
+	holder string
 
-	mu        sync.Mutex
-	lastSweep time.Time
+	mu sync.Mutex
+	// beatingSince is when this process's heartbeats last began to go
+	// through without a failure; zero after a failed one.
+	beatingSince time.Time
 }
 
 // New returns a Ledger writing Leases through c.
@@ -114,7 +135,45 @@ func New(c kubernetes.Interface, cfg Config) (*Ledger, error) {
 	if cfg.HeartbeatPeriod <= 0 {
 		cfg.HeartbeatPeriod = DefaultHeartbeat
 	}
-	return &Ledger{client: c, cfg: cfg}, nil
+	if cfg.IdleTTL <= 0 {
+		cfg.IdleTTL = DefaultIdleTTL
+	}
+	if cfg.WriteBound <= 0 {
+		cfg.WriteBound = DefaultWriteBound
+	}
+	nonce := make([]byte, 3)
+	_, _ = rand.Read(nonce) // never fails
+	return &Ledger{client: c, cfg: cfg, holder: cfg.Identity + "." + hex.EncodeToString(nonce)}, nil
+}
+
+// Holder is this process's name in the records: the pod name and a nonce.
+func (l *Ledger) Holder() string { return l.holder }
+
+// write calls fn until it succeeds, fails for good, or the write bound
+// passes. The API server may time out, throttle, restart or be briefly
+// unreachable; a record that is not written costs a second finished event
+// or a lost one, so only errors that cannot pass are final.
+func (l *Ledger) write(ctx context.Context, fn func(context.Context) error) error {
+	return backoff.Backoff{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Bound: l.cfg.WriteBound}.Do(ctx,
+		func(ctx context.Context) (bool, error) {
+			err := fn(ctx)
+			return err != nil && transient(err), err
+		}, nil)
+}
+
+// transient says whether an error from the API server may pass if the call
+// is made again.
+func transient(err error) bool {
+	switch {
+	case errors.Is(err, ErrTakenOver),
+		errors.Is(err, context.Canceled),
+		apierrors.IsForbidden(err), apierrors.IsUnauthorized(err),
+		apierrors.IsInvalid(err), apierrors.IsBadRequest(err),
+		apierrors.IsNotFound(err), apierrors.IsMethodNotSupported(err),
+		apierrors.IsRequestEntityTooLargeError(err):
+		return false
+	}
+	return true
 }
 
 func (l *Ledger) leases() leaseClient { return l.client.CoordinationV1().Leases(l.cfg.Namespace) }
@@ -127,22 +186,29 @@ type leaseClient interface {
 	List(ctx context.Context, opts metav1.ListOptions) (*coordinationv1.LeaseList, error)
 }
 
-// Claim records that this replica takes the event with triggeredID. It
-// returns false when the event was already taken, by this replica or
+// Claim records that this process takes the event with triggeredID. It
+// returns false when the event was already taken, by this process or
 // another, within the event TTL: the caller must then send nothing,
 // because a second started event for one triggered event would leave Keptn
 // waiting for a second finished one.
-func (l *Ledger) Claim(ctx context.Context, triggeredID string) (bool, error) {
-	l.sweep(ctx)
+func (l *Ledger) Claim(ctx context.Context, triggeredID string) (first bool, err error) {
+	err = l.write(ctx, func(ctx context.Context) error {
+		first, err = l.claim(ctx, triggeredID)
+		return err
+	})
+	return first, err
+}
+
+func (l *Ledger) claim(ctx context.Context, triggeredID string) (bool, error) {
 	now := l.cfg.Now()
-	name := "event-" + digest(triggeredID)
+	name := eventLeaseName(triggeredID)
 	lease := &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        name,
 			Labels:      map[string]string{recordLabel: recordEvent, managedByLabel: managedBy},
 			Annotations: map[string]string{triggeredIDKey: triggeredID},
 		},
-		Spec: l.spec(l.cfg.Identity, now, l.cfg.EventTTL),
+		Spec: l.spec(l.holder, now, l.cfg.EventTTL),
 	}
 	_, err := l.leases().Create(ctx, lease, metav1.CreateOptions{})
 	switch {
@@ -151,48 +217,100 @@ func (l *Ledger) Claim(ctx context.Context, triggeredID string) (bool, error) {
 	case !apierrors.IsAlreadyExists(err):
 		return false, fmt.Errorf("claim event %s: %w", triggeredID, err)
 	}
-	// Taken before; it counts only while its record is fresh. An expired
-	// one is taken over, with the resourceVersion read, so that of two
-	// replicas racing for it one wins.
 	old, err := l.leases().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return false, fmt.Errorf("read the claim of event %s: %w", triggeredID, err)
 	}
+	// Our own create, whose answer was lost on the way back and was
+	// retried: still ours, as long as nothing was recorded on it since.
+	if deref(old.Spec.HolderIdentity) == l.holder && old.Labels[stateLabel] == "" {
+		return true, nil
+	}
+	// Taken before; it counts only while its record is fresh. An expired
+	// one is taken over, with the resourceVersion read, so that of two
+	// processes racing for it one wins.
 	if !expired(old.Spec, now) {
 		return false, nil
 	}
-	old.Spec = l.spec(l.cfg.Identity, now, l.cfg.EventTTL)
+	old.Spec = l.spec(l.holder, now, l.cfg.EventTTL)
+	delete(old.Labels, stateLabel)
+	delete(old.Annotations, recordKey)
+	delete(old.Annotations, finishedKey)
 	if _, err := l.leases().Update(ctx, old, metav1.UpdateOptions{}); err != nil {
 		if apierrors.IsConflict(err) {
-			return false, nil // another replica took it over first
+			return false, nil // another process took it over first
 		}
 		return false, fmt.Errorf("claim event %s: %w", triggeredID, err)
 	}
 	return true, nil
 }
 
-// sweep deletes expired event claims, at most once a minute. Failing to
-// sweep costs only storage, so errors are ignored: the next sweep tries
-// again.
-func (l *Ledger) sweep(ctx context.Context) {
+// maxSweepDeletes bounds the deletes of one Sweep, so that a pass after a
+// burst of events stays short; the next pass goes on.
+const maxSweepDeletes = 500
+
+// Sweep deletes the records nobody needs any more, a page at a time and at
+// most maxSweepDeletes per call: expired event claims, heartbeats of
+// processes dead for IdleTTL, and targets' Leases unheld and untouched for
+// IdleTTL. The provider calls it on its own schedule, never inside a
+// claim, so that clean-up can never delay an event. It returns how many
+// Leases it deleted.
+func (l *Ledger) Sweep(ctx context.Context) (int, error) {
 	now := l.cfg.Now()
-	l.mu.Lock()
-	if now.Sub(l.lastSweep) < defaultSweepGap {
-		l.mu.Unlock()
-		return
-	}
-	l.lastSweep = now
-	l.mu.Unlock()
-	list, err := l.leases().List(ctx, metav1.ListOptions{LabelSelector: recordLabel + "=" + recordEvent})
-	if err != nil {
-		return
-	}
-	for _, lease := range list.Items {
-		if expired(lease.Spec, now) {
+	deleted := 0
+	opts := metav1.ListOptions{LabelSelector: recordLabel, Limit: pageSize}
+	for {
+		list, err := l.leases().List(ctx, opts)
+		if err != nil {
+			return deleted, fmt.Errorf("list the provider's records: %w", err)
+		}
+		for _, lease := range list.Items {
+			if !l.stale(&lease, now) {
+				continue
+			}
 			rv := lease.ResourceVersion
-			_ = l.leases().Delete(ctx, lease.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &rv}})
+			err := l.leases().Delete(ctx, lease.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &rv}})
+			switch {
+			case err == nil:
+				deleted++
+			case apierrors.IsConflict(err), apierrors.IsNotFound(err):
+				// Renewed or removed since the list: not stale.
+			default:
+				return deleted, fmt.Errorf("delete record %s: %w", lease.Name, err)
+			}
+			if deleted >= maxSweepDeletes {
+				return deleted, nil
+			}
+		}
+		if opts.Continue = list.Continue; opts.Continue == "" {
+			return deleted, nil
 		}
 	}
+}
+
+// stale says whether a record is no longer needed.
+func (l *Ledger) stale(lease *coordinationv1.Lease, now time.Time) bool {
+	switch lease.Labels[recordLabel] {
+	case recordEvent:
+		// A started event whose process died is reported by Orphans
+		// first, however old.
+		switch lease.Labels[stateLabel] {
+		case stateStarted, stateFinishing, stateRecover:
+			return false
+		}
+		return expired(lease.Spec, now)
+	case recordHeart, recordTarget:
+		return expired(lease.Spec, now) && idleFor(lease.Spec, now) > l.cfg.IdleTTL
+	}
+	return false
+}
+
+// idleFor is how long ago a Lease was last renewed.
+func idleFor(s coordinationv1.LeaseSpec, now time.Time) time.Duration {
+	if s.RenewTime == nil {
+		return 1<<63 - 1
+	}
+	return now.Sub(s.RenewTime.Time)
 }
 
 // Lock takes the target's lock for action, on behalf of the event
@@ -223,7 +341,7 @@ func (l *Ledger) Lock(ctx context.Context, ref workload.Ref, actionName, trigger
 		if dryRun {
 			return nil
 		}
-		holder, _ := json.Marshal(record{Action: actionName, TriggeredID: triggeredID, Replica: l.cfg.Identity, Time: now.UTC()})
+		holder, _ := json.Marshal(record{Action: actionName, TriggeredID: triggeredID, Replica: l.holder, Time: now.UTC()})
 		if lease.Annotations == nil {
 			lease.Annotations = map[string]string{}
 		}
@@ -299,18 +417,25 @@ func (h *Hold) Release(ctx context.Context, changed bool) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
+	return h.ledger.write(ctx, func(ctx context.Context) error { return h.release(ctx, changed) })
+}
+
+func (h *Hold) release(ctx context.Context, changed bool) error {
 	l := h.ledger
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		lease, err := l.leases().Get(ctx, h.name, metav1.GetOptions{})
 		if err != nil {
 			return fmt.Errorf("release lock %s: %w", h.name, err)
 		}
+		now := metav1.NewMicroTime(l.cfg.Now())
 		if deref(lease.Spec.HolderIdentity) == h.triggeredID {
 			lease.Spec.HolderIdentity = nil
 			delete(lease.Annotations, holderKey)
 		}
+		// The last use, from which Sweep counts IdleTTL.
+		lease.Spec.RenewTime = &now
 		if changed {
-			last, _ := json.Marshal(record{Action: h.action, TriggeredID: h.triggeredID, Replica: l.cfg.Identity, Time: l.cfg.Now().UTC()})
+			last, _ := json.Marshal(record{Action: h.action, TriggeredID: h.triggeredID, Replica: l.holder, Time: now.UTC()})
 			if lease.Annotations == nil {
 				lease.Annotations = map[string]string{}
 			}
@@ -375,6 +500,10 @@ func lastRunKey(actionName string) string {
 	}
 	return lastRunPrefix + n
 }
+
+func eventLeaseName(triggeredID string) string { return "event-" + digest(triggeredID) }
+
+func heartbeatLeaseName(holder string) string { return "replica-" + digest(holder) }
 
 func digest(s string) string {
 	sum := sha256.Sum256([]byte(s))

@@ -67,31 +67,64 @@ func TestClaimOnceAcrossReplicas(t *testing.T) {
 	}
 }
 
-func TestClaimSweepsExpiredRecords(t *testing.T) {
+func TestSweepDeletesOnlyWhatNobodyNeeds(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset()
 	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
 	l := newLedger(t, client, "a", clk)
-	for _, id := range []string{"old-1", "old-2"} {
+	dead := newLedger(t, client, "dead", clk)
+	if err := dead.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"old-1", "old-2", "old-running"} {
 		if _, err := l.Claim(ctx, id); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := l.Started(ctx, "old-running", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	hold, err := l.Lock(ctx, carts, "scale", "old-1", fiveMinutes, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hold.Release(ctx, true); err != nil {
+		t.Fatal(err)
 	}
 	clk.advance(11 * time.Minute)
 	if _, err := l.Claim(ctx, "new"); err != nil {
 		t.Fatal(err)
 	}
-	list, err := client.CoordinationV1().Leases("keptn").List(ctx, metav1.ListOptions{})
+	// Claiming never sweeps: clean-up must not delay an event.
+	if got := leaseNames(t, client); len(got) != 6 {
+		t.Fatalf("records after a claim: %v; want all 6 still there", got)
+	}
+	if n, err := l.Sweep(ctx); err != nil || n != 2 {
+		t.Fatalf("Sweep = %d, %v; want the 2 expired, finished-or-unstarted claims", n, err)
+	}
+	// A day later the dead process's heartbeat and the idle target go too;
+	// the started event stays until a survivor reports it.
+	clk.advance(DefaultIdleTTL)
+	if n, err := l.Sweep(ctx); err != nil || n != 3 {
+		t.Fatalf("Sweep a day later = %d, %v; want the heartbeat, the target and the new claim", n, err)
+	}
+	got := leaseNames(t, client)
+	if len(got) != 1 || got[0] != eventLeaseName("old-running") {
+		t.Fatalf("records left: %v; want only the started event's", got)
+	}
+}
+
+func leaseNames(t *testing.T, client *fake.Clientset) []string {
+	t.Helper()
+	list, err := client.CoordinationV1().Leases("keptn").List(context.Background(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
+	var names []string
 	for _, lease := range list.Items {
-		ids = append(ids, lease.Annotations[triggeredIDKey])
+		names = append(names, lease.Name)
 	}
-	if len(ids) != 1 || ids[0] != "new" {
-		t.Fatalf("event records after the sweep: %v, want only [new]", ids)
-	}
+	return names
 }
 
 func TestLockOneAtATimeThenCooldown(t *testing.T) {
