@@ -112,10 +112,11 @@ func Decode(header http.Header, body []byte) (Triggered, error) {
 	if missing := t.missing(); len(missing) > 0 {
 		return Triggered{}, &InvalidError{ID: t.ID, Reason: "missing required " + strings.Join(missing, ", ")}
 	}
-	if t.Data.Action.Value != nil {
-		// Re-encoding a value encoding/json just decoded cannot fail.
-		t.Value, _ = json.Marshal(t.Data.Action.Value)
+	value, err := rawValue(ev.Data())
+	if err != nil {
+		return Triggered{}, &InvalidError{ID: t.ID, Reason: "invalid data", Err: err}
 	}
+	t.Value = value
 	if t.SpecVersion == "" {
 		t.SpecVersion = defaultSpecVersion
 	}
@@ -135,6 +136,9 @@ func parse(header http.Header, body []byte) (*event.Event, error) {
 		// Structured mode. The content type is not insisted on: the
 		// distributor sends application/cloudevents+json, hand-written
 		// tests often send application/json.
+		if err := single(body); err != nil {
+			return nil, err
+		}
 		if err := ev.UnmarshalJSON(body); err != nil {
 			// The SDK's parser says little about broken JSON; tell the
 			// two failures apart only on this slow path.
@@ -150,6 +154,35 @@ func parse(header http.Header, body []byte) (*event.Event, error) {
 	return &ev, nil
 }
 
+// single refuses a structured-mode body that holds more than the event:
+// the SDK's parser reads the first JSON value and ignores what follows, so
+// that `{event} {other event}` or `{event} garbage` would pass as the first
+// event, and what a sender meant by the rest would be silently dropped. A
+// body whose first value is broken is left to the parser's own errors.
+func single(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var first json.RawMessage
+	if err := dec.Decode(&first); err != nil {
+		return nil
+	}
+	rest := bytes.TrimSpace(body[dec.InputOffset():])
+	if len(rest) == 0 {
+		return nil
+	}
+	// The first value's id, if it has one, for the log line.
+	var head struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(first, &head)
+	var second json.RawMessage
+	if err := dec.Decode(&second); err == nil {
+		return &InvalidError{ID: head.ID, Reason: fmt.Sprintf(
+			"more than one JSON value in the body: a structured-mode body is exactly one event, and %d more byte(s) follow it", len(rest))}
+	}
+	return &InvalidError{ID: head.ID, Reason: fmt.Sprintf(
+		"trailing data after the event: a structured-mode body is exactly one event, and %d byte(s) that are not JSON follow it", len(rest))}
+}
+
 func stringExtension(ev *event.Event, name string) string {
 	v, ok := ev.Extensions()[name]
 	if !ok {
@@ -160,6 +193,33 @@ func stringExtension(ev *event.Event, name string) string {
 		return ""
 	}
 	return s
+}
+
+// rawValue is data.action.value exactly as the sender wrote it, compacted,
+// or nil when there is none. go-utils' type holds it as an interface{},
+// where every number is a float64: 9007199254740993 would come back as
+// 9007199254740992, and the actions promise numbers kept as written. So
+// the value is taken from the data's bytes, not re-encoded from go-utils'.
+func rawValue(data []byte) (json.RawMessage, error) {
+	// encoding/json, as for keptnv2.ActionTriggeredEventData: the same key
+	// matching and the same winner among repeated keys.
+	var raw struct {
+		Action struct {
+			Value json.RawMessage `json:"value"`
+		} `json:"action"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("decode data.action.value: %w", err)
+	}
+	v := bytes.TrimSpace(raw.Action.Value)
+	if len(v) == 0 || bytes.Equal(v, []byte("null")) {
+		return nil, nil
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, v); err != nil {
+		return nil, fmt.Errorf("decode data.action.value: %w", err)
+	}
+	return b.Bytes(), nil
 }
 
 // decodeData decodes data into out, turning encoding/json's type errors into

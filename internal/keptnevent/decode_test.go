@@ -139,6 +139,13 @@ func TestDecodeRefusesBadInput(t *testing.T) {
 		{"data a string", structured(t, map[string]any{"data": "hello"}), ceJSON, "data must be an object, not string", "trig-1"},
 		{"binary mode without source", []byte(`{}`), http.Header{"Ce-Specversion": {"1.0"}, "Ce-Id": {"x"}, "Ce-Type": {TriggeredType}},
 			"CloudEvent", "x"},
+		{"a second event after the first", append(structured(t, nil), structured(t, map[string]any{"id": "trig-2"})...), ceJSON,
+			"more than one JSON value in the body: a structured-mode body is exactly one event", "trig-1"},
+		{"a second value after the first, on its own line", append(structured(t, nil), "\n{}\n"...), ceJSON,
+			"more than one JSON value in the body", "trig-1"},
+		{"trailing garbage", append(structured(t, nil), " garbage"...), ceJSON,
+			"trailing data after the event: a structured-mode body is exactly one event, and 7 byte(s) that are not JSON follow it", "trig-1"},
+		{"trailing brace", append(structured(t, nil), '}'), ceJSON, "trailing data after the event", "trig-1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Decode(tc.header, tc.body)
@@ -175,4 +182,51 @@ func TestDecodeToleratesMergedTaskData(t *testing.T) {
 	if got.Data.Action.Action != "scale" {
 		t.Errorf("action = %q", got.Data.Action.Action)
 	}
+}
+
+// TestDecodeKeepsValueAsWritten: data.action.value reaches the action as
+// the sender wrote it. go-utils decodes it into an interface{}, where a
+// number is a float64, so re-encoding its copy turns 9007199254740993 into
+// 9007199254740992 and 1.50 into 1.5.
+func TestDecodeKeepsValueAsWritten(t *testing.T) {
+	for _, tc := range []struct {
+		name, value, want string
+	}{
+		{"a large integer", `{"replicas": 9007199254740993}`, `{"replicas":9007199254740993}`},
+		{"a bare large integer", `9007199254740993`, `9007199254740993`},
+		{"a decimal as written", `{"maxPods": 1.50}`, `{"maxPods":1.50}`},
+		{"an exponent as written", `{"toRevision": 1e2}`, `{"toRevision":1e2}`},
+		{"keys in the sender's order", `{"b": 1, "a": "x<y"}`, `{"b":1,"a":"x<y"}`},
+		{"a string", `"-1"`, `"-1"`},
+		{"null is no value", `null`, ``},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := `{"project":"p","stage":"s","service":"c","action":{"action":"scale","value":` + tc.value + `}}`
+			structuredBody := []byte(`{"specversion":"1.0","id":"x","source":"s","type":"` + TriggeredType +
+				`","shkeptncontext":"c","datacontenttype":"application/json","data":` + data + `}`)
+			binary := http.Header{
+				"Ce-Specversion": {"1.0"}, "Ce-Id": {"x"}, "Ce-Source": {"s"},
+				"Ce-Type": {TriggeredType}, "Ce-Shkeptncontext": {"c"}, "Content-Type": {"application/json"},
+			}
+			for mode, in := range map[string]struct {
+				header http.Header
+				body   []byte
+			}{"structured": {ceJSON, structuredBody}, "binary": {binary, []byte(data)}} {
+				got, err := Decode(in.header, in.body)
+				if err != nil {
+					t.Fatalf("%s: Decode: %v", mode, err)
+				}
+				if string(got.Value) != tc.want {
+					t.Errorf("%s: value = %s, want %s", mode, got.Value, tc.want)
+				}
+			}
+		})
+	}
+	t.Run("no value", func(t *testing.T) {
+		got, err := Decode(ceJSON, structured(t, map[string]any{"data": map[string]any{
+			"project": "p", "stage": "s", "service": "c", "action": map[string]any{"action": "restart"}}}))
+		if err != nil || got.Value != nil {
+			t.Fatalf("Decode = %s, %v; want no value", got.Value, err)
+		}
+	})
 }
