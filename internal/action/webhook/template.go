@@ -71,10 +71,9 @@ func newData(name string, req action.Request) (Data, error) {
 // funcs are the template functions besides text/template's builtins
 // (urlquery, printf, index, ...).
 func (h *Handler) funcs() template.FuncMap {
-	return template.FuncMap{
-		"secret": h.secret,
-		"json":   toJSON,
-	}
+	fs := escapeFuncs()
+	fs["secret"] = h.secret
+	return fs
 }
 
 // secret is the template function {{secret "name"}}: the value of the
@@ -101,14 +100,14 @@ func (h *Handler) secretNames() string {
 // toJSON is the template function {{json .Value}}: v as JSON, for bodies.
 // A string comes out quoted and escaped, so {"title": {{json
 // .Problem.ProblemTitle}}} stays valid JSON whatever the title holds.
-func toJSON(v any) (string, error) {
+func toJSON(v any) (jsonText, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		return "", err
 	}
-	return strings.TrimSuffix(b.String(), "\n"), nil
+	return jsonText(strings.TrimSuffix(b.String(), "\n")), nil
 }
 
 // field is one templated setting: the url, one header or the body.
@@ -124,10 +123,18 @@ type field struct {
 	// idents are the identifiers of every field chain, so that a sample
 	// can give .Labels every key the template may ask for.
 	idents []string
+	// usesSecret is set when the template calls secret.
+	usesSecret bool
+	// hostFrom is the first action that puts data into the URL's scheme
+	// or host, "{{.Labels.host}}"; userinfo is set when the URL's literal
+	// text has user information. Only the url sets them.
+	hostFrom string
+	userinfo bool
 }
 
-// parseField parses and statically checks one template.
-func (h *Handler) parseField(name, text string) (*field, error) {
+// parseField parses and statically checks one template, and makes it
+// escape what it writes for the place p it starts in; see escape.go.
+func (h *Handler) parseField(name, text string, p place) (*field, error) {
 	t, err := template.New(name).Option("missingkey=error").Funcs(h.funcs()).Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -159,6 +166,9 @@ func (h *Handler) parseField(name, text string) (*field, error) {
 			return nil, fmt.Errorf("%s: %w", name, c.err)
 		}
 	}
+	if err := escape(f, p); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	return f, nil
 }
 
@@ -166,6 +176,9 @@ func (h *Handler) parseField(name, text string) (*field, error) {
 func (f *field) execute(d Data) (string, error) {
 	var b strings.Builder
 	if err := f.tmpl.Execute(&b, d); err != nil {
+		if e, ok := unescaped(err); ok {
+			return "", fmt.Errorf("%s: %w", f.name, e)
+		}
 		return "", fmt.Errorf("%s: %w", f.name, err)
 	}
 	return b.String(), nil
@@ -241,10 +254,14 @@ func (c *checker) walk(node parse.Node, dot reflect.Type) {
 
 // secretCall checks the name of {{secret "name"}} when it is written out.
 func (c *checker) secretCall(n *parse.CommandNode) {
-	if len(n.Args) < 2 {
+	if len(n.Args) == 0 {
 		return
 	}
 	if id, ok := n.Args[0].(*parse.IdentifierNode); !ok || id.Ident != "secret" {
+		return
+	}
+	c.f.usesSecret = true
+	if len(n.Args) < 2 {
 		return
 	}
 	if s, ok := n.Args[1].(*parse.StringNode); ok {

@@ -7,22 +7,23 @@
 // catalog entry runs and fills in its templates, but never the method, the
 // secrets or where the request may go. A catalog entry looks like
 //
-//   - name: page-oncall
-//     kind: webhook
-//     settings:
-//     url: https://events.pagerduty.com/v2/enqueue
-//     headers:
-//     Authorization: Token token={{secret "pager"}}
-//     body: |
-//     {"routing_key": {{json (secret "routingKey")}},
-//     "event_action": "trigger",
-//     "payload": {"summary": {{json .Problem.ProblemTitle}},
-//     "source": "{{.Project}}/{{.Stage}}/{{.Service}}",
-//     "severity": {{json .Labels.severity}}}}
-//     secrets:
-//     pager: {env: PAGER_TOKEN}
-//     routingKey: {file: /etc/secrets/pager/routing-key}
-//     allowHosts: [events.pagerduty.com]
+//	actions:
+//	  - name: page-oncall
+//	    kind: webhook
+//	    settings:
+//	      url: https://events.pagerduty.com/v2/enqueue
+//	      headers:
+//	        Authorization: Token token={{secret "pager"}}
+//	      body: |
+//	        {"routing_key": {{json (secret "routingKey")}},
+//	         "event_action": "trigger",
+//	         "payload": {"summary": {{.Problem.ProblemTitle}},
+//	                     "source": "{{.Project}}/{{.Stage}}/{{.Service}}",
+//	                     "severity": {{.Labels.severity}}}}
+//	      secrets:
+//	        pager: {env: PAGER_TOKEN}
+//	        routingKey: {file: /etc/secrets/pager/routing-key}
+//	      allowHosts: [events.pagerduty.com]
 //
 // # Templates
 //
@@ -30,11 +31,27 @@
 // .Project, .Stage, .Service, .Labels (a map), .Action (the action name),
 // .Value (the action's value decoded from JSON, nil if none), .Problem
 // (.Problem.ProblemTitle, .Problem.RootCause), .KeptnContext and
-// .TriggeredID. Besides text/template's builtins (urlquery, printf, index,
-// ...) there are {{secret "name"}}, the value of a secret declared under
-// settings.secrets, and {{json X}}, X as JSON, for bodies. Templates run
-// with missingkey=error: a label or value key the event lacks fails the
-// action with the field named, rather than sending "<no value>".
+// .TriggeredID. Besides text/template's builtins (printf, index, ...)
+// there are {{secret "name"}}, the value of a secret declared under
+// settings.secrets, {{json X}}, X as JSON, {{pathSegment X}} and
+// {{urlquery X}}. Templates run with missingkey=error: a label or value key
+// the event lacks fails the action with the field named, rather than
+// sending "<no value>".
+//
+// What a template writes is escaped for where it lands, the literal text
+// of the template never (see escape.go): in the url's path, as one path
+// segment ("../" and "/" cannot change the path, and a "." or ".." segment
+// is refused); in its query, as a query component ("&admin=true" stays a
+// value); in its host, only what a host name can hold; in a header,
+// anything but control characters; in a JSON body (a JSON Content-Type, or
+// none), inside a string as the string's contents and outside one as a
+// JSON value, so {"summary": {{.Problem.ProblemTitle}}} is valid JSON and
+// "source" above cannot be closed by the event; in a form body, as a query
+// component; in any other body, as it is. json, pathSegment and urlquery
+// are not escaped again where their result belongs. A url whose scheme,
+// host or port comes from event data (.Labels, .Value, ...) can send the
+// request anywhere: with a secret in it, New refuses the entry unless
+// settings.allowHosts pins the host.
 //
 // New checks each template before any event arrives: it parses it, checks
 // every field it names against Data and every {{secret "..."}} against
@@ -51,14 +68,16 @@
 // deadline bounds it all. An answer in settings.successStatus (any 2xx by
 // default) passes the action; any other final answer fails it, and
 // retries that run out are an error. Messages quote the method, the URL
-// (without user information) and the start of the answer's body, with every
-// secret masked.
+// (without user information) and at most 256 bytes (Options.MaxExcerpt, at
+// most 512) of the answer's body, with every secret masked in any form a
+// server may echo it in (package secret), before the body is cut.
 //
 // # Where requests may go
 //
 // Package egress refuses, unless settings.allow names the rule, requests to
 // the Kubernetes API, cluster-local names, and loopback, link-local
-// (including the cloud metadata service) and private addresses, checked
+// (including the cloud metadata service) and private addresses, also
+// when written as an IPv6 address that embeds them, checked
 // after DNS on every connection and every redirect (at most 5); and, when
 // settings.allowHosts is set, to any host not on it. A refusal is an
 // *action.Refusal of rule "webhook egress" whose reason says what was
@@ -275,10 +294,11 @@ func (h *Handler) configure(cfg Config, opts Options) error {
 	if strings.TrimSpace(cfg.URL) == "" {
 		return errors.New(`url: missing; it is where the request goes, e.g. "https://hooks.example.com/{{.Project}}"`)
 	}
-	if h.url, err = h.parseField("url", cfg.URL); err != nil {
+	if h.url, err = h.parseField("url", cfg.URL, urlStart); err != nil {
 		return err
 	}
 	seen := map[string]string{}
+	contentType := ""
 	for _, k := range sortedKeys(cfg.Headers) {
 		canonical := http.CanonicalHeaderKey(k)
 		if err := checkHeaderName(k); err != nil {
@@ -288,21 +308,43 @@ func (h *Handler) configure(cfg Config, opts Options) error {
 			return fmt.Errorf("headers.%s: the same header as headers.%s; header names ignore case", k, prev)
 		}
 		seen[canonical] = k
-		f, err := h.parseField("headers."+k, cfg.Headers[k])
+		f, err := h.parseField("headers."+k, cfg.Headers[k], header)
 		if err != nil {
 			return err
 		}
 		h.headers = append(h.headers, f)
+		if canonical == "Content-Type" {
+			contentType = strings.TrimSpace(cfg.Headers[k])
+		}
 	}
 	if cfg.Body != "" {
-		if h.body, err = h.parseField("body", cfg.Body); err != nil {
+		if h.body, err = h.parseField("body", cfg.Body, bodyPlace(contentType)); err != nil {
 			return err
 		}
+	}
+	if err := h.checkSecretsStay(cfg.AllowHosts); err != nil {
+		return err
 	}
 	if err := h.tryOnSample(); err != nil {
 		return err
 	}
 	h.transport = h.policy.Transport()
+	return nil
+}
+
+// checkSecretsStay refuses a webhook whose host an event chooses, when
+// its request carries a secret and no allowHosts pins where it may go:
+// the event could send the secret anywhere.
+func (h *Handler) checkSecretsStay(allowHosts []string) error {
+	if h.url.hostFrom == "" || len(allowHosts) > 0 {
+		return nil
+	}
+	for _, f := range h.fields() {
+		if f.usesSecret || f.userinfo {
+			return fmt.Errorf("webhook %q: url: %s puts event data into the scheme or host, and %s carries a secret, which the event could send to any host; pin the host with settings.allowHosts, or write the scheme and host out",
+				h.name, h.url.hostFrom, f.name)
+		}
+	}
 	return nil
 }
 
@@ -400,6 +442,9 @@ func parseURL(s string) (*url.URL, error) {
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("url: %q is not an absolute http or https URL", s)
+	}
+	if err := checkPath(u); err != nil {
+		return nil, err
 	}
 	return u, nil
 }
