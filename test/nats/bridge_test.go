@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -16,49 +15,95 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/google/uuid"
-	"github.com/keptn/go-utils/pkg/api/models"
+	"github.com/keptn/go-utils/pkg/lib/keptn"
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 	natsgo "github.com/nats-io/nats.go"
 )
 
-// What the distributor of Keptn 1.4.5 does, as the Bridge reproduces it.
+// What the distributor of Keptn 1.4.5 does, as the Bridge reproduces it;
+// read in keptn/keptn 1.4.5, distributor/pkg/receiver/receiver.go and
+// distributor/pkg/forwarder/forwarder.go, and in what they call: go-utils
+// v0.20.4's v0_2_0.HTTPEventSender.Send and keptn.GetExpBackoffTime, and
+// cloudevents/sdk-go v2's HTTP protocol.
 const (
-	// forwardTimeout bounds one POST to the provider.
-	forwardTimeout = 5 * time.Second
+	// sendTimeout bounds all the POSTs of one event together, pauses
+	// included: NATSEventReceiver.sendEvent makes one 5 s context and
+	// HTTPEventSender.Send makes every attempt in it.
+	sendTimeout = 5 * time.Second
 	// forwardRetries is how many times a POST answered with a non-2xx status
-	// is made again, each after a pause of retryPauseMin to retryPauseMax.
-	forwardRetries = 3
-	retryPauseMin  = time.Second
-	retryPauseMax  = 1600 * time.Millisecond
+	// is made again (v0_2_0.MAX_SEND_RETRIES), after the pauses retryPause
+	// gives, as long as sendTimeout has not run out.
+	forwardRetries = keptnv2.MAX_SEND_RETRIES
 	// maxPayloadBytes is the cap of /event: API_PROXY_MAX_PAYLOAD_BYTES_KB's
-	// default of 64; a larger body gets 413.
+	// default of 64. A larger body gets 500, as any body /event cannot read.
 	maxPayloadBytes = 64 << 10
 	// triggeredTopic is the provider's PUBSUB_TOPIC.
 	triggeredTopic = "sh.keptn.event.action.triggered"
 )
 
+// retryPause is the pause after the n-th attempt (from 1), the
+// distributor's own keptn.GetExpBackoffTime: 0.75 s, 1.5 s, 2.25 s, 3 s for
+// n = 1..4, each ±50 %. Retry-After is not looked at.
+func retryPause(n int) time.Duration { return keptn.GetExpBackoffTime(n) }
+
+// retryPauseBounds is the range retryPause(n) falls in.
+func retryPauseBounds(n int) (lo, hi time.Duration) {
+	c := time.Duration(n) * 750 * time.Millisecond
+	return c / 2, c * 3 / 2
+}
+
 // Bridge stands in for one Keptn 1.4.5 distributor sidecar: what a provider
 // replica sees of Keptn. Run one per provider replica, as there is one
-// sidecar per pod. It behaves as the distributor was checked to behave:
+// sidecar per pod. It behaves as the distributor does when it does not
+// register with the control plane (see below):
 //
 //   - It subscribes with QueueSubscribe(Topic, Group) (PUBSUB_TOPIC,
 //     PUBSUB_GROUP): bridges sharing a group split the events among them;
 //     another group gets its own copy of each.
-//   - It forwards each message, one at a time, as an HTTP POST in
-//     structured mode (Content-Type application/cloudevents+json, no ce-*
-//     headers) to Recipient (PUBSUB_RECIPIENT:PORT/PATH), with a 5 s
-//     timeout. The event goes through go-utils' KeptnContextExtendedCE on
-//     the way, as in the distributor: Keptn's four extensions
+//   - Each message gets a goroutine of its own at once, and every one of
+//     them waits for one mutex before it does anything
+//     (NATSEventReceiver.handleMessage): events are forwarded one at a time,
+//     but not in the order they arrived, since the goroutines race for the
+//     mutex. NATS never holds messages back for the bridge.
+//   - Data that does not decode as a CloudEvent (no JSON, no specversion),
+//     or whose data go-utils' EventData cannot take, is dropped without a
+//     word; the bridge records it as a Forward with no Codes.
+//   - An event is POSTed in structured mode (Content-Type
+//     application/cloudevents+json, no ce-* headers) to Recipient
+//     (PUBSUB_RECIPIENT:PORT/PATH). It goes through go-utils'
+//     KeptnContextExtendedCE on the way: Keptn's four extensions
 //     (shkeptncontext, triggeredid, shkeptnspecversion, gitcommitid) are
 //     kept, an empty triggeredid and gitcommitid are added, any other
-//     extension is dropped.
-//   - A non-2xx answer is re-POSTed 3 times, 1 to 1.6 s apart, and then
-//     given up. A POST that gets no answer at all (connection refused, and
-//     here also a timeout) drops the event, silently.
-//   - Its /event endpoint takes the provider's events: structured mode
-//     only (a binary-mode event has no specversion in its body and gets 500
-//     "no specversion"), at most 64 KiB (413 above), and publishes each to
-//     the NATS subject named by its type (no type: 500).
+//     extension is dropped; an event without id gets a new one on each
+//     attempt, one without time the time of the attempt.
+//   - A non-2xx answer is re-POSTed up to 3 times, after pauses of about
+//     0.75, 1.5 and 2.25 s (±50 %, Retry-After ignored), but all attempts
+//     share one 5 s deadline: once it has passed, the next attempt sends
+//     nothing, fails at once, and the event counts as sent. After a fourth
+//     non-2xx answer it pauses once more (about 3 s), then gives up and logs
+//     "Could not send cloud event". Throughout, it holds the mutex.
+//   - A POST that gets no answer (connection refused, reset, or no answer
+//     within what is left of the 5 s) counts as sent: no retry, no log line.
+//     The event is lost.
+//   - An event the CloudEvents SDK finds invalid (no type or no source) is
+//     not POSTed at all; it is "retried" through the same pauses, then given
+//     up and logged.
+//   - Its /event endpoint takes the provider's events: any method, the body
+//     read as a structured-mode event whatever the headers say (a
+//     binary-mode event's body has no specversion), at most 64 KiB. A body
+//     over that, or one that does not decode, gets a bare 500. An event
+//     with no type gets 500; sh.keptn.log.error, and an event the SDK finds
+//     invalid, get 200 and are not published; any other is published as it
+//     came, structured, on the NATS subject named by its type, and gets 200
+//     with no body.
+//
+// Not reproduced: with K8S_NAMESPACE and K8S_DEPLOYMENT_NAME set (as in
+// deploy/ and the chart), the distributor registers with Keptn's control
+// plane and forwards only what its subscriptions match, adding
+// data.temporaryData.distributor.subscriptionID to each event and dropping
+// an id it forwarded for the same subscription in the last 10 s. Its
+// /event sends to the uniform log channel, and can forward to a remote API
+// instead of NATS.
 //
 // Listen, then Start; Close when done.
 type Bridge struct {
@@ -71,7 +116,7 @@ type Bridge struct {
 	// non-zero status is answered instead, as an event endpoint that is
 	// down would. It must be safe for concurrent use.
 	Refuse func() int
-	// Delay, when set, holds each accepted event this long before it is
+	// Delay, when set, holds each decoded event this long before it is
 	// published and answered, as a distributor slow to publish would.
 	Delay time.Duration
 
@@ -83,20 +128,31 @@ type Bridge struct {
 	sub       *natsgo.Subscription
 	ctx       context.Context
 	cancel    context.CancelFunc
-	inflight  sync.WaitGroup // forwards under way
+	inflight  sync.WaitGroup // goroutines of messages taken from NATS
+	sendMu    sync.Mutex     // the distributor's one mutex: one forward at a time
 
 	mu        sync.Mutex
 	stopped   bool // Unsubscribe or Close: no new forward starts
+	taken     int  // messages taken from NATS
+	waiting   int  // goroutines waiting for sendMu
 	forwards  []Forward
 	published []string // ids of the events /event published
 	refused   int      // requests to /event answered by Refuse
+	logged    []string // the error lines the distributor would log
 }
 
 // Forward is what became of one message the bridge took from NATS.
 type Forward struct {
 	ID    string // the event's id
-	Codes []int  // the status of each POST; 0 for one that got no answer
-	Err   error  // the last POST's transport error, if any
+	Codes []int  // the status of each attempt; 0 for one that got no answer
+	// Err is the last attempt's error: the transport's, the SDK's for an
+	// invalid event, or why the message was dropped.
+	Err error
+	// GaveUp: the sender returned an error, which the distributor logs as
+	// "Could not send cloud event". Otherwise it counts the event as sent,
+	// whatever Codes says.
+	GaveUp bool
+	Done   time.Time // when the bridge was done with it
 }
 
 // Delivered says whether the provider answered the event with a 2xx.
@@ -150,8 +206,8 @@ func (b *Bridge) Start(ctx context.Context) error {
 	if b.sub, err = nc.QueueSubscribe(b.Topic, b.Group, b.onMessage); err != nil {
 		return fmt.Errorf("bridge: subscribe to %s in group %s: %w", b.Topic, b.Group, err)
 	}
-	// The distributor's NATS client is never a slow consumer that drops
-	// messages within a test's volume; lift the limit all the same.
+	// onMessage returns at once, so nothing piles up in the subscription;
+	// lift its limit all the same.
 	_ = b.sub.SetPendingLimits(-1, -1)
 	if err := nc.Flush(); err != nil {
 		return fmt.Errorf("bridge: flush the subscription: %w", err)
@@ -159,10 +215,11 @@ func (b *Bridge) Start(ctx context.Context) error {
 	return nil
 }
 
-// onMessage is the subscription's handler. nats.go calls it for one message
-// at a time, and it returns only once the message is forwarded or given up:
-// the distributor hands each message on through an unbuffered channel to
-// one loop that forwards it, so that it, too, forwards one at a time.
+// onMessage is the subscription's handler, as NATSEventReceiver.handleMessage
+// is: it starts a goroutine for the message and returns; the goroutine waits
+// for the one mutex, then forwards the message. A goroutine that gets the
+// mutex after Unsubscribe drops its message, as the distributor's process
+// exiting would.
 func (b *Bridge) onMessage(m *natsgo.Msg) {
 	b.mu.Lock()
 	if b.stopped {
@@ -170,43 +227,117 @@ func (b *Bridge) onMessage(m *natsgo.Msg) {
 		return
 	}
 	b.inflight.Add(1)
+	b.taken++
+	b.waiting++
 	b.mu.Unlock()
-	defer b.inflight.Done()
-	b.forward(m.Data)
+	go func() {
+		defer b.inflight.Done()
+		b.sendMu.Lock()
+		defer b.sendMu.Unlock()
+		b.mu.Lock()
+		b.waiting--
+		stopped := b.stopped
+		b.mu.Unlock()
+		if !stopped {
+			b.forward(m.Data)
+		}
+	}()
 }
 
+// decodeEvent is the distributor's utils.DecodeNATSMessage, for messages
+// from NATS and bodies sent to /event alike.
+func decodeEvent(data []byte) (cloudevents.Event, error) {
+	var cv struct {
+		SpecVersion string `json:"specversion"`
+	}
+	if err := json.Unmarshal(data, &cv); err != nil {
+		return cloudevents.Event{}, err
+	}
+	ev := cloudevents.NewEvent(cv.SpecVersion)
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return cloudevents.Event{}, err
+	}
+	return ev, nil
+}
+
+// forward is the rest of handleMessage, and sendEvent.
 func (b *Bridge) forward(data []byte) {
-	var ke models.KeptnContextExtendedCE
-	if err := json.Unmarshal(data, &ke); err != nil || ke.Type == nil || ke.Source == nil {
-		// The distributor logs "could not unmarshal message" and goes on.
-		b.record(Forward{ID: ke.ID, Err: fmt.Errorf("not a Keptn event: %v", err)})
-		return
-	}
-	body, err := json.Marshal(keptnv2.ToCloudEvent(ke))
+	ev, err := decodeEvent(data)
 	if err != nil {
-		b.record(Forward{ID: ke.ID, Err: err})
+		b.record(Forward{Err: fmt.Errorf("dropped without a word, not a CloudEvent: %w", err)})
 		return
 	}
-	f := Forward{ID: ke.ID}
-	defer func() { b.record(f) }()
-	for attempt := 0; ; attempt++ {
-		code, err := b.post(body)
-		f.Codes, f.Err = append(f.Codes, code), err
-		if err != nil || (code >= 200 && code < 300) || attempt == forwardRetries {
-			return // delivered, dropped (no answer), or given up
+	ke, _ := keptnv2.ToKeptnEvent(ev) // never fails
+	out := keptnv2.ToCloudEvent(ke)
+	// sendEvent's EventMatcher: with no filters set, it still decodes the
+	// data, and an event whose data it cannot take is not sent.
+	if err := out.DataAs(&keptnv2.EventData{}); err != nil {
+		b.record(Forward{ID: ke.ID, Err: fmt.Errorf("dropped without a word, data not Keptn's: %w", err)})
+		return
+	}
+	b.record(b.send(out))
+}
+
+// errInvalid marks an event the CloudEvents SDK refuses to send.
+var errInvalid = errors.New("invalid CloudEvent")
+
+// send is go-utils' HTTPEventSender.Send with the 5 s context sendEvent
+// gives it. The pauses do not watch that context (they are time.After), so
+// a pause may end after the deadline; only Close cuts them short here.
+func (b *Bridge) send(ev cloudevents.Event) Forward {
+	f := Forward{ID: ev.ID()}
+	ctx, cancel := context.WithTimeout(b.ctx, sendTimeout)
+	defer cancel()
+	for i := 0; i <= forwardRetries; i++ {
+		code, err := b.post(ctx, ev)
+		f.Err = err
+		switch {
+		case errors.Is(err, errInvalid):
+			// Not a protocol result: "undelivered", paused and tried again.
+		case err != nil:
+			// No answer: the SDK returns a NACK receipt, which Send takes
+			// for success.
+			f.Codes = append(f.Codes, 0)
+			return f
+		default:
+			f.Codes = append(f.Codes, code)
+			if code >= 200 && code < 300 {
+				return f
+			}
+			f.Err = fmt.Errorf("%d %s", code, http.StatusText(code))
 		}
-		pause := retryPauseMin + rand.N(retryPauseMax-retryPauseMin+1)
 		select {
 		case <-b.ctx.Done():
-			return
-		case <-time.After(pause):
+			f.Err = b.ctx.Err()
+			return f
+		case <-time.After(retryPause(i + 1)):
 		}
 	}
+	f.GaveUp = true
+	f.Err = fmt.Errorf("could not send cloudevent after %d retries. Received result from the receiver: %w", forwardRetries, f.Err)
+	b.logf("Could not send cloud event: %v", f.Err)
+	return f
 }
 
-func (b *Bridge) post(body []byte) (int, error) {
-	ctx, cancel := context.WithTimeout(b.ctx, forwardTimeout)
-	defer cancel()
+// post is one attempt: the SDK client's defaulters (WithUUIDs,
+// WithTimeNow) and its validation, then one POST in structured mode. It
+// returns the status, or the transport's error.
+func (b *Bridge) post(ctx context.Context, ev cloudevents.Event) (int, error) {
+	if ev.ID() == "" {
+		ev.Context = ev.Context.Clone()
+		ev.SetID(uuid.NewString())
+	}
+	if ev.Time().IsZero() {
+		ev.Context = ev.Context.Clone()
+		ev.SetTime(time.Now())
+	}
+	if err := ev.Validate(); err != nil {
+		return 0, fmt.Errorf("%w: %v", errInvalid, err)
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errInvalid, err)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.Recipient, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
@@ -222,13 +353,22 @@ func (b *Bridge) post(body []byte) (int, error) {
 }
 
 func (b *Bridge) record(f Forward) {
+	f.Done = time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.forwards = append(b.forwards, f)
 }
 
-// serveEvent is the distributor's /event: a structured-mode CloudEvent in,
-// the same event out on NATS, on the subject named by its type.
+func (b *Bridge) logf(format string, args ...any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.logged = append(b.logged, fmt.Sprintf(format, args...))
+}
+
+// serveEvent is the distributor's /event (Forwarder.handleEvent behind its
+// httpMiddleWare): a structured-mode CloudEvent in, the same event out on
+// NATS, on the subject named by its type. Its refusals have no body; the
+// reason goes to the log.
 func (b *Bridge) serveEvent(w http.ResponseWriter, r *http.Request) {
 	if b.Refuse != nil {
 		if code := b.Refuse(); code != 0 {
@@ -239,35 +379,18 @@ func (b *Bridge) serveEvent(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if r.Method != http.MethodPost {
-		http.Error(w, "only POST", http.StatusMethodNotAllowed)
-		return
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPayloadBytes))
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			http.Error(w, "payload too large", http.StatusRequestEntityTooLarge)
-			return
-		}
-		http.Error(w, "could not read body: "+err.Error(), http.StatusBadRequest)
+		b.logf("Failed to read body from request: %v", err)
+		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
-	// The distributor reads the body as a structured-mode event whatever
-	// the headers say: a binary-mode event's body is its data alone.
-	var probe struct {
-		SpecVersion *string `json:"specversion"`
-	}
-	if err := json.Unmarshal(body, &probe); err != nil || probe.SpecVersion == nil {
-		http.Error(w, "could not decode CloudEvent: no specversion", http.StatusInternalServerError)
+	ev, err := decodeEvent(body)
+	if err != nil {
+		b.logf("Failed to decode CloudEvent: %v", err)
+		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
-	ev := cloudevents.NewEvent()
-	if err := json.Unmarshal(body, &ev); err != nil {
-		http.Error(w, "could not decode CloudEvent: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	ke, _ := keptnv2.ToKeptnEvent(ev) // never fails
 	if b.Delay > 0 {
 		select {
 		case <-r.Context().Done():
@@ -275,36 +398,39 @@ func (b *Bridge) serveEvent(w http.ResponseWriter, r *http.Request) {
 		case <-time.After(b.Delay):
 		}
 	}
-	if ke.Type == nil || *ke.Type == "" {
-		http.Error(w, "could not publish event: event type must be set", http.StatusInternalServerError)
+	switch {
+	case ev.Type() == keptnv2.ErrorLogEventName:
+		return // to the uniform log only; 200
+	case ev.Type() == "":
+		b.logf("Failed to forward CloudEvent: no PubSub Topic defined")
+		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
-	// As go-utils' NATS connector publishes: time and specversion are
-	// stamped, an id is made up if there is none.
-	ke.Time = time.Now().UTC()
-	ke.Specversion = cloudevents.VersionV1
-	if ke.ID == "" {
-		ke.ID = uuid.NewString()
+	// forwardEventToNATSServer: a CloudEvents client without defaulters
+	// sends it; what it cannot send is logged, and answered 200 all the same.
+	if err := ev.Validate(); err != nil {
+		b.logf("Failed to send cloud event: %v", err)
+		return
 	}
-	payload, err := json.Marshal(ke)
+	payload, err := json.Marshal(ev)
 	if err == nil {
-		err = b.nc.Publish(*ke.Type, payload)
+		err = b.nc.Publish(ev.Type(), payload)
 	}
 	if err != nil {
-		http.Error(w, "could not publish event: "+err.Error(), http.StatusInternalServerError)
+		b.logf("Failed to send cloud event: %v", err)
 		return
 	}
 	b.mu.Lock()
-	b.published = append(b.published, ke.ID)
+	b.published = append(b.published, ev.ID())
 	b.mu.Unlock()
-	w.WriteHeader(http.StatusOK)
 }
 
-// Unsubscribe stops taking events from NATS and waits for the forward under
-// way, as the distributor does when its pod is terminated (go-utils'
-// control plane unsubscribes, then waits for its event handlers). Messages
-// NATS had handed to the subscription and that were not forwarded yet are
-// lost, as they are in core NATS. /event goes on serving until Close.
+// Unsubscribe stops taking events from NATS and waits for the goroutines of
+// the messages taken: the one forwarding finishes its forward, those
+// waiting for the mutex drop theirs. That is what SIGTERM does to the
+// distributor: it unsubscribes and exits, and the messages its goroutines
+// had not forwarded are lost, as they are in core NATS. /event goes on
+// serving until Close.
 func (b *Bridge) Unsubscribe() error {
 	b.mu.Lock()
 	b.stopped = true
@@ -353,6 +479,31 @@ func (b *Bridge) Published() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]string(nil), b.published...)
+}
+
+// Waiting is how many messages taken from NATS wait for the mutex.
+func (b *Bridge) Waiting() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.waiting
+}
+
+// settled says whether the bridge is done with every message it has taken
+// from NATS, and none is pending in its subscription.
+func (b *Bridge) settled() bool {
+	if n, _, err := b.sub.Pending(); err != nil || n > 0 {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.waiting == 0 && len(b.forwards) == b.taken
+}
+
+// Logged returns the error lines the distributor would have logged.
+func (b *Bridge) Logged() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.logged...)
 }
 
 // Refused is how many requests to /event Refuse answered.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 
 	"github.com/keptn-action-provider/action-provider/internal/config"
@@ -36,8 +37,9 @@ func defaultMaxEventBytes(t *testing.T) int {
 // Replier build a started and a finished event, the latter with a message
 // far over the cap, and sends them with the provider's own HTTP delivery to
 // the bridge's /event, then checks they arrive on NATS. It also checks the
-// endpoint's rules the provider must keep to: binary mode gets 500 "no
-// specversion", a body over 64 KiB gets 413.
+// endpoint's rules the provider must keep to, each answered with a bare 500
+// and a log line: binary mode ("no specversion"), a body over 65,536 bytes,
+// no type.
 func TestRepliesAcceptedByEventEndpoint(t *testing.T) {
 	requireSetup(t)
 	t.Parallel()
@@ -102,9 +104,27 @@ func TestRepliesAcceptedByEventEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	var status *delivery.StatusError
-	if err := send(uncapped); !errors.As(err, &status) || status.Code != http.StatusRequestEntityTooLarge {
-		t.Errorf("a %d-byte event: %v, want 413", len(uncapped.Body), err)
+	if err := send(uncapped); !errors.As(err, &status) || status.Code != http.StatusInternalServerError {
+		t.Errorf("a %d-byte event: %v, want 500", len(uncapped.Body), err)
 	}
+
+	// logged waits for the bridge's log to have n lines and returns the last.
+	logged := func(n int) string {
+		t.Helper()
+		deadline := time.Now().Add(waitTimeout)
+		for len(b.Logged()) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("the bridge logged %q, want %d lines", b.Logged(), n)
+			}
+			sleep(ctx, 5*time.Millisecond)
+		}
+		l := b.Logged()
+		return l[len(l)-1]
+	}
+	if line := logged(1); !strings.HasPrefix(line, "Failed to read body from request: ") {
+		t.Errorf("the bridge logged %q for the uncapped event, want \"Failed to read body from request\"", line)
+	}
+	nLogged := len(b.Logged())
 
 	post := func(header http.Header, body []byte) (int, string) {
 		t.Helper()
@@ -122,40 +142,51 @@ func TestRepliesAcceptedByEventEndpoint(t *testing.T) {
 		return resp.StatusCode, strings.TrimSpace(string(answer))
 	}
 
-	t.Run("binary mode gets 500 no specversion", func(t *testing.T) {
+	structured := http.Header{"Content-Type": {"application/cloudevents+json"}}
+	t.Run("binary mode gets 500, no specversion", func(t *testing.T) {
 		h := http.Header{
 			"Content-Type":   {"application/json"},
 			"Ce-Specversion": {"1.0"}, "Ce-Id": {"b1"}, "Ce-Source": {"action-provider"},
 			"Ce-Type": {keptnevent.StartedType}, "Ce-Shkeptncontext": {tr.KeptnContext}, "Ce-Triggeredid": {tr.ID},
 		}
 		code, answer := post(h, []byte(`{"project":"sockshop","stage":"production","service":"carts"}`))
-		if code != http.StatusInternalServerError || !strings.Contains(answer, "no specversion") {
-			t.Errorf("binary mode: %d %q, want 500 no specversion", code, answer)
+		nLogged++
+		if line := logged(nLogged); code != http.StatusInternalServerError || answer != "" || !strings.Contains(line, "no specversion") {
+			t.Errorf("binary mode: %d %q, logged %q; want a bare 500, \"no specversion\" logged", code, answer, line)
 		}
 	})
 
-	t.Run("65 KiB gets 413", func(t *testing.T) {
-		body := append([]byte(`{"specversion":"1.0","id":"big","source":"action-provider","type":"`+keptnevent.StartedType+`","data":{"message":"`),
-			bytes.Repeat([]byte("x"), 65<<10)...)
-		body = append(body, `"}}`...)
-		code, answer := post(http.Header{"Content-Type": {"application/cloudevents+json"}}, body)
-		if code != http.StatusRequestEntityTooLarge {
-			t.Errorf("%d bytes: %d %q, want 413", len(body), code, answer)
+	// sized is a structured event of exactly n bytes, of the triggered
+	// type: published, it goes to the bridge's own subscription, not to
+	// the recorder.
+	sized := func(n int) []byte {
+		head := `{"specversion":"1.0","id":"` + uuid.NewString() + `","source":"action-provider","type":"` + triggeredTopic + `","data":{"message":"`
+		tail := `"}}`
+		return []byte(head + strings.Repeat("x", n-len(head)-len(tail)) + tail)
+	}
+	t.Run("65,536 bytes pass, 65,537 get 500", func(t *testing.T) {
+		if code, answer := post(structured, sized(maxPayloadBytes)); code != http.StatusOK {
+			t.Errorf("%d bytes: %d %q, want 200", maxPayloadBytes, code, answer)
+		}
+		code, answer := post(structured, sized(maxPayloadBytes+1))
+		nLogged++
+		if line := logged(nLogged); code != http.StatusInternalServerError || answer != "" || !strings.Contains(line, "request body too large") {
+			t.Errorf("%d bytes: %d %q, logged %q; want a bare 500, \"request body too large\" logged", maxPayloadBytes+1, code, answer, line)
 		}
 	})
 
 	t.Run("no type gets 500", func(t *testing.T) {
-		code, answer := post(http.Header{"Content-Type": {"application/cloudevents+json"}},
-			[]byte(`{"specversion":"1.0","id":"untyped","source":"action-provider","data":{}}`))
-		if code != http.StatusInternalServerError {
-			t.Errorf("no type: %d %q, want 500", code, answer)
+		code, answer := post(structured, []byte(`{"specversion":"1.0","id":"untyped","source":"action-provider","data":{}}`))
+		nLogged++
+		if line := logged(nLogged); code != http.StatusInternalServerError || answer != "" || !strings.Contains(line, "no PubSub Topic defined") {
+			t.Errorf("no type: %d %q, logged %q; want a bare 500, \"no PubSub Topic defined\" logged", code, answer, line)
 		}
 	})
 
 	// None of the refused ones reached NATS.
 	rec.quiet(ctx, t, 300*time.Millisecond, 5*time.Second)
 	checkExactlyOnce(t, rec, []trigger{tr})
-	if got := len(b.Published()); got != 2 {
-		t.Errorf("/event published %d events, want the started and the finished", got)
+	if got := len(b.Published()); got != 3 {
+		t.Errorf("/event published %d events, want the started, the finished and the one of 65,536 bytes", got)
 	}
 }
