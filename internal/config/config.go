@@ -24,7 +24,8 @@ type Config struct {
 	RcvHost string `envconfig:"RCV_HOST" default:"127.0.0.1" desc:"address the event receiver binds to; only the distributor sidecar in the same pod should reach it"`
 	RcvPort int    `envconfig:"RCV_PORT" default:"8080" desc:"event receiver port (0 picks a free port)"`
 	RcvPath string `envconfig:"RCV_PATH" default:"/" desc:"event receiver path"`
-	OpsPort int    `envconfig:"OPS_PORT" default:"8090" desc:"port for /healthz, /readyz and /metrics, on all interfaces (0 picks a free port)"`
+	OpsHost string `envconfig:"OPS_HOST" desc:"address /healthz, /readyz and /metrics bind to (default: every interface, for the kubelet's probes and Prometheus)"`
+	OpsPort int    `envconfig:"OPS_PORT" default:"8090" desc:"port for /healthz, /readyz and /metrics (0 picks a free port)"`
 
 	Transport       string `envconfig:"TRANSPORT" default:"http" desc:"http: events come from the distributor sidecar (RCV_*) and go to EVENTBROKER; nats: straight from and to NATS (NATS_*), no sidecar"`
 	NATSURL         string `envconfig:"NATS_URL" default:"nats://keptn-nats" desc:"TRANSPORT=nats: the NATS server(s), comma-separated"`
@@ -40,13 +41,15 @@ type Config struct {
 	MaxEventBytes     int           `envconfig:"MAX_EVENT_BYTES" default:"65536" desc:"largest event sent; longer messages are truncated (the distributor's default cap is 64 KiB)"`
 	EventSource       string        `envconfig:"EVENT_SOURCE" default:"action-provider" desc:"CloudEvents source of the events sent"`
 
-	MaxBodyBytes int64 `envconfig:"MAX_BODY_BYTES" default:"1048576" desc:"largest triggered event accepted; larger bodies get 413"`
-	Workers      int   `envconfig:"MAX_CONCURRENT_ACTIONS" default:"64" desc:"actions run at the same time"`
-	QueueSize    int   `envconfig:"QUEUE_SIZE" default:"256" desc:"accepted events waiting for a worker; when full the receiver answers 503"`
+	MaxBodyBytes int64         `envconfig:"MAX_BODY_BYTES" default:"1048576" desc:"largest triggered event accepted; larger bodies are rejected, with a 200 whose body says why"`
+	Workers      int           `envconfig:"MAX_CONCURRENT_ACTIONS" default:"64" desc:"actions run at the same time"`
+	QueueSize    int           `envconfig:"QUEUE_SIZE" default:"256" desc:"accepted events waiting for a worker; when full, a new event waits up to QUEUE_WAIT for room"`
+	QueueWait    time.Duration `envconfig:"QUEUE_WAIT" default:"2s" desc:"how long an event waits for room in a full queue before the receiver answers 503; well under the distributor's 5 s"`
 
 	ActionTimeout    time.Duration `envconfig:"ACTION_TIMEOUT" default:"5m" desc:"deadline of one action"`
 	ShutdownGrace    time.Duration `envconfig:"SHUTDOWN_GRACE" default:"60s" desc:"on SIGTERM, how long running actions may go on before they are cancelled"`
-	ShutdownFlush    time.Duration `envconfig:"SHUTDOWN_FLUSH" default:"10s" desc:"after the grace period, how long the last finished events may take to deliver"`
+	ShutdownFlush    time.Duration `envconfig:"SHUTDOWN_FLUSH" default:"10s" desc:"after the grace period, how long the last finished events may take to deliver and be recorded"`
+	TerminationGrace time.Duration `envconfig:"TERMINATION_GRACE_PERIOD" default:"90s" desc:"the pod's terminationGracePeriodSeconds (the chart sets it): SHUTDOWN_GRACE + SHUTDOWN_FLUSH must end before it"`
 	DedupTTL         time.Duration `envconfig:"DEDUP_TTL" default:"10m" desc:"a triggered event id seen again within this time is not run twice"`
 	HeartbeatPeriod  time.Duration `envconfig:"HEARTBEAT_PERIOD" default:"10s" desc:"how often a replica records that it is alive; after three missed, another replica reports its running actions as interrupted"`
 	DedupCapacity    int           `envconfig:"DEDUP_CAPACITY" default:"100000" desc:"triggered ids remembered at most; the oldest are forgotten first"`
@@ -59,7 +62,8 @@ type Config struct {
 	DeletePodsMax    int           `envconfig:"DELETE_PODS_MAX" default:"10" desc:"delete-pods never evicts more pods than this in one action"`
 
 	ActionsConfig     string        `envconfig:"ACTIONS_CONFIG" desc:"YAML file of the action catalog: names, kinds, settings, guardrails (default: the built-in scale, restart, rollback, delete-pods)"`
-	AllowedNamespaces []string      `envconfig:"ALLOWED_NAMESPACES" default:"*" desc:"comma-separated globs of the namespaces actions may change; kube-system, kube-public, kube-node-lease and POD_NAMESPACE only when named exactly"`
+	AllowedNamespaces []string      `envconfig:"ALLOWED_NAMESPACES" desc:"comma-separated globs of the namespaces actions may change (empty: none, unless NAMESPACE_OPT_IN_LABEL lets one in); kube-system, kube-public, kube-node-lease and POD_NAMESPACE only when named exactly"`
+	NamespaceOptIn    string        `envconfig:"NAMESPACE_OPT_IN_LABEL" desc:"a label key=value, e.g. keptn-action-provider.io/remediation=enabled: a namespace carrying it may be changed too (needs get on namespaces; never a protected one); empty: off"`
 	PodNamespace      string        `envconfig:"POD_NAMESPACE" default:"keptn" desc:"the provider's own namespace: it holds the provider's Leases (locks, cooldowns, claimed events) and is protected from actions"`
 	PodName           string        `envconfig:"POD_NAME" desc:"this replica's name in locks and audit events (default: the host name)"`
 	Cooldown          time.Duration `envconfig:"ACTION_COOLDOWN" default:"5m" desc:"least time between two runs of the same action on the same workload, across replicas (0 disables)"`
@@ -81,6 +85,27 @@ const (
 	FormatText   = "text"
 	usageHeading = "VARIABLE\tDEFAULT\tMEANING"
 )
+
+// shutdownMargin is what the process needs, besides its shutdown's bound,
+// between SIGTERM and the kubelet's SIGKILL: start-up of the shutdown, the
+// intake's stop, the last log lines.
+const shutdownMargin = 5 * time.Second
+
+// shutdownFlushes is how many SHUTDOWN_FLUSH periods a shutdown may take:
+// with NATS, the connection's own flush follows the lifecycle's.
+func (c Config) shutdownFlushes() time.Duration {
+	if c.Transport == TransportNATS {
+		return 2
+	}
+	return 1
+}
+
+func (c Config) shutdownFlushesText() string {
+	if c.Transport == TransportNATS {
+		return "2 × SHUTDOWN_FLUSH, with TRANSPORT=nats"
+	}
+	return "SHUTDOWN_FLUSH"
+}
 
 // Load reads the process environment into a Config and validates it. The
 // error names the offending variable.
@@ -163,6 +188,17 @@ func (c Config) Validate() error {
 	positive("SHUTDOWN_FLUSH", c.ShutdownFlush)
 	positive("DEDUP_TTL", c.DedupTTL)
 	positive("HEARTBEAT_PERIOD", c.HeartbeatPeriod)
+	positive("QUEUE_WAIT", c.QueueWait)
+	if c.QueueWait >= 4*time.Second {
+		bad("QUEUE_WAIT", c.QueueWait, "must be below 4s: the distributor gives all its attempts at one event 5 s, and must have time to retry a 503")
+	}
+	if need := c.ActionTimeout + c.DeliveryRetryTime; c.DedupTTL > 0 && c.DedupTTL < need {
+		bad("DEDUP_TTL", c.DedupTTL, fmt.Sprintf("must be at least ACTION_TIMEOUT + EVENTBROKER_RETRY_TIMEOUT (%s): a redelivery while the first run may still be going on must be recognised", need))
+	}
+	if need := c.ShutdownGrace + c.ShutdownFlush*c.shutdownFlushes(); c.TerminationGrace < need+shutdownMargin {
+		bad("TERMINATION_GRACE_PERIOD", c.TerminationGrace, fmt.Sprintf("must exceed the shutdown's bound, %s (SHUTDOWN_GRACE + %s), by at least %s, or the kubelet kills the provider before its last finished events are sent",
+			need, c.shutdownFlushesText(), shutdownMargin))
+	}
 	if c.EventSource == "" {
 		bad("EVENT_SOURCE", `""`, "must not be empty")
 	}
@@ -186,6 +222,12 @@ func (c Config) Validate() error {
 	for _, g := range c.AllowedNamespaces {
 		if _, err := path.Match(g, ""); err != nil {
 			bad("ALLOWED_NAMESPACES", strings.Join(c.AllowedNamespaces, ","), fmt.Sprintf("%q is not a valid glob", g))
+		}
+	}
+	if c.NamespaceOptIn != "" {
+		k, v, ok := strings.Cut(c.NamespaceOptIn, "=")
+		if !ok || len(validation.IsQualifiedName(k)) > 0 || v == "" || len(validation.IsValidLabelValue(v)) > 0 {
+			bad("NAMESPACE_OPT_IN_LABEL", c.NamespaceOptIn, "must be a label key=value, such as keptn-action-provider.io/remediation=enabled")
 		}
 	}
 	if errs := validation.IsDNS1123Label(c.PodNamespace); len(errs) > 0 {

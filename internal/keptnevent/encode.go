@@ -73,6 +73,32 @@ func (r Replier) Finished(t Triggered, status keptnv2.StatusType, result keptnv2
 	}
 }
 
+// Answerable says whether t can be answered within MaxBytes: whether its
+// smallest finished event, with no message, fits. The started event is
+// smaller still. It is checked before anything is sent, because a started
+// event with no finished one leaves Keptn's sequence waiting for ever.
+func (r Replier) Answerable(t Triggered) error {
+	if r.MaxBytes <= 0 {
+		return nil
+	}
+	data := keptnv2.ActionFinishedEventData{EventData: eventData(t)}
+	data.Status, data.Result = keptnv2.StatusErrored, keptnv2.ResultFailed
+	out, err := r.encode(t, FinishedType, data)
+	if err != nil {
+		return err
+	}
+	// Room for a short reason, such as "interrupted: replica … stopped",
+	// so that every finished event the provider may have to send fits.
+	if need := len(out.Body) + minMessageBytes; need > r.MaxBytes {
+		return fmt.Errorf("a finished event for %s needs at least %d bytes (its labels and names alone take %d), over the limit of %d (MAX_EVENT_BYTES)",
+			t.ID, need, len(out.Body), r.MaxBytes)
+	}
+	return nil
+}
+
+// minMessageBytes is the room a finished event must have for its message.
+const minMessageBytes = 256
+
 func eventData(t Triggered) keptnv2.EventData {
 	return keptnv2.EventData{
 		Project: t.Data.Project,

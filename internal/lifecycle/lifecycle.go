@@ -45,10 +45,15 @@ const (
 	Unknown
 	// Duplicate: the same triggered id was accepted recently.
 	Duplicate
-	// Busy: the queue is full; the sender should retry later.
+	// Busy: the queue stayed full for as long as the sender allowed; the
+	// sender should retry later.
 	Busy
 	// Draining: the provider is shutting down and accepts nothing new.
 	Draining
+	// Unanswerable: not even the smallest finished event for it would fit
+	// the event size limit, so it gets no started event either: Keptn
+	// would wait for ever for a finished one that cannot be sent.
+	Unanswerable
 )
 
 // Config tunes a Lifecycle.
@@ -59,50 +64,66 @@ type Config struct {
 	DryRun        bool
 }
 
-// Claimer keeps, where every replica sees it, which events were taken and
-// which of them are running, so that a redelivery to another replica is
-// not run twice, and an action whose replica died still gets its finished
-// event. internal/ledger implements it on the cluster.
+// Claimer keeps, where every process sees it, which events were taken and
+// how far each got, so that a redelivery to another replica is not run
+// twice, and an action whose process died still gets its finished event.
+// internal/ledger implements it on the cluster.
 type Claimer interface {
-	// Claim returns false when another replica, or this one earlier, took
-	// the event.
+	// Claim returns false when another process, or this one earlier,
+	// took the event.
 	Claim(ctx context.Context, triggeredID string) (first bool, err error)
-	// Started records that the started event was sent, with what a
-	// finished event needs; Finished, that the finished one was.
+	// Started records, before the started event is sent, what a finished
+	// event needs. Finishing records the finished event before it is
+	// sent, or fails with ledger.ErrTakenOver when another process took
+	// the event over; Finished records that it was delivered.
 	Started(ctx context.Context, triggeredID string, record []byte) error
+	Finishing(ctx context.Context, triggeredID string, finished []byte) error
 	Finished(ctx context.Context, triggeredID string) error
-	// Holds reports whether this replica still holds the event, or
-	// another took it over and reported it.
-	Holds(ctx context.Context, triggeredID string) (bool, error)
-	// Heartbeat says this replica is alive.
+	// Heartbeat says this process is alive.
 	Heartbeat(ctx context.Context) error
 	// Orphans takes over the actions that were started and will never be
-	// finished: their replica died, or this one restarted.
-	Orphans(ctx context.Context, running func(triggeredID string) bool) ([]ledger.Orphan, error)
+	// finished: their process died.
+	Orphans(ctx context.Context) ([]ledger.Orphan, error)
+	// Sweep deletes the records nobody needs any more.
+	Sweep(ctx context.Context) (int, error)
 }
 
-// claimTimeout bounds the claim; the API server answers in milliseconds.
+// claimTimeout bounds the claim and each write of the event's record; the
+// API server answers in milliseconds, and the ledger retries transient
+// errors within this.
 const claimTimeout = 10 * time.Second
+
+// RecordReserve is how long a record write may still take after deliveries
+// were abandoned at shutdown: the write that says a delivered finished
+// event was delivered must not be cut short, or another process would send
+// it again. The provider keeps it out of SHUTDOWN_FLUSH.
+const RecordReserve = 5 * time.Second
 
 // Lifecycle runs handled actions on a bounded pool of workers.
 type Lifecycle struct {
-	cfg      Config
-	registry *action.Registry
-	seen     *dedup.Window
-	claims   Claimer // nil: in-memory dedup only
-	// running holds the ids of the events whose action runs here, between
-	// started and finished, so that Recover does not take them for orphans.
-	running   sync.Map
+	cfg       Config
+	registry  *action.Registry
+	seen      *dedup.Window
+	claims    Claimer // nil: in-memory dedup only
 	replier   keptnevent.Replier
 	publisher delivery.Publisher
 	log       logrus.FieldLogger
 	metrics   *metrics.Metrics
 
-	// mu orders Submit's sends against Close's close of queue.
-	mu     sync.RWMutex
-	closed bool
-	queue  chan job
-	wg     sync.WaitGroup
+	// mu orders Submit's sends against Close's close of queue; closing
+	// wakes the Submits waiting for room.
+	mu      sync.RWMutex
+	closed  bool
+	closing chan struct{}
+	queue   chan job
+	wg      sync.WaitGroup
+
+	// pending holds the finished events not yet delivered, or delivered and
+	// not yet recorded as such, by triggered id; Recover retries them
+	// until they are. A process that dies with some leaves them on the
+	// cluster, where another process finds them.
+	pendingMu sync.Mutex
+	pending   map[string]*pendingFinish
 
 	// Actions run under actionCtx and deliveries under deliveryCtx, both
 	// set by Start. On shutdown actions are cancelled first, so that their
@@ -126,13 +147,16 @@ func New(cfg Config, registry *action.Registry, seen *dedup.Window, claims Claim
 	return &Lifecycle{
 		cfg: cfg, registry: registry, seen: seen, claims: claims, replier: replier,
 		publisher: publisher, log: log, metrics: m,
-		queue: make(chan job, cfg.QueueSize),
+		queue: make(chan job, cfg.QueueSize), closing: make(chan struct{}),
+		pending: map[string]*pendingFinish{},
 	}
 }
 
 // Submit decides what becomes of a decoded event and, when it is ours and
-// new, queues it. It never blocks.
-func (l *Lifecycle) Submit(t keptnevent.Triggered) Disposition {
+// new, queues it. When the queue is full it waits for room until ctx is
+// done, and then answers Busy: the sender's deadline, not ours, says how
+// long an event may wait to be taken.
+func (l *Lifecycle) Submit(ctx context.Context, t keptnevent.Triggered) Disposition {
 	log := l.log.WithFields(logrus.Fields{
 		"shkeptncontext": t.KeptnContext, "triggeredid": t.ID, "action": t.Data.Action.Action,
 	})
@@ -140,6 +164,10 @@ func (l *Lifecycle) Submit(t keptnevent.Triggered) Disposition {
 	if !ok {
 		log.Debug("no handler for this action; leaving it to other providers")
 		return Unknown
+	}
+	if err := l.replier.Answerable(t); err != nil {
+		log.WithError(err).Error("event not answered: its finished event would not fit the size limit, so no started event is sent either")
+		return Unanswerable
 	}
 	if !l.seen.Add(t.ID) {
 		log.Info("duplicate delivery of an accepted event; not running it again")
@@ -151,14 +179,27 @@ func (l *Lifecycle) Submit(t keptnevent.Triggered) Disposition {
 		l.seen.Forget(t.ID)
 		return Draining
 	}
+	j := job{event: t, action: name, handler: handler, log: log}
 	select {
-	case l.queue <- job{event: t, action: name, handler: handler, log: log}:
+	case l.queue <- j:
 		l.metrics.QueueDepth.Inc()
 		return Accepted
 	default:
+	}
+	waited := time.Now()
+	select {
+	case l.queue <- j:
+		l.metrics.QueueDepth.Inc()
+		log.WithField("waited", time.Since(waited).String()).Info("queue was full; the event waited for room")
+		return Accepted
+	case <-l.closing:
+		l.seen.Forget(t.ID)
+		return Draining
+	case <-ctx.Done():
 		// Not accepted after all: a redelivery must count as new.
 		l.seen.Forget(t.ID)
-		log.WithField("queue_size", cap(l.queue)).Warn("queue full; refusing the event so that the sender retries")
+		log.WithFields(logrus.Fields{"queue_size": cap(l.queue), "waited": time.Since(waited).String()}).
+			Warn("queue stayed full; refusing the event so that the sender retries")
 		return Busy
 	}
 }
@@ -183,12 +224,17 @@ func (l *Lifecycle) Start(ctx context.Context) {
 
 // Close stops accepting events. Queued events are still handled.
 func (l *Lifecycle) Close() {
+	l.mu.RLock()
+	closed := l.closed
+	l.mu.RUnlock()
+	if closed {
+		return
+	}
+	close(l.closing) // wake the Submits waiting for room, which hold mu
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.closed {
-		l.closed = true
-		close(l.queue)
-	}
+	l.closed = true
+	close(l.queue)
 }
 
 // Cancel cancels running actions and makes queued ones finish without
@@ -219,15 +265,13 @@ func (l *Lifecycle) handle(j job) {
 	if !l.claim(j) {
 		return
 	}
-	// Running here from now on, so that Recover never takes this event's
-	// record for another replica's orphan.
-	l.running.Store(j.event.ID, true)
-	defer l.running.Delete(j.event.ID)
-	// The record goes before the started event: a replica killed between
-	// the two then leaves an action another replica reports, rather than
-	// a started event no replica ever finishes. The cost is that, killed
+	// The record goes before the started event: a process killed between
+	// the two then leaves an action another process reports, rather than
+	// a started event no process ever finishes. The cost is that, killed
 	// just before sending started, it may be reported finished without one.
-	l.record(j, func(ctx context.Context) error { return l.claims.Started(ctx, j.event.ID, inFlight(j.event)) })
+	l.record(j.log, "started", func(ctx context.Context) error {
+		return l.claims.Started(ctx, j.event.ID, inFlight(j.event))
+	})
 	started, err := l.replier.Started(j.event)
 	if err == nil {
 		err = l.publisher.Publish(l.deliveryCtx, started)
@@ -237,7 +281,7 @@ func (l *Lifecycle) handle(j job) {
 		// finished, and production must not change unreported.
 		j.log.WithError(err).WithField("event", string(started.Body)).
 			Error("started event not delivered; the action was not run")
-		l.record(j, func(ctx context.Context) error { return l.claims.Finished(ctx, j.event.ID) })
+		l.record(j.log, "finished", func(ctx context.Context) error { return l.claims.Finished(ctx, j.event.ID) })
 		return
 	}
 	l.metrics.ActionsInFlight.Inc()
@@ -254,50 +298,98 @@ func (l *Lifecycle) handle(j job) {
 	log := j.log.WithFields(logrus.Fields{
 		"status": status, "result": result, "duration": elapsed.String(), "message": message,
 	})
-	if !l.holds(j) {
-		log.Warn("another replica took this action for an orphan and reported it interrupted; not sending a second finished event")
-		return
-	}
 	finished, err := l.replier.Finished(j.event, status, result, message)
-	if err == nil {
-		err = l.publisher.Publish(l.deliveryCtx, finished)
-	}
 	if err != nil {
-		log.WithError(err).WithField("event", string(finished.Body)).
-			Error("finished event not delivered; Keptn will not learn how the action ended")
+		// Submit checked that a finished event fits; this cannot happen.
+		log.WithError(err).Error("finished event could not be built; Keptn will not learn how the action ended")
 		return
 	}
-	l.record(j, func(ctx context.Context) error { return l.claims.Finished(ctx, j.event.ID) })
-	log.Info("action finished")
+	// Record the finished event before sending it. The write fails when
+	// another process took the event for an orphan (this one's heartbeat
+	// lapsed) and reported it: then it is that process's to report.
+	if l.claims != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(l.deliveryCtx), RecordReserve)
+		err := l.claims.Finishing(ctx, j.event.ID, finished.Body)
+		cancel()
+		switch {
+		case errors.Is(err, ledger.ErrTakenOver):
+			log.Warn("another process took this action for an orphan and reports it; not sending a second finished event")
+			return
+		case err != nil:
+			// One finished event too many is better than none.
+			log.WithError(err).Warn("could not record the finished event on the cluster; sending it all the same")
+		}
+	}
+	l.finish(l.deliveryCtx, &pendingFinish{event: finished, log: log})
 }
 
-// holds reports whether the finished event is still this replica's to
-// send. When the record cannot be read, it is: one finished event too many
-// is better than none.
-func (l *Lifecycle) holds(j job) bool {
-	if l.claims == nil {
-		return true
+// pendingFinish is a finished event on its way: delivered, then recorded.
+type pendingFinish struct {
+	event     keptnevent.Outgoing
+	delivered bool
+	log       logrus.FieldLogger
+}
+
+// finish delivers a finished event and records that it was delivered. What
+// fails is kept for Recover to retry; the record on the cluster keeps it
+// for another process if this one dies first.
+func (l *Lifecycle) finish(ctx context.Context, p *pendingFinish) bool {
+	if !p.delivered {
+		if err := l.publisher.Publish(ctx, p.event); err != nil {
+			p.log.WithError(err).WithField("event", string(p.event.Body)).
+				Error("finished event not delivered yet; it is tried again every HEARTBEAT_PERIOD, and by another replica if this one stops")
+			l.keep(p)
+			return false
+		}
+		p.delivered = true
 	}
-	ctx, cancel := context.WithTimeout(l.deliveryCtx, claimTimeout)
-	defer cancel()
-	mine, err := l.claims.Holds(ctx, j.event.ID)
-	if err != nil {
-		j.log.WithError(err).Warn("could not read the event's record; sending its finished event")
-		return true
+	if l.claims != nil {
+		// Not cut short by a shutdown: a delivered event whose record
+		// still says "finishing" would be sent again by another process.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordReserve)
+		err := l.claims.Finished(wctx, p.event.TriggeredID)
+		cancel()
+		if err != nil {
+			p.log.WithError(err).Warn("finished event delivered, but not yet recorded as such; trying again every HEARTBEAT_PERIOD")
+			l.keep(p)
+			return false
+		}
 	}
-	return mine
+	l.forget(p.event.TriggeredID)
+	p.log.Info("action finished")
+	return true
+}
+
+func (l *Lifecycle) keep(p *pendingFinish) {
+	l.pendingMu.Lock()
+	defer l.pendingMu.Unlock()
+	l.pending[p.event.TriggeredID] = p
+}
+
+func (l *Lifecycle) forget(id string) {
+	l.pendingMu.Lock()
+	defer l.pendingMu.Unlock()
+	delete(l.pending, id)
+}
+
+// Pending is how many finished events wait to be delivered or recorded.
+func (l *Lifecycle) Pending() int {
+	l.pendingMu.Lock()
+	defer l.pendingMu.Unlock()
+	return len(l.pending)
 }
 
 // record writes to the cluster's record of the event, if one is kept. A
 // failure costs only recovery after a crash, so it is logged, not fatal.
-func (l *Lifecycle) record(j job, write func(context.Context) error) {
+// The write is not cut short by a shutdown, only bounded.
+func (l *Lifecycle) record(log logrus.FieldLogger, state string, write func(context.Context) error) {
 	if l.claims == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(l.deliveryCtx, claimTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.deliveryCtx), RecordReserve)
 	defer cancel()
 	if err := write(ctx); err != nil {
-		j.log.WithError(err).Warn("could not update the event's record on the cluster")
+		log.WithError(err).WithField("state", state).Warn("could not update the event's record on the cluster")
 	}
 }
 
@@ -312,9 +404,9 @@ func inFlight(t keptnevent.Triggered) []byte {
 	return b
 }
 
-// Beat says this replica is alive. The provider calls it periodically, on
+// Beat says this process is alive. The provider calls it periodically, on
 // its own, so that a slow look for orphans never delays it: a late
-// heartbeat makes another replica take this one's actions for orphans.
+// heartbeat makes another process take this one's actions for orphans.
 func (l *Lifecycle) Beat(ctx context.Context) {
 	if l.claims == nil {
 		return
@@ -324,54 +416,108 @@ func (l *Lifecycle) Beat(ctx context.Context) {
 	}
 }
 
-// Recover reports the actions that were started and never finished: each
-// gets its finished event, errored, since nobody knows how far it got. The
-// provider calls it periodically.
-func (l *Lifecycle) Recover(ctx context.Context) {
+// Sweep deletes the cluster's records that nobody needs any more.
+func (l *Lifecycle) Sweep(ctx context.Context) {
 	if l.claims == nil {
 		return
 	}
-	orphans, err := l.claims.Orphans(ctx, func(id string) bool { _, ok := l.running.Load(id); return ok })
+	n, err := l.claims.Sweep(ctx)
+	if err != nil {
+		l.log.WithError(err).Warn("could not clean up old records; trying again later")
+	}
+	if n > 0 {
+		l.log.WithField("deleted", n).Debug("old records cleaned up")
+	}
+}
+
+// Recover retries the finished events not yet delivered or recorded, then
+// reports the actions whose process died: each gets the finished event
+// that process was sending, or, when it died mid-action, one that says
+// errored, since nobody knows how far it got. Everything is sent under
+// ctx: the provider calls it periodically, and cancels ctx at shutdown.
+func (l *Lifecycle) Recover(ctx context.Context) {
+	l.pendingMu.Lock()
+	retry := make([]*pendingFinish, 0, len(l.pending))
+	for _, p := range l.pending {
+		retry = append(retry, p)
+	}
+	l.pendingMu.Unlock()
+	for _, p := range retry {
+		if ctx.Err() != nil {
+			return
+		}
+		l.finish(ctx, p)
+	}
+	if l.claims == nil {
+		return
+	}
+	orphans, err := l.claims.Orphans(ctx)
 	if err != nil {
 		l.log.WithError(err).Warn("could not look for orphaned actions")
 	}
 	for _, o := range orphans {
-		var t keptnevent.Triggered
-		if err := json.Unmarshal(o.Record, &t); err != nil || t.ID == "" {
-			l.log.WithField("triggeredid", o.ID).WithError(err).Error("orphaned action has no usable record; its finished event cannot be sent")
+		p, ok := l.adopt(o)
+		if !ok {
 			continue
 		}
-		log := l.log.WithFields(logrus.Fields{
-			"shkeptncontext": t.KeptnContext, "triggeredid": t.ID, "action": t.Data.Action.Action, "replica": o.Replica,
-		})
-		message := fmt.Sprintf("interrupted: replica %s stopped (killed or crashed) while running this action, started at %s; "+
-			"it may or may not have changed the target: check it before retrying", o.Replica, o.Since.UTC().Format(time.RFC3339))
-		finished, err := l.replier.Finished(t, keptnv2.StatusErrored, keptnv2.ResultFailed, message)
-		if err == nil {
-			err = l.publisher.Publish(l.deliveryCtx, finished)
+		if l.finish(ctx, p) {
+			p.log.Warn("reported an action orphaned by a replica that stopped")
 		}
-		if err != nil {
-			log.WithError(err).Error("finished event of an orphaned action not delivered")
-			continue
-		}
-		l.metrics.Actions.WithLabelValues(t.Data.Action.Action, string(keptnv2.StatusErrored), string(keptnv2.ResultFailed)).Inc()
-		l.record(job{event: t, log: log}, func(ctx context.Context) error { return l.claims.Finished(ctx, t.ID) })
-		log.Warn("reported an action orphaned by a replica that stopped")
 	}
+}
+
+// adopt turns an orphan into the finished event to send for it.
+func (l *Lifecycle) adopt(o ledger.Orphan) (*pendingFinish, bool) {
+	var t keptnevent.Triggered
+	if err := json.Unmarshal(o.Record, &t); err != nil || t.ID == "" {
+		l.log.WithField("triggeredid", o.ID).WithError(err).Error("orphaned action has no usable record; its finished event cannot be sent")
+		return nil, false
+	}
+	log := l.log.WithFields(logrus.Fields{
+		"shkeptncontext": t.KeptnContext, "triggeredid": t.ID, "action": t.Data.Action.Action, "replica": o.Replica,
+	})
+	if len(o.Finished) > 0 {
+		// It got as far as its finished event: send that one, as it was.
+		return &pendingFinish{log: log, event: keptnevent.Outgoing{
+			Type: keptnevent.FinishedType, Body: o.Finished,
+			KeptnContext: t.KeptnContext, TriggeredID: t.ID, Action: t.Data.Action.Action,
+		}}, true
+	}
+	message := fmt.Sprintf("interrupted: replica %s stopped (killed or crashed) while running this action, started at %s; "+
+		"it may or may not have changed the target: check it before retrying", o.Replica, o.Since.UTC().Format(time.RFC3339))
+	finished, err := l.replier.Finished(t, keptnv2.StatusErrored, keptnv2.ResultFailed, message)
+	if err != nil {
+		log.WithError(err).Error("finished event of an orphaned action could not be built")
+		return nil, false
+	}
+	l.metrics.Actions.WithLabelValues(t.Data.Action.Action, string(keptnv2.StatusErrored), string(keptnv2.ResultFailed)).Inc()
+	return &pendingFinish{event: finished, log: log}, true
 }
 
 // claim takes the event on the cluster. If the record cannot be written
 // (the API server is unreachable, or RBAC forbids it), the event is run
 // anyway: the in-memory window still holds, and refusing every action
-// because bookkeeping failed would be the worse failure.
+// because bookkeeping failed would be the worse failure. But a provider
+// that gave up on its deliveries at shutdown takes nothing more: it could
+// answer nothing.
 func (l *Lifecycle) claim(j job) bool {
 	if l.claims == nil {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(l.actionCtx, claimTimeout)
+	if l.deliveryCtx.Err() != nil {
+		j.log.Error("not run and not answered: the provider gave up on deliveries at shutdown before the event was claimed")
+		return false
+	}
+	// Under the delivery context, not the actions': cancelling actions at
+	// shutdown must not turn a claim into "run anyway" for an event that
+	// another replica may own.
+	ctx, cancel := context.WithTimeout(l.deliveryCtx, claimTimeout)
 	defer cancel()
 	first, err := l.claims.Claim(ctx, j.event.ID)
 	switch {
+	case err != nil && l.deliveryCtx.Err() != nil:
+		j.log.WithError(err).Error("not run and not answered: the provider gave up on deliveries at shutdown while claiming the event")
+		return false
 	case err != nil:
 		j.log.WithError(err).Warn("could not record the event on the cluster; running it without cross-replica dedup")
 		return true

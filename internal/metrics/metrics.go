@@ -19,8 +19,11 @@ const (
 	ClaimedElsewhere = "claimed_elsewhere"
 	Invalid          = "invalid"
 	TooLarge         = "too_large"
-	Busy             = "busy"
-	Draining         = "draining"
+	// Unanswerable: not even a minimal finished event would fit
+	// MAX_EVENT_BYTES, so nothing is sent for it.
+	Unanswerable = "unanswerable"
+	Busy         = "busy"
+	Draining     = "draining"
 )
 
 // Metrics holds every collector the provider updates.

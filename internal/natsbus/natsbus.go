@@ -111,21 +111,37 @@ func (b *Bus) Close(ctx context.Context) {
 	b.nc.Close()
 }
 
-// Publish sends one event to the subject equal to its type. While
-// disconnected the connection buffers it; once the buffer is full, it is
-// tried again with back-off within PublishBound.
+// Publish sends one event to the subject equal to its type, and returns
+// nil only once the server has it: a publish only puts the event in the
+// client's buffer, where a kill or a shutdown during an outage would lose
+// it, so Publish then flushes, which waits for the server's answer to a
+// ping sent after the event. While disconnected, the event waits in the
+// reconnect buffer and the flush is retried; once the buffer is full, the
+// publish itself is retried. Both within PublishBound.
 func (b *Bus) Publish(ctx context.Context, ev keptnevent.Outgoing) error {
-	err := retry.Backoff{Bound: b.cfg.PublishBound}.Do(ctx, func(context.Context) (bool, error) {
-		err := b.nc.Publish(ev.Type, ev.Body)
-		// A full reconnect buffer drains once NATS is back; a closed
-		// connection does not come back.
-		return errors.Is(err, nats.ErrReconnectBufExceeded), err
-	}, func(n int, err error) {
-		b.log.WithFields(logrus.Fields{
-			"shkeptncontext": ev.KeptnContext, "triggeredid": ev.TriggeredID, "action": ev.Action,
-			"type": ev.Type, "attempt": n,
-		}).WithError(err).Warn("NATS publish buffer full; retrying")
-	})
+	published := false
+	err := retry.Backoff{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Bound: b.cfg.PublishBound}.Do(ctx,
+		func(ctx context.Context) (bool, error) {
+			if !published {
+				if err := b.nc.Publish(ev.Type, ev.Body); err != nil {
+					// A full reconnect buffer drains once NATS is back; a
+					// closed connection does not come back.
+					return errors.Is(err, nats.ErrReconnectBufExceeded), err
+				}
+				published = true
+			}
+			fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+			defer cancel()
+			if err := b.nc.FlushWithContext(fctx); err != nil {
+				return !b.nc.IsClosed(), fmt.Errorf("confirm delivery: %w", err)
+			}
+			return false, nil
+		}, func(n int, err error) {
+			b.log.WithFields(logrus.Fields{
+				"shkeptncontext": ev.KeptnContext, "triggeredid": ev.TriggeredID, "action": ev.Action,
+				"type": ev.Type, "attempt": n,
+			}).WithError(err).Warn("NATS has not confirmed the event yet; retrying")
+		})
 	outcome := "delivered"
 	if err != nil {
 		outcome = "failed"
@@ -137,11 +153,19 @@ func (b *Bus) Publish(ctx context.Context, ev keptnevent.Outgoing) error {
 	return err
 }
 
+// flushTimeout bounds one wait for the server's confirmation; a wait that
+// began while disconnected is given up and begun again.
+const flushTimeout = time.Second
+
 // Intake is the queue subscription that feeds triggered events to the
 // lifecycle.
 type Intake struct {
 	bus    *Bus
 	submit receiver.Submitter
+	// stopped ends the wait of a message for room in a full queue, when
+	// Stop's own deadline has passed.
+	stopped context.Context
+	stop    context.CancelFunc
 
 	mu   sync.Mutex
 	sub  *nats.Subscription
@@ -152,7 +176,8 @@ type Intake struct {
 
 // Intake returns the bus's intake, handing events to submit.
 func (b *Bus) Intake(submit receiver.Submitter) *Intake {
-	return &Intake{bus: b, submit: submit, done: make(chan struct{})}
+	stopped, stop := context.WithCancel(context.Background())
+	return &Intake{bus: b, submit: submit, done: make(chan struct{}), stopped: stopped, stop: stop}
 }
 
 // Serve subscribes and takes events until Stop.
@@ -192,9 +217,13 @@ func (in *Intake) Stop(ctx context.Context) error {
 	sub := in.sub
 	in.mu.Unlock()
 	defer close(in.done)
+	defer in.stop()
 	if sub == nil {
 		return nil
 	}
+	// Messages waiting for room in the queue give up when ctx does.
+	stopWaiting := context.AfterFunc(ctx, in.stop)
+	defer stopWaiting()
 	if err := sub.Drain(); err != nil {
 		return fmt.Errorf("drain the NATS subscription: %w", err)
 	}
@@ -217,13 +246,10 @@ func (in *Intake) Describe() string {
 // the subscription.
 func (in *Intake) Ready() bool { return in.confirmed.Load() && in.bus.Connected() }
 
-// busyWait is how long a message waits between offers to a full queue.
-const busyWait = 20 * time.Millisecond
-
 // handle decodes one message and hands it over. NATS core cannot take a
 // message back, so a full queue is waited out here, which slows this
 // subscription down rather than losing the event; only a provider that is
-// shutting down drops one, and says so.
+// shutting down, or cannot answer the event, drops one, and says so.
 func (in *Intake) handle(m *nats.Msg) {
 	log := in.bus.log
 	t, err := keptnevent.Decode(http.Header{"Content-Type": []string{"application/cloudevents+json"}}, m.Data)
@@ -234,15 +260,12 @@ func (in *Intake) handle(m *nats.Msg) {
 		}
 		return
 	}
-	d := in.submit.Submit(t)
-	for d == lifecycle.Busy {
-		time.Sleep(busyWait)
-		d = in.submit.Submit(t)
-	}
+	d := in.submit.Submit(in.stopped, t)
 	if in.bus.metrics != nil {
 		in.bus.metrics.EventsReceived.WithLabelValues(keptnevent.TriggeredType, outcome(d)).Inc()
 	}
-	if d == lifecycle.Draining {
+	switch d {
+	case lifecycle.Draining, lifecycle.Busy:
 		log.WithFields(logrus.Fields{"triggeredid": t.ID, "shkeptncontext": t.KeptnContext}).
 			Error("event arrived while shutting down; NATS cannot take it back, so it is not run")
 	}
@@ -256,6 +279,10 @@ func outcome(d lifecycle.Disposition) string {
 		return metrics.UnknownAction
 	case lifecycle.Duplicate:
 		return metrics.Duplicate
+	case lifecycle.Unanswerable:
+		return metrics.Unanswerable
+	case lifecycle.Busy:
+		return metrics.Busy
 	default:
 		return metrics.Draining
 	}

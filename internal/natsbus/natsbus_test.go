@@ -133,19 +133,23 @@ func triggered(t *testing.T, id string) []byte {
 	return b
 }
 
-// recorder is a lifecycle stand-in that records what it is given.
+// recorder is a lifecycle stand-in that records what it is given. With a
+// room channel, an event waits in Submit for room, as in a full queue.
 type recorder struct {
-	mu    sync.Mutex
-	ids   []string
-	busy  atomic.Int32 // answer Busy this many more times
-	calls atomic.Int32
+	mu      sync.Mutex
+	ids     []string
+	room    chan struct{} // nil: always room
+	waiting chan string   // told of each event that waits for room
 }
 
-func (r *recorder) Submit(t keptnevent.Triggered) lifecycle.Disposition {
-	r.calls.Add(1)
-	if r.busy.Load() > 0 {
-		r.busy.Add(-1)
-		return lifecycle.Busy
+func (r *recorder) Submit(ctx context.Context, t keptnevent.Triggered) lifecycle.Disposition {
+	if r.room != nil {
+		r.waiting <- t.ID
+		select {
+		case <-r.room:
+		case <-ctx.Done():
+			return lifecycle.Busy
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -209,11 +213,10 @@ func TestQueueGroupSplitsTheEvents(t *testing.T) {
 	}
 }
 
-func TestIntakeWaitsOutABusyQueueAndSkipsBadEvents(t *testing.T) {
+func TestIntakeWaitsOutAFullQueueAndSkipsBadEvents(t *testing.T) {
 	s := startServer(t, 0)
 	b, m := connect(t, s.url())
-	r := &recorder{}
-	r.busy.Store(3)
+	r := &recorder{room: make(chan struct{}), waiting: make(chan string, 1)}
 	in := b.Intake(r)
 	go func() { _ = in.Serve() }()
 	t.Cleanup(func() { _ = in.Stop(context.Background()) })
@@ -228,10 +231,16 @@ func TestIntakeWaitsOutABusyQueueAndSkipsBadEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "the event accepted after the queue freed up", func() bool { return len(r.got()) == 1 })
-	if r.calls.Load() != 4 {
-		t.Errorf("%d offers, want 4 (3 busy, then accepted)", r.calls.Load())
+	// The event waits for room, for as long as it takes: NATS core cannot
+	// take it back.
+	if id := <-r.waiting; id != "late" {
+		t.Fatalf("waiting for room: %q", id)
 	}
+	if got := r.got(); len(got) != 0 {
+		t.Fatalf("accepted %v while the queue was full", got)
+	}
+	r.room <- struct{}{}
+	eventually(t, "the event accepted after the queue freed up", func() bool { return len(r.got()) == 1 })
 	if got := testutilCount(t, m, metrics.Invalid); got != 1 {
 		t.Errorf("invalid events counted: %v, want 1", got)
 	}
@@ -269,14 +278,42 @@ func TestPublishesDuringAnOutageArriveAfterIt(t *testing.T) {
 	s.stop()
 	eventually(t, "the bus to notice the outage", func() bool { return !b.Connected() })
 	const n = 20
+	published := make(chan error, n)
 	for i := range n {
 		ev := keptnevent.Outgoing{ID: fmt.Sprint(i), Type: keptnevent.FinishedType, Body: []byte(`{"i":` + strconv.Itoa(i) + `}`)}
-		if err := b.Publish(context.Background(), ev); err != nil {
-			t.Fatalf("publish during the outage: %v, want it buffered", err)
-		}
+		go func() { published <- b.Publish(context.Background(), ev) }()
 	}
 	startServer(t, s.port)
+	for range n {
+		if err := <-published; err != nil {
+			t.Errorf("publish across the outage: %v, want it delivered once NATS was back", err)
+		}
+	}
 	eventually(t, fmt.Sprintf("all %d events published during the outage to arrive", n), func() bool { return got.Load() == n })
+}
+
+// TestPublishIsDeliveredOnlyWhenTheServerHasIt: an event in the client's
+// buffer is not delivered: a kill or a shutdown during the outage would
+// lose it, and the record would say "finished" with nothing sent.
+func TestPublishIsDeliveredOnlyWhenTheServerHasIt(t *testing.T) {
+	s := startServer(t, 0)
+	m := metrics.New(prometheus.NewRegistry())
+	b, err := Connect(Config{URL: s.url(), Group: "action-provider", Name: t.Name(), BufferBytes: 1 << 20,
+		PublishBound: 300 * time.Millisecond}, quietLog(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	eventually(t, "connected", b.Connected)
+	s.stop()
+	eventually(t, "the bus to notice the outage", func() bool { return !b.Connected() })
+	ev := keptnevent.Outgoing{ID: "x", Type: keptnevent.FinishedType, Body: []byte(`{}`)}
+	if err := b.Publish(context.Background(), ev); err == nil {
+		t.Fatal("Publish during an outage returned nil; the event is only in the client's buffer")
+	}
+	if got := testutil.ToFloat64(m.Deliveries.WithLabelValues(keptnevent.FinishedType, "failed")); got != 1 {
+		t.Errorf("failed deliveries counted: %v, want 1", got)
+	}
 }
 
 // TestProviderOverNATS: the provider with NATS as its transport takes

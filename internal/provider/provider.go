@@ -38,7 +38,6 @@ type Provider struct {
 	lifecycle *lifecycle.Lifecycle
 	intake    Intake
 	http      *httpIntake // the intake in HTTP mode, else nil
-	recovers  bool        // a cluster record is kept: look for orphaned actions
 	ops       *http.Server
 	opsLn     net.Listener
 	ready     atomic.Bool
@@ -104,13 +103,15 @@ func New(cfg config.Config, d Deps) *Provider {
 		keptnevent.Replier{Source: cfg.EventSource, MaxBytes: cfg.MaxEventBytes, Masker: d.Masker},
 		publisher, log, m,
 	)
-	p := &Provider{cfg: cfg, log: log, lifecycle: lc, recovers: claims != nil}
+	p := &Provider{cfg: cfg, log: log, lifecycle: lc}
 
 	if d.Intake != nil {
 		p.intake = d.Intake(lc)
 	} else {
 		events := http.NewServeMux()
-		events.Handle(cfg.RcvPath, &receiver.Receiver{Submitter: lc, MaxBodyBytes: cfg.MaxBodyBytes, Log: log, Metrics: m})
+		events.Handle(cfg.RcvPath, &receiver.Receiver{
+			Submitter: lc, MaxBodyBytes: cfg.MaxBodyBytes, QueueWait: cfg.QueueWait, Log: log, Metrics: m,
+		})
 		p.http = &httpIntake{srv: newServer(events), path: cfg.RcvPath}
 		p.intake = p.http
 	}
@@ -149,11 +150,11 @@ func (p *Provider) Listen() error {
 			return fmt.Errorf("listen for events (RCV_HOST, RCV_PORT): %w", err)
 		}
 	}
-	if p.opsLn, err = net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(p.cfg.OpsPort))); err != nil {
+	if p.opsLn, err = net.Listen("tcp", net.JoinHostPort(p.cfg.OpsHost, strconv.Itoa(p.cfg.OpsPort))); err != nil {
 		if p.http != nil {
 			p.http.ln.Close()
 		}
-		return fmt.Errorf("listen for health and metrics (OPS_PORT): %w", err)
+		return fmt.Errorf("listen for health and metrics (OPS_HOST, OPS_PORT): %w", err)
 	}
 	return nil
 }
@@ -169,13 +170,19 @@ func (p *Provider) ReceiverURL() string {
 
 // OpsURL is the base URL of /healthz, /readyz and /metrics.
 func (p *Provider) OpsURL() string {
-	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(p.opsLn.Addr().(*net.TCPAddr).Port))
+	addr := p.opsLn.Addr().(*net.TCPAddr)
+	host := "127.0.0.1"
+	if !addr.IP.IsUnspecified() {
+		host = addr.IP.String()
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
 }
 
-// Serve runs until ctx ends, then shuts down in order: readiness goes false
-// and no new event is accepted; running and queued actions get
+// Serve runs until ctx ends, then shuts down in order, within
+// SHUTDOWN_GRACE + SHUTDOWN_FLUSH in all: readiness goes false and no new
+// event is accepted; running and queued actions get what is left of
 // SHUTDOWN_GRACE to finish; then they are cancelled, and their finished
-// events get SHUTDOWN_FLUSH to be delivered.
+// events get SHUTDOWN_FLUSH to be delivered and recorded.
 func (p *Provider) Serve(ctx context.Context) error {
 	if p.opsLn == nil {
 		if err := p.Listen(); err != nil {
@@ -220,47 +227,63 @@ func (p *Provider) Serve(ctx context.Context) error {
 	}
 
 	p.ready.Store(false)
-	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	begin := time.Now()
+	grace := begin.Add(p.cfg.ShutdownGrace)
+	stopCtx, cancel := context.WithDeadline(context.Background(), grace)
 	defer cancel()
 	if err := p.intake.Stop(stopCtx); err != nil {
 		p.log.WithError(err).Warn("the event intake did not stop cleanly")
 	}
 	p.lifecycle.Close()
-	p.drain()
-	// The heartbeat goes on while actions drain: a replica that stopped
+	p.drain(grace, grace.Add(p.cfg.ShutdownFlush))
+	// The heartbeat goes on while actions drain: a process that stopped
 	// beating would have its running actions reported as orphans by
 	// another, and then again by itself.
 	stopRecovery()
 	<-recovered
-	if err := p.ops.Shutdown(stopCtx); err != nil {
+	if n := p.lifecycle.Pending(); n > 0 {
+		p.log.WithField("pending", n).Error("finished events not delivered before the shutdown's bound; " +
+			"they stay on the cluster's record, and another replica sends them")
+	}
+	opsCtx, cancelOps := context.WithTimeout(context.Background(), time.Second)
+	defer cancelOps()
+	if err := p.ops.Shutdown(opsCtx); err != nil {
 		p.log.WithError(err).Warn("ops server did not stop cleanly")
 	}
 	servers.Wait()
-	p.log.Info("stopped")
+	p.log.WithField("took", time.Since(begin).Round(time.Millisecond).String()).Info("stopped")
 	return failure
 }
 
-// recover beats this replica's heartbeat and reports orphaned actions, at
-// once (a restarted replica finds its own) and then every HEARTBEAT_PERIOD,
-// until ctx ends. The two run apart, so that a slow look for orphans never
+// sweepPeriod is how often old records are cleaned up.
+const sweepPeriod = time.Minute
+
+// recover beats this process's heartbeat and retries and reports finished
+// events not yet delivered (its own, and those of processes that died), at
+// once and then every HEARTBEAT_PERIOD; and cleans up old records every
+// minute; until ctx ends. Each runs on its own, so that a slow one never
 // delays the heartbeat.
 func (p *Provider) recover(ctx context.Context) {
-	if !p.recovers {
-		return
-	}
 	period := p.cfg.HeartbeatPeriod
 	if period <= 0 {
 		period = ledger.DefaultHeartbeat
 	}
 	var wg sync.WaitGroup
-	for _, job := range []func(context.Context){p.lifecycle.Beat, p.lifecycle.Recover} {
+	for _, job := range []struct {
+		run    func(context.Context)
+		period time.Duration
+	}{
+		{p.lifecycle.Beat, period},
+		{p.lifecycle.Recover, period},
+		{p.lifecycle.Sweep, sweepPeriod},
+	} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tick := time.NewTicker(period)
+			tick := time.NewTicker(job.period)
 			defer tick.Stop()
 			for {
-				job(ctx)
+				job.run(ctx)
 				select {
 				case <-ctx.Done():
 					return
@@ -272,22 +295,30 @@ func (p *Provider) recover(ctx context.Context) {
 	wg.Wait()
 }
 
-// drain waits for the lifecycle in the two stages Serve describes.
-func (p *Provider) drain() {
-	grace, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownGrace)
+// drain waits for the lifecycle in the two stages Serve describes: until
+// grace, then, actions cancelled, until flush less the record reserve;
+// then deliveries are abandoned, and the records of what was delivered
+// get the reserve to be written.
+func (p *Provider) drain(grace, flush time.Time) {
+	graceCtx, cancel := context.WithDeadline(context.Background(), grace)
 	defer cancel()
-	if p.lifecycle.Wait(grace) == nil {
+	if p.lifecycle.Wait(graceCtx) == nil {
 		return
 	}
 	p.log.WithField("grace", p.cfg.ShutdownGrace.String()).
 		Warn("grace period over; cancelling running actions, which still report finished")
 	p.lifecycle.Cancel()
-	flush, cancelFlush := context.WithTimeout(context.Background(), p.cfg.ShutdownFlush)
+	reserve := min(lifecycle.RecordReserve, p.cfg.ShutdownFlush/2)
+	flushCtx, cancelFlush := context.WithDeadline(context.Background(), flush.Add(-reserve))
 	defer cancelFlush()
-	if p.lifecycle.Wait(flush) == nil {
+	if p.lifecycle.Wait(flushCtx) == nil {
 		return
 	}
 	p.log.Error("event broker did not take the last finished events in time; they are reported as failed deliveries")
 	p.lifecycle.Abandon()
-	_ = p.lifecycle.Wait(context.Background())
+	last, cancelLast := context.WithDeadline(context.Background(), flush)
+	defer cancelLast()
+	if p.lifecycle.Wait(last) != nil {
+		p.log.Error("shutdown's bound reached with actions still recording; exiting")
+	}
 }

@@ -177,6 +177,15 @@ func trigger(id, actionName string, value any) []byte {
 	return b
 }
 
+// bigLabels is a triggered event whose labels alone take n bytes.
+func bigLabels(n int) []byte {
+	var ev map[string]any
+	_ = json.Unmarshal(trigger("big", "scale", nil), &ev)
+	ev["data"].(map[string]any)["labels"] = map[string]string{"pad": strings.Repeat("x", n)}
+	b, _ := json.Marshal(ev)
+	return b
+}
+
 func pass(msg string) action.Handler {
 	return action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
 		return action.Pass(msg), nil
@@ -255,12 +264,15 @@ func TestBadInputIsRefusedAndTheProcessLives(t *testing.T) {
 		code int
 		says string
 	}{
-		{"malformed JSON", []byte(`{"id": `), 400, "malformed JSON body"},
-		{"not a CloudEvent", []byte(`{"hello":"world"}`), 400, "CloudEvent"},
-		{"wrong type", bytes.Replace(trigger("w", "scale", nil), []byte("action.triggered"), []byte("action.finished"), 1), 400, "is not sh.keptn.event.action.triggered"},
-		{"data.action a string", []byte(`{"specversion":"1.0","id":"s1","source":"x","type":"sh.keptn.event.action.triggered","shkeptncontext":"c","data":{"project":"p","stage":"s","service":"c","action":"scale"}}`), 400, "data.action must be an object"},
-		{"missing service", bytes.Replace(trigger("m", "scale", nil), []byte(`"service":"carts"`), []byte(`"service":""`), 1), 400, "missing required data.service"},
-		{"huge body", huge, 413, "body larger than 1048576 bytes"},
+		// Answered 2xx with the reason: the distributor re-POSTs anything
+		// else three times, holding up every other event for seconds.
+		{"malformed JSON", []byte(`{"id": `), 200, "rejected: malformed JSON body"},
+		{"not a CloudEvent", []byte(`{"hello":"world"}`), 200, "CloudEvent"},
+		{"wrong type", bytes.Replace(trigger("w", "scale", nil), []byte("action.triggered"), []byte("action.finished"), 1), 200, "rejected: event type \"sh.keptn.event.action.finished\" is not sh.keptn.event.action.triggered"},
+		{"data.action a string", []byte(`{"specversion":"1.0","id":"s1","source":"x","type":"sh.keptn.event.action.triggered","shkeptncontext":"c","data":{"project":"p","stage":"s","service":"c","action":"scale"}}`), 200, "data.action must be an object"},
+		{"missing service", bytes.Replace(trigger("m", "scale", nil), []byte(`"service":"carts"`), []byte(`"service":""`), 1), 200, "rejected: missing required data.service"},
+		{"huge body", huge, 200, "rejected: body larger than 1048576 bytes"},
+		{"labels too large to answer", bigLabels(70 << 10), 200, "rejected: its finished event would be larger than MAX_EVENT_BYTES"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, body := h.post(tc.body)
@@ -374,9 +386,43 @@ func TestDuplicateDeliveryRunsOnce(t *testing.T) {
 	}
 }
 
-func TestFullQueueAnswers503AndForgetsTheEvent(t *testing.T) {
+// A burst larger than the queue is taken whole while the workers keep up
+// within QUEUE_WAIT: the distributor gave each event over, and a 503 would
+// lose it if its retries did not get through within its 5 s.
+func TestBurstLargerThanTheQueueIsTakenWhole(t *testing.T) {
 	cfg := testConfig()
 	cfg.Workers, cfg.QueueSize = 1, 1
+	cfg.QueueWait = 3 * time.Second
+	h := start(t, cfg, map[string]action.Handler{"scale": pass("ok")}, nil)
+	const burst = 12
+	var wg sync.WaitGroup
+	codes := make([]int, burst)
+	for i := range burst {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Post(h.p.ReceiverURL(), "application/cloudevents+json", bytes.NewReader(trigger(fmt.Sprint("burst-", i), "scale", nil)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	for i, code := range codes {
+		if code != http.StatusAccepted {
+			t.Errorf("burst-%d: %d, want 202", i, code)
+		}
+		h.awaitFinished(fmt.Sprint("burst-", i))
+	}
+}
+
+func TestFullQueueAnswers503AfterQueueWaitAndForgetsTheEvent(t *testing.T) {
+	cfg := testConfig()
+	cfg.Workers, cfg.QueueSize = 1, 1
+	cfg.QueueWait = 50 * time.Millisecond
 	release := make(chan struct{})
 	h := start(t, cfg, map[string]action.Handler{
 		"scale": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
@@ -638,11 +684,12 @@ func (c claimer) Claim(_ context.Context, id string) (bool, error) {
 	return false, err
 }
 
-func (claimer) Started(context.Context, string, []byte) error { return nil }
-func (claimer) Finished(context.Context, string) error        { return nil }
-func (claimer) Heartbeat(context.Context) error               { return nil }
-func (claimer) Holds(context.Context, string) (bool, error)   { return true, nil }
-func (claimer) Orphans(context.Context, func(string) bool) ([]ledger.Orphan, error) {
+func (claimer) Started(context.Context, string, []byte) error   { return nil }
+func (claimer) Finishing(context.Context, string, []byte) error { return nil }
+func (claimer) Finished(context.Context, string) error          { return nil }
+func (claimer) Heartbeat(context.Context) error                 { return nil }
+func (claimer) Sweep(context.Context) (int, error)              { return 0, nil }
+func (claimer) Orphans(context.Context) ([]ledger.Orphan, error) {
 	return nil, nil
 }
 
@@ -700,7 +747,7 @@ type orphaning struct {
 	finished chan string
 }
 
-func (o *orphaning) Orphans(context.Context, func(string) bool) (orphans []ledger.Orphan, _ error) {
+func (o *orphaning) Orphans(context.Context) (orphans []ledger.Orphan, _ error) {
 	o.once.Do(func() {
 		orphans = []ledger.Orphan{{ID: "lost", Record: o.record, Replica: "action-provider-7c9d-xk2p",
 			Since: time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC)}}

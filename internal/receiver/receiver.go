@@ -1,14 +1,29 @@
 // Package receiver is the HTTP endpoint the Keptn distributor POSTs
-// action.triggered events to. It answers at once, before any action runs:
-// the distributor waits only 5 s and then re-POSTs, so a receiver that
-// answered after its action would block it and cause duplicate deliveries.
+// action.triggered events to. It answers before any action runs, and is
+// shaped by how the distributor of Keptn 1.4.5 sends:
+//
+//   - It forwards one event at a time, so a slow answer holds up every
+//     other event; and it gives all the attempts at one event a single 5 s
+//     context, so an answer later than that loses the event (it is
+//     abandoned, never re-POSTed).
+//   - It re-POSTs a non-2xx answer up to 3 times, about 0.75, 1.5 and
+//     2.25 s apart, within that same 5 s, and ignores Retry-After.
+//   - It treats a refused connection or a timeout as delivered.
+//
+// So an event that can never be accepted (malformed, too large, not
+// answerable) gets a 2xx whose body says why: a 4xx would only be re-POSTed
+// three times and hold the distributor's single lane for seconds. And a
+// full queue is waited out for up to QueueWait, well under 5 s, before the
+// event is refused with 503, which the distributor does retry.
 package receiver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -17,28 +32,41 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
 )
 
-// Submitter takes decoded events; *lifecycle.Lifecycle is one.
+// Submitter takes decoded events; *lifecycle.Lifecycle is one. Submit may
+// wait for room until ctx is done.
 type Submitter interface {
-	Submit(keptnevent.Triggered) lifecycle.Disposition
+	Submit(context.Context, keptnevent.Triggered) lifecycle.Disposition
 }
 
 // Receiver is an http.Handler for triggered events.
 type Receiver struct {
 	Submitter Submitter
-	// MaxBodyBytes bounds a request body; a larger one gets 413.
+	// MaxBodyBytes bounds a request body; a larger one is rejected.
 	MaxBodyBytes int64
-	Log          logrus.FieldLogger
-	Metrics      *metrics.Metrics
+	// QueueWait is how long an event waits for room in a full queue before
+	// it is refused with 503; 0 means DefaultQueueWait.
+	QueueWait time.Duration
+	Log       logrus.FieldLogger
+	Metrics   *metrics.Metrics
 }
+
+// DefaultQueueWait leaves the distributor time, within its 5 s, to re-POST
+// an event refused as busy.
+const DefaultQueueWait = 2 * time.Second
+
+// Rejected starts the body of a 2xx answer to an event that was not
+// accepted and never will be.
+const Rejected = "rejected: "
 
 // ServeHTTP answers:
 //
 //	202 accepted: the action will run
 //	200 ignored: an action no handler is registered for, or a duplicate
-//	400 a malformed or incomplete event, with a one-line reason
+//	200 "rejected: <reason>": a malformed, incomplete, oversized or
+//	    unanswerable event, which no retry can mend
 //	405 not a POST
-//	413 a body over MaxBodyBytes
-//	503 the queue is full or the provider is shutting down: retry later
+//	503 the queue stayed full for QueueWait, or the provider is shutting
+//	    down: retry later
 func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -49,11 +77,10 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			rc.refuse(w, http.StatusRequestEntityTooLarge, metrics.TooLarge, "",
-				fmt.Sprintf("body larger than %d bytes", rc.MaxBodyBytes))
+			rc.reject(w, metrics.TooLarge, "", fmt.Sprintf("body larger than %d bytes (MAX_BODY_BYTES)", rc.MaxBodyBytes))
 			return
 		}
-		rc.refuse(w, http.StatusBadRequest, metrics.Invalid, "", "could not read body: "+err.Error())
+		rc.reject(w, metrics.Invalid, "", "could not read body: "+err.Error())
 		return
 	}
 	t, err := keptnevent.Decode(r.Header, body)
@@ -63,11 +90,17 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &invalid) {
 			id = invalid.ID
 		}
-		rc.refuse(w, http.StatusBadRequest, metrics.Invalid, id, err.Error())
+		rc.reject(w, metrics.Invalid, id, err.Error())
 		return
 	}
+	wait := rc.QueueWait
+	if wait <= 0 {
+		wait = DefaultQueueWait
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
 	received := rc.Metrics.EventsReceived.WithLabelValues
-	switch rc.Submitter.Submit(t) {
+	switch rc.Submitter.Submit(ctx, t) {
 	case lifecycle.Accepted:
 		received(keptnevent.TriggeredType, metrics.Accepted).Inc()
 		answer(w, http.StatusAccepted, "accepted")
@@ -77,6 +110,10 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case lifecycle.Duplicate:
 		received(keptnevent.TriggeredType, metrics.Duplicate).Inc()
 		answer(w, http.StatusOK, "ignored: duplicate of an accepted event")
+	case lifecycle.Unanswerable:
+		// Logged by the lifecycle with the event's names.
+		received(keptnevent.TriggeredType, metrics.Unanswerable).Inc()
+		answer(w, http.StatusOK, Rejected+"its finished event would be larger than MAX_EVENT_BYTES; nothing is sent for it")
 	case lifecycle.Busy:
 		received(keptnevent.TriggeredType, metrics.Busy).Inc()
 		w.Header().Set("Retry-After", "1")
@@ -87,10 +124,12 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (rc *Receiver) refuse(w http.ResponseWriter, code int, outcome, id, reason string) {
+// reject answers 200 to an event that can never be accepted, with the
+// reason in the body, and logs and counts it.
+func (rc *Receiver) reject(w http.ResponseWriter, outcome, id, reason string) {
 	rc.Metrics.EventsReceived.WithLabelValues("", outcome).Inc()
-	rc.Log.WithFields(logrus.Fields{"event_id": id, "status": code}).Warn("refused event: " + reason)
-	answer(w, code, reason)
+	rc.Log.WithFields(logrus.Fields{"event_id": id, "outcome": outcome}).Warn("rejected event: " + reason)
+	answer(w, http.StatusOK, Rejected+reason)
 }
 
 func answer(w http.ResponseWriter, code int, line string) {
