@@ -235,9 +235,10 @@ func TestBridgeBehavesLikeTheDistributor(t *testing.T) {
 		ctx := testContext(t)
 		srv := startNATS(t)
 		keptn := srv.connect(t, "shipyard-controller")
-		release := make(chan struct{})
+		held, release := make(chan struct{}), make(chan struct{})
 		rc := &recipient{answer: func(n int, _ time.Time, w http.ResponseWriter, r *http.Request) {
 			if n == 1 {
+				close(held)
 				select {
 				case <-release:
 				case <-r.Context().Done():
@@ -252,6 +253,11 @@ func TestBridgeBehavesLikeTheDistributor(t *testing.T) {
 		publish(t, keptn, triggers...)
 		// While the first POST is held, every other message has been taken
 		// from NATS and waits for the mutex, and none is POSTed.
+		select {
+		case <-held:
+		case <-time.After(waitTimeout):
+			t.Fatalf("no POST within %s", waitTimeout)
+		}
 		deadline := time.Now().Add(waitTimeout)
 		for b.Waiting() < n-1 {
 			if time.Now().After(deadline) {
