@@ -35,7 +35,7 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 		`POST -> 200 ignored: no handler for action "page-oncall"`,
 		"<- no event: another provider may own this action",
 		"== 04-malformed.json",
-		"POST -> 400 invalid data: data.action must be an object, not string",
+		"POST -> 200 rejected: invalid data: data.action must be an object, not string",
 		"== 05-delete-pods.json",
 		`"evicted 1 pod of statefulset sockshop-production/carts-db: carts-db-0 (CrashLoopBackOff); rollout converged in `,
 		"statefulset sockshop-production/carts-db before: 1 replica, image docker.io/library/mongo:4.4.29, pod carts-db-0 not ready",

@@ -4,14 +4,18 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
+	"strings"
 	"testing"
+
+	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 
 	"github.com/keptn-action-provider/action-provider/examples/events"
 )
 
 // FuzzDecode feeds arbitrary bodies, in both modes, to Decode. It must never
 // panic, must refuse with an *InvalidError, and whatever it accepts must
-// have the fields the lifecycle relies on and be answerable under 64 KiB.
+// have the fields the lifecycle relies on and be answerable under 64 KiB:
+// either Answerable refuses it, or its started and every finished event fit.
 func FuzzDecode(f *testing.F) {
 	seeds, err := fs.Glob(events.FS, "*.json")
 	if err != nil {
@@ -49,8 +53,22 @@ func FuzzDecode(f *testing.F) {
 			got.Data.Service == "" || got.Data.Action.Action == "" {
 			t.Fatalf("accepted an event without required fields: %+v", got)
 		}
-		if _, err := (Replier{Source: "fuzz", MaxBytes: 1 << 20}).Started(got); err != nil {
-			t.Fatalf("cannot answer an accepted event: %v", err)
+		// Answerable under 64 KiB, exactly: either the provider refuses the
+		// event before sending anything, or both of its events fit,
+		// whatever the finished event's message.
+		r := Replier{Source: "fuzz", MaxBytes: 64 << 10}
+		if err := r.Answerable(got); err != nil {
+			return
+		}
+		started, err := r.Started(got)
+		if err != nil || len(started.Body) > r.MaxBytes {
+			t.Fatalf("answerable event, but its started event is %d bytes (%v)", len(started.Body), err)
+		}
+		for _, message := range []string{"", "interrupted: replica x stopped", strings.Repeat("\u2028\"<>&", 20000)} {
+			finished, err := r.Finished(got, keptnv2.StatusErrored, keptnv2.ResultFailed, message)
+			if err != nil || len(finished.Body) > r.MaxBytes {
+				t.Fatalf("answerable event, but a finished event is %d bytes (%v)", len(finished.Body), err)
+			}
 		}
 	})
 }
