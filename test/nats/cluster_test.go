@@ -68,6 +68,7 @@ const (
 	logGraceOver    = "grace period over; cancelling running actions, which still report finished"
 	logDisconnected = "disconnected from NATS; reconnecting, and buffering what is published meanwhile"
 	logReconnected  = "reconnected to NATS"
+	logUnconfirmed  = "NATS has not confirmed the event yet; retrying"
 )
 
 // controlPlane is the cluster the tests run against.

@@ -129,7 +129,7 @@ func TestNATSKilledReplicaMidRun(t *testing.T) {
 	checkDryRunPassed(t, finished, append(append([]clusterTrigger(nil), batch...), after...))
 	fin := finished[restart.ID]
 	if d := fin.Data; d.Status != keptnv2.StatusErrored || d.Result != keptnv2.ResultFailed ||
-		!strings.HasPrefix(d.Message, "interrupted: replica "+victimName+" stopped") {
+		!strings.HasPrefix(d.Message, "interrupted: replica "+victimName+".") || !strings.Contains(d.Message, " stopped (killed or crashed)") {
 		t.Errorf("finished for the restart: %s/%s %q, want errored/fail \"interrupted: replica %s stopped ...\"", d.Status, d.Result, d.Message, victimName)
 	}
 	reporters := 0
@@ -310,13 +310,13 @@ func TestNATSServerRestartMidRun(t *testing.T) {
 
 	srv.stop(t)
 	down := time.Now()
-	// The restarts finish while NATS is down: each provider says so once
-	// its finished event is handed to its connection, which keeps it.
+	// The restarts finish while NATS is down: each provider's finished
+	// event waits in its connection, unconfirmed, and says so.
 	waitUntil(ctx, t, 30*time.Second, "the restarts finished during the outage", func() bool {
 		for _, tr := range restarts {
 			n := 0
 			for _, p := range replicas {
-				n += len(p.logLinesFor(logFinished, tr.ID))
+				n += len(p.logLinesFor(logUnconfirmed, tr.ID))
 			}
 			if n == 0 {
 				return false
