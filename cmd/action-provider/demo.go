@@ -49,6 +49,7 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 	if cfg.LogLevel == "info" {
 		log.SetLevel(logrus.WarnLevel) // the demo's own output tells the story
 	}
+	sandboxPolicy(&cfg, log)
 
 	client, err := sandbox.New(sandboxseed.FS)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/keptn-action-provider/action-provider/internal/catalog"
 	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/guard"
 	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
@@ -98,6 +99,9 @@ func serve(ctx context.Context, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if sandboxed {
+		sandboxPolicy(&cfg, log)
+	}
 	cat, err := catalog.Load(cfg, catalog.Deps{
 		Client: client, Log: log, Masker: masker,
 		// Set by the kubelet in every pod; webhooks may not call it.
@@ -137,6 +141,20 @@ func serve(ctx context.Context, logOut io.Writer) error {
 		return err
 	}
 	return p.Serve(ctx)
+}
+
+// sandboxPolicy lets actions into the sandbox's own namespaces when the
+// operator configured no namespace at all: it turns the opt-in label on,
+// which the seeded namespaces sockshop-production and sockshop-staging
+// carry and monitoring does not. Deny by default holds everywhere else; the
+// sandbox is an in-memory cluster that nothing real shares.
+func sandboxPolicy(cfg *config.Config, log logrus.FieldLogger) {
+	if len(cfg.AllowedNamespaces) > 0 || cfg.NamespaceOptIn != "" {
+		return
+	}
+	cfg.NamespaceOptIn = guard.SuggestedOptInLabel
+	log.WithField("NAMESPACE_OPT_IN_LABEL", cfg.NamespaceOptIn).
+		Warn("sandbox: neither ALLOWED_NAMESPACES nor NAMESPACE_OPT_IN_LABEL is set, so actions may change the seeded namespaces labelled " + cfg.NamespaceOptIn + " and nothing else")
 }
 
 // connectNATS makes NATS both the intake and the publisher of the

@@ -31,6 +31,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/mutation"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
+	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
 // File is the catalog as written in YAML.
@@ -51,6 +52,22 @@ type Entry struct {
 	Settings json.RawMessage `json:"settings,omitempty"`
 	// Guardrails apply to every run of the entry.
 	Guardrails Guardrails `json:"guardrails,omitempty"`
+	// Target says which keys of an event's value may choose the workload,
+	// for the workload kinds. Absent: name and kind, within the namespace
+	// "<project>-<stage>".
+	Target *Target `json:"target,omitempty"`
+}
+
+// Target is an entry's rule for the keys of the value that choose the
+// workload instead of Keptn's naming.
+type Target struct {
+	// Override lists the keys events may set: namespace, name, kind.
+	// Absent: [name, kind]; [] pins the target to the event's service in
+	// "<project>-<stage>".
+	Override []string `json:"override"`
+	// Namespaces, with namespace in Override, are globs the value's
+	// namespace must match, besides ALLOWED_NAMESPACES.
+	Namespaces []string `json:"namespaces,omitempty"`
 }
 
 // Guardrails of one entry. Zero values keep the provider-wide settings.
@@ -122,7 +139,7 @@ func Load(cfg config.Config, d Deps) (*Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := build(cfg, f, d)
+	c, err := build(cfg, f, source, d)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
@@ -130,10 +147,13 @@ func Load(cfg config.Config, d Deps) (*Catalog, error) {
 	return c, nil
 }
 
+// builtIn is the source of the built-in catalog.
+const builtIn = "built-in catalog"
+
 // read parses the catalog file strictly: an unknown field is a typo.
 func read(path string) (File, string, error) {
 	if path == "" {
-		return defaults, "built-in catalog", nil
+		return defaults, builtIn, nil
 	}
 	source := "ACTIONS_CONFIG " + path
 	b, err := os.ReadFile(path)
@@ -157,7 +177,7 @@ func read(path string) (File, string, error) {
 }
 
 // build makes every entry's handler, or fails on the first bad entry.
-func build(cfg config.Config, f File, d Deps) (*Catalog, error) {
+func build(cfg config.Config, f File, source string, d Deps) (*Catalog, error) {
 	if d.Masker == nil {
 		d.Masker = &secret.Masker{}
 	}
@@ -169,9 +189,14 @@ func build(cfg config.Config, f File, d Deps) (*Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
+	if policy, err = policy.WithOptIn(cfg.NamespaceOptIn, d.Client); err != nil {
+		return nil, err
+	}
 	book, err := ledger.New(d.Client, ledger.Config{
 		Namespace: cfg.PodNamespace, Identity: identity,
 		EventTTL: cfg.DedupTTL, LockTTL: cfg.ActionTimeout + lockMargin, HeartbeatPeriod: cfg.HeartbeatPeriod,
+		// A target's Lease carries its cooldowns: it must outlive them.
+		IdleTTL: max(ledger.DefaultIdleTTL, cfg.Cooldown),
 	})
 	if err != nil {
 		return nil, err
@@ -187,7 +212,7 @@ func build(cfg config.Config, f File, d Deps) (*Catalog, error) {
 		if e.Name != "" {
 			where += fmt.Sprintf(" %q", e.Name)
 		}
-		h, err := entryHandler(cfg, e, base, d)
+		h, err := entryHandler(cfg, e, base, d, entryWhere(e.Name, where, source))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
@@ -198,8 +223,17 @@ func build(cfg config.Config, f File, d Deps) (*Catalog, error) {
 	return &Catalog{Registry: &reg, Ledger: book}, nil
 }
 
+// entryWhere names an entry in refusals, with where to change it.
+func entryWhere(name, where, source string) string {
+	if source == builtIn {
+		return fmt.Sprintf("catalog entry %q (the built-in catalog; declare the action in an ACTIONS_CONFIG file to change it)", name)
+	}
+	return fmt.Sprintf("catalog entry %q (%s in %s)", name, strings.TrimSuffix(where, fmt.Sprintf(" %q", name)), source)
+}
+
 // entryHandler checks an entry and builds its handler, guardrails applied.
-func entryHandler(cfg config.Config, e Entry, base mutation.Pipeline, d Deps) (action.Handler, error) {
+// where names the entry in refusals.
+func entryHandler(cfg config.Config, e Entry, base mutation.Pipeline, d Deps, where string) (action.Handler, error) {
 	if e.Name == "" {
 		return nil, errors.New(`"name" is missing: it is what remediation.yaml's "action" says`)
 	}
@@ -217,9 +251,26 @@ func entryHandler(cfg config.Config, e Entry, base mutation.Pipeline, d Deps) (a
 		}
 		base.Cooldown = ledger.Cooldown{Period: time.Duration(*g.Cooldown), Setting: fmt.Sprintf("guardrails.cooldown of %q", e.Name)}
 	}
+	if e.Target != nil && !k.workload {
+		return nil, fmt.Errorf("target: a %s action changes no workload; target applies to workload actions only", e.Kind)
+	}
 	h, err := k.build(cfg, e, &base, d)
 	if err != nil {
 		return nil, fmt.Errorf("settings: %w", err)
+	}
+	if k.workload {
+		var override, namespaces []string
+		if e.Target != nil {
+			override, namespaces = e.Target.Override, e.Target.Namespaces
+			if override == nil {
+				override = []string{} // written as "override:" or left out of a given target: nothing
+			}
+		}
+		t, err := guard.NewTarget(override, namespaces, where)
+		if err != nil {
+			return nil, err
+		}
+		h = targeted{handler: h, target: t}
 	}
 	if g.Timeout > 0 || g.DryRun {
 		h = guarded{handler: h, name: e.Name, timeout: time.Duration(g.Timeout), dryRun: g.DryRun}
@@ -247,6 +298,41 @@ func (g guarded) Run(ctx context.Context, req action.Request) (action.Outcome, e
 		return out, fmt.Errorf("timed out after %s (guardrails.timeout of %q): %w", g.timeout, g.name, err)
 	}
 	return out, err
+}
+
+// targeted refuses a value that chooses the target in a way the entry's
+// target rule does not allow, before the handler reads anything.
+type targeted struct {
+	handler action.Handler
+	target  guard.Target
+}
+
+func (t targeted) Run(ctx context.Context, req action.Request) (action.Outcome, error) {
+	if err := t.target.Check(req, selector(req.Value)); err != nil {
+		return action.Outcome{}, err
+	}
+	return t.handler.Run(ctx, req)
+}
+
+// Validate is the handler's check, then the target rule's, so that lint
+// flags a value that uses an override the entry does not allow.
+func (t targeted) Validate(value json.RawMessage) error {
+	if v, ok := t.handler.(action.Validator); ok {
+		if err := v.Validate(value); err != nil {
+			return err
+		}
+	}
+	return t.target.Check(action.Request{}, selector(value))
+}
+
+// selector reads the keys of a value that choose the target, as the
+// handlers read them (encoding/json, keys matched regardless of case). A
+// value that is not an object (scale's "-1") chooses nothing; one whose
+// keys have the wrong types is the handler's to refuse.
+func selector(value json.RawMessage) workload.Selector {
+	var o mutation.Options
+	_ = json.Unmarshal(value, &o)
+	return o.Selector
 }
 
 // Validate lets lint see through the guardrails.

@@ -2,6 +2,9 @@ package catalog
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,10 +12,14 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
+	sandboxseed "github.com/keptn-action-provider/action-provider/examples/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 )
 
 func testConfig(t *testing.T, catalogYAML string) config.Config {
@@ -179,5 +186,176 @@ actions:
 	_, err = load(t, "actions:\n  - {name: hook, kind: webhook, settings: {url: 'https://h/{{.Projet}}'}}\n")
 	if err == nil || !strings.Contains(err.Error(), `actions[0] "hook": settings:`) || !strings.Contains(err.Error(), ".Projet") {
 		t.Errorf("a template typo: %v", err)
+	}
+}
+
+// loadOn loads the catalog against client, with edit applied to the
+// configuration the environment gives.
+func loadOn(t *testing.T, client kubernetes.Interface, catalogYAML string, edit func(*config.Config)) *Catalog {
+	t.Helper()
+	cfg := testConfig(t, catalogYAML)
+	cfg.Cooldown = 0
+	if edit != nil {
+		edit(&cfg)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	c, err := Load(cfg, Deps{Client: client, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newSandbox(t *testing.T) kubernetes.Interface {
+	t.Helper()
+	c, err := sandbox.New(sandboxseed.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func run(t *testing.T, c *Catalog, name, value string) (action.Outcome, error) {
+	t.Helper()
+	h, _, ok := c.Registry.Lookup(name)
+	if !ok {
+		t.Fatalf("no handler for %q", name)
+	}
+	req := action.Request{Action: name, Project: "sockshop", Stage: "production", Service: "carts", DryRun: true, TriggeredID: "t"}
+	if value != "" {
+		req.Value = json.RawMessage(value)
+	}
+	return h.Run(context.Background(), req)
+}
+
+// TestDenyByDefault: with no configuration the provider changes nothing
+// anywhere, and the refusal says what would allow it; the built-in
+// catalog lets no event choose the namespace.
+func TestDenyByDefault(t *testing.T) {
+	t.Setenv("ALLOWED_NAMESPACES", "")
+	t.Setenv("NAMESPACE_OPT_IN_LABEL", "")
+	client := newSandbox(t)
+	for _, tc := range []struct {
+		name, action, value string
+		edit                func(*config.Config)
+		rule, want          string // "" rule: allowed
+	}{
+		{"no configuration: Keptn's namespace", "restart", "", nil, guard.RuleNamespace,
+			"namespace sockshop-production is not allowed: it matches none of ALLOWED_NAMESPACES (now empty); add it there, or set NAMESPACE_OPT_IN_LABEL=keptn-action-provider.io/remediation=enabled and label it: kubectl label namespace sockshop-production keptn-action-provider.io/remediation=enabled"},
+		{"allowlisted", "restart", "", func(c *config.Config) { c.AllowedNamespaces = []string{"sockshop-production"} }, "", ""},
+		{"opted in by its label", "restart", "", func(c *config.Config) { c.NamespaceOptIn = guard.SuggestedOptInLabel }, "", ""},
+		{"opted in by its label: scale", "scale", `{"replicas": "+1"}`,
+			func(c *config.Config) { c.NamespaceOptIn = guard.SuggestedOptInLabel },
+			"", ""},
+		{"the value names another namespace", "scale", `{"replicas": "+1", "namespace": "monitoring", "name": "node-exporter"}`,
+			func(c *config.Config) { c.AllowedNamespaces = []string{"*"} }, guard.RuleTarget,
+			`the value sets "namespace": "monitoring", but catalog entry "scale" (the built-in catalog; declare the action in an ACTIONS_CONFIG file to change it) does not let events choose the namespace`},
+		{"the value names another workload in the namespace", "restart", `{"kind": "sts", "name": "carts-db"}`,
+			func(c *config.Config) { c.AllowedNamespaces = []string{"sockshop-production"} }, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := run(t, loadOn(t, client, "", tc.edit), tc.action, tc.value)
+			if tc.rule == "" {
+				if err != nil {
+					t.Fatalf("Run = %v, want it allowed", err)
+				}
+				return
+			}
+			var r *action.Refusal
+			if !errors.As(err, &r) || r.Rule != tc.rule || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run = %+v, %v; want a %s refusal containing %q", got, err, tc.rule, tc.want)
+			}
+		})
+	}
+	// monitoring carries no opt-in label.
+	c := loadOn(t, client, `
+actions:
+  - name: restart
+    kind: restart
+    target: {override: [namespace, name, kind]}
+`, func(c *config.Config) { c.NamespaceOptIn = guard.SuggestedOptInLabel })
+	_, err := run(t, c, "restart", `{"namespace": "monitoring", "kind": "ds", "name": "node-exporter"}`)
+	if err == nil || !strings.Contains(err.Error(), "refused (namespace allowlist): namespace monitoring is not allowed: add it to ALLOWED_NAMESPACES (now empty) or label it: kubectl label namespace monitoring keptn-action-provider.io/remediation=enabled") {
+		t.Fatalf("Run in an unlabelled namespace = %v", err)
+	}
+}
+
+func TestEntryTarget(t *testing.T) {
+	client := newSandbox(t)
+	c := loadOn(t, client, `
+actions:
+  - name: restart
+    kind: restart
+    target: {override: [namespace, name, kind], namespaces: ["sockshop-*", "monitoring"]}
+  - name: scale
+    kind: scale
+    target: {override: []}
+  - name: rollback
+    kind: rollback
+`, func(c *config.Config) { c.AllowedNamespaces = []string{"sockshop-*"} })
+	for _, tc := range []struct {
+		name, action, value, want string // want "": allowed
+	}{
+		{"namespace within target.namespaces and the allowlist", "restart", `{"namespace": "sockshop-staging", "name": "carts-primary"}`, ""},
+		{"namespace within target.namespaces but not the allowlist", "restart", `{"namespace": "monitoring", "kind": "ds", "name": "node-exporter"}`,
+			`refused (namespace allowlist): namespace monitoring is not allowed`},
+		{"namespace outside target.namespaces", "restart", `{"namespace": "kube-system", "name": "coredns"}`,
+			`refused (target override): the value sets "namespace": "kube-system", which matches none of target.namespaces of catalog entry "restart" (actions[0] in ACTIONS_CONFIG /`},
+		{"pinned entry: the service only", "scale", `{"replicas": "+1"}`, ""},
+		{"pinned entry: no name", "scale", `{"replicas": "+1", "name": "carts-db", "kind": "sts"}`,
+			`refused (target override): the value sets "name": "carts-db", but catalog entry "scale" (actions[1] in ACTIONS_CONFIG /`},
+		{"no target: name and kind", "rollback", `{"kind": "sts", "name": "carts-db"}`, ""},
+		{"no target: no namespace", "rollback", `{"namespace": "sockshop-staging", "name": "carts-primary"}`,
+			`to allow it, add namespace to target.override of catalog entry "rollback" (actions[2] in ACTIONS_CONFIG /`},
+		{"keys in another case are the same keys", "rollback", `{"NAMESPACE": "sockshop-staging"}`, `refused (target override)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := run(t, c, tc.action, tc.value)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Run = %v, want it allowed", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestLintFlagsDisallowedOverride: lint sees the target rule through the
+// handler's Validate, without a cluster or an event.
+func TestLintFlagsDisallowedOverride(t *testing.T) {
+	c := loadOn(t, fake.NewSimpleClientset(), "", nil)
+	for value, want := range map[string]string{
+		`{"replicas": "+1", "namespace": "ingress-nginx", "name": "controller"}`: `refused (target override): the value sets "namespace": "ingress-nginx"`,
+		`{"replicas": "+1", "name": "carts-db", "kind": "sts"}`:                  "",
+		`"-1"`: "",
+	} {
+		h, _, _ := c.Registry.Lookup("scaling")
+		err := h.(action.Validator).Validate(json.RawMessage(value))
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("Validate(%s) = %v, want %q", value, err, want)
+		}
+	}
+}
+
+func TestEntryTargetErrors(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"unknown key", "actions:\n  - {name: restart, kind: restart, target: {override: [labels]}}\n",
+			`actions[0] "restart": target.override: "labels" is not a key that chooses the target`},
+		{"namespaces without namespace", "actions:\n  - {name: restart, kind: restart, target: {override: [name], namespaces: [a-*]}}\n",
+			`actions[0] "restart": target.namespaces: only with "namespace" in target.override`},
+		{"a kind that changes no workload", "actions:\n  - {name: hook, kind: webhook, target: {override: [name]}, settings: {url: 'https://h/'}}\n",
+			`actions[0] "hook": target: a webhook action changes no workload`},
+		{"a typo", "actions:\n  - {name: restart, kind: restart, target: {overide: [name]}}\n", `unknown field "overide"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := load(t, tc.yaml); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

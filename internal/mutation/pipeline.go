@@ -58,7 +58,7 @@ func (p *Pipeline) Run(ctx context.Context, name string, req action.Request, opt
 	if err != nil {
 		return action.Outcome{}, err
 	}
-	if err := p.Policy.Namespace(ns); err != nil {
+	if err := p.Policy.Namespace(ctx, ns); err != nil {
 		return action.Outcome{}, err
 	}
 	ref, obj, err := workload.ResolveObject(ctx, p.Client, req, opts.Selector)
