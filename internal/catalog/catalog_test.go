@@ -233,8 +233,13 @@ func run(t *testing.T, c *Catalog, name, value string) (action.Outcome, error) {
 // anywhere, and the refusal says what would allow it; the built-in
 // catalog lets no event choose the namespace.
 func TestDenyByDefault(t *testing.T) {
-	t.Setenv("ALLOWED_NAMESPACES", "")
-	t.Setenv("NAMESPACE_OPT_IN_LABEL", "")
+	// Unset, so that the defaults apply (t.Setenv restores them after).
+	for _, v := range []string{"ALLOWED_NAMESPACES", "NAMESPACE_OPT_IN_LABEL"} {
+		t.Setenv(v, "")
+		if err := os.Unsetenv(v); err != nil {
+			t.Fatal(err)
+		}
+	}
 	client := newSandbox(t)
 	for _, tc := range []struct {
 		name, action, value string
