@@ -44,7 +44,7 @@ type Config struct {
 	MaxBodyBytes int64         `envconfig:"MAX_BODY_BYTES" default:"1048576" desc:"largest triggered event accepted; larger bodies are rejected, with a 200 whose body says why"`
 	Workers      int           `envconfig:"MAX_CONCURRENT_ACTIONS" default:"64" desc:"actions run at the same time"`
 	QueueSize    int           `envconfig:"QUEUE_SIZE" default:"256" desc:"accepted events waiting for a worker; when full, a new event waits up to QUEUE_WAIT for room"`
-	QueueWait    time.Duration `envconfig:"QUEUE_WAIT" default:"2s" desc:"how long an event waits for room in a full queue before the receiver answers 503; well under the distributor's 5 s"`
+	QueueWait    time.Duration `envconfig:"QUEUE_WAIT" default:"1500ms" desc:"how long an event waits for room in a full queue before the receiver answers 503; at most 1.9s, so that the distributor's re-POST still fits its 5 s"`
 
 	ActionTimeout    time.Duration `envconfig:"ACTION_TIMEOUT" default:"5m" desc:"deadline of one action"`
 	ShutdownGrace    time.Duration `envconfig:"SHUTDOWN_GRACE" default:"60s" desc:"on SIGTERM, how long running actions may go on before they are cancelled"`
@@ -85,6 +85,11 @@ const (
 	FormatText   = "text"
 	usageHeading = "VARIABLE\tDEFAULT\tMEANING"
 )
+
+// MaxQueueWait is the longest QUEUE_WAIT: (5 s − 1.125 s) / 2, so that a
+// POST refused after waiting, the distributor's longest first pause and a
+// re-POST that waits as long all fit the distributor's single 5 s.
+const MaxQueueWait = 1900 * time.Millisecond
 
 // shutdownMargin is what the process needs, besides its shutdown's bound,
 // between SIGTERM and the kubelet's SIGKILL: start-up of the shutdown, the
@@ -189,8 +194,9 @@ func (c Config) Validate() error {
 	positive("DEDUP_TTL", c.DedupTTL)
 	positive("HEARTBEAT_PERIOD", c.HeartbeatPeriod)
 	positive("QUEUE_WAIT", c.QueueWait)
-	if c.QueueWait >= 4*time.Second {
-		bad("QUEUE_WAIT", c.QueueWait, "must be below 4s: the distributor gives all its attempts at one event 5 s, and must have time to retry a 503")
+	if c.QueueWait > MaxQueueWait {
+		bad("QUEUE_WAIT", c.QueueWait, fmt.Sprintf("must be at most %s: the distributor gives all its attempts at one event 5 s, and pauses up to 1.125 s before its first re-POST; "+
+			"two waits and that pause must fit", MaxQueueWait))
 	}
 	if need := c.ActionTimeout + c.DeliveryRetryTime; c.DedupTTL > 0 && c.DedupTTL < need {
 		bad("DEDUP_TTL", c.DedupTTL, fmt.Sprintf("must be at least ACTION_TIMEOUT + EVENTBROKER_RETRY_TIMEOUT (%s): a redelivery while the first run may still be going on must be recognised", need))

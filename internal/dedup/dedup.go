@@ -1,6 +1,6 @@
 // Package dedup remembers recently seen triggered-event ids, so that an event
-// the distributor delivers twice (it re-POSTs when we answer slowly or with
-// a 5xx) runs once.
+// delivered twice (the distributor re-POSTs any non-2xx answer, never a slow
+// one; a sender may publish it again) runs once.
 package dedup
 
 import (

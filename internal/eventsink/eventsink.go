@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"sync"
 
@@ -45,39 +44,35 @@ type Sink struct {
 
 	mu      sync.Mutex
 	events  []Event
+	refused []string
 	changed chan struct{}
 }
 
-// ServeHTTP accepts one structured-mode event.
+// ServeHTTP accepts one structured-mode event. Like the distributor's
+// /event endpoint, it takes any method, reads the body as a structured-mode
+// event whatever the headers say, and answers every refusal with a bare 500
+// (a body over 64 KiB included); the reason goes only to the sink's caller
+// through Refused.
 func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.Refuse != nil {
 		if code := s.Refuse(); code != 0 {
-			http.Error(w, "refused by test", code)
+			w.WriteHeader(code)
 			return
 		}
 	}
-	if r.Method != http.MethodPost {
-		http.Error(w, "only POST", http.StatusMethodNotAllowed)
-		return
-	}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/cloudevents+json" {
-		// The distributor reads structured mode only; a binary-mode event
-		// reaches it without specversion and is refused.
-		http.Error(w, "no specversion: only structured mode (application/cloudevents+json) is accepted", http.StatusInternalServerError)
-		return
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, DistributorMaxBytes))
 	if err != nil {
-		http.Error(w, "payload too large", http.StatusRequestEntityTooLarge)
+		s.refuse(w, fmt.Sprintf("body over %d bytes", DistributorMaxBytes))
 		return
 	}
 	var ev Event
 	if err := json.Unmarshal(body, &ev); err != nil {
-		http.Error(w, "invalid event: "+err.Error(), http.StatusBadRequest)
+		s.refuse(w, "invalid event: "+err.Error())
 		return
 	}
+	// A binary-mode event reaches it without specversion in its body.
 	if ev.SpecVersion == "" || ev.Type == "" || ev.ID == "" {
-		http.Error(w, "missing specversion, type or id", http.StatusInternalServerError)
+		s.refuse(w, "missing specversion, type or id (only structured mode is read)")
 		return
 	}
 	ev.Raw = body
@@ -87,6 +82,21 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.record(ev)
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// refuse answers a bare 500, as the distributor does, and keeps the reason.
+func (s *Sink) refuse(w http.ResponseWriter, reason string) {
+	s.mu.Lock()
+	s.refused = append(s.refused, reason)
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusInternalServerError)
+}
+
+// Refused lists why each refused event was refused.
+func (s *Sink) Refused() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.refused...)
 }
 
 func (s *Sink) record(ev Event) {

@@ -51,8 +51,8 @@ type Receiver struct {
 }
 
 // DefaultQueueWait leaves the distributor time, within its 5 s, to re-POST
-// an event refused as busy.
-const DefaultQueueWait = 2 * time.Second
+// an event refused as busy, and for that POST to wait as long again.
+const DefaultQueueWait = 1500 * time.Millisecond
 
 // Rejected starts the body of a 2xx answer to an event that was not
 // accepted and never will be.

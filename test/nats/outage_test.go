@@ -71,13 +71,14 @@ func TestNATSKillDuringAnOutage(t *testing.T) {
 	victim.kill(t)
 	srv.start(t)
 
-	evs := stream.await(ctx, t, waitTimeout, "the restart's finished event, from the survivor", func(evs []keptnEvent) bool {
+	stream.await(ctx, t, waitTimeout, "the restart's finished event, from the survivor", func(evs []keptnEvent) bool {
 		return len(missingFinished(evs, []string{restart.ID})) == 0
 	})
 	// Anything doubled has had its chance to show up: more rounds of the
 	// survivor's search for orphans.
 	sleep(ctx, 3*heartbeatPeriod)
-	if evs, err = stream.Events(); err != nil {
+	evs, err := stream.Events()
+	if err != nil {
 		t.Fatal(err)
 	}
 	finished := checkAnswered(t, evs, []clusterTrigger{restart}, nil)
