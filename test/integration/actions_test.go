@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -42,6 +44,8 @@ func newInstance(t *testing.T, c kubernetes.Interface, name string, edit func(*c
 		t.Fatal(err)
 	}
 	cfg.PodNamespace, cfg.PodName = ledgerNamespace, name
+	// Deny by default: the tests' namespaces, "itest-<stage>", named.
+	cfg.AllowedNamespaces = []string{project + "-*"}
 	cfg.ScaleMinReplicas, cfg.ScaleMaxReplicas = 1, 10
 	cfg.Cooldown = 0
 	cfg.VerifyTimeout = waitTimeout / 2
@@ -348,6 +352,16 @@ func TestGuardrailsRefuseAndChangeNothing(t *testing.T) {
 	})
 	carts := workload.Ref{Kind: workload.Deployment, Namespace: ns, Name: "carts"}
 	orders := workload.Ref{Kind: workload.Deployment, Namespace: ns, Name: "orders"}
+	// A catalog whose restart and scale let events choose the namespace, so
+	// that the allowlist's protection of namespaces is what refuses.
+	anyNamespace := filepath.Join(t.TempDir(), "actions.yaml")
+	if err := os.WriteFile(anyNamespace, []byte(`actions:
+  - {name: restart, kind: restart, target: {override: [namespace, name, kind]}}
+  - {name: scale, kind: scale, target: {override: [namespace, name, kind]}}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	namespaceOverride := func(c *config.Config) { c.ActionsConfig, c.AllowedNamespaces = anyNamespace, []string{"*"} }
 
 	for _, tc := range []struct {
 		name   string
@@ -358,10 +372,14 @@ func TestGuardrailsRefuseAndChangeNothing(t *testing.T) {
 		target workload.Ref
 	}{
 		{"namespace allowlist", func(c *config.Config) { c.AllowedNamespaces = []string{"sockshop-*"} }, "restart", "",
-			"refused (namespace allowlist): namespace {ns} matches none of ALLOWED_NAMESPACES (sockshop-*)", carts},
-		{"protected namespace", nil, "restart", `{"namespace": "kube-system", "name": "coredns"}`,
+			`refused (namespace allowlist): namespace {ns} is not allowed: it matches none of ALLOWED_NAMESPACES (now "sockshop-*")`, carts},
+		{"no namespace allowed by default", func(c *config.Config) { c.AllowedNamespaces = nil }, "restart", "",
+			"refused (namespace allowlist): namespace {ns} is not allowed: it matches none of ALLOWED_NAMESPACES (now empty); add it there, or set NAMESPACE_OPT_IN_LABEL", carts},
+		{"an event may not choose the namespace", nil, "restart", `{"namespace": "kube-system", "name": "coredns"}`,
+			`refused (target override): the value sets "namespace": "kube-system", but catalog entry "restart" (the built-in catalog`, carts},
+		{"protected namespace", namespaceOverride, "restart", `{"namespace": "kube-system", "name": "coredns"}`,
 			"refused (namespace allowlist): namespace kube-system is protected", carts},
-		{"the provider's own namespace", nil, "scale", `{"namespace": "` + ledgerNamespace + `", "name": "x", "replicas": "1"}`,
+		{"the provider's own namespace", namespaceOverride, "scale", `{"namespace": "` + ledgerNamespace + `", "name": "x", "replicas": "1"}`,
 			"refused (namespace allowlist): namespace " + ledgerNamespace + " is protected", carts},
 		{"opt-out annotation", nil, "restart", `{"name": "orders"}`,
 			"refused (opt-out annotation): deployment {ns}/orders is annotated keptn-action-provider.io/opt-out=\"true\"", orders},

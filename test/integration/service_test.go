@@ -207,7 +207,9 @@ func tryStartProvider(ctx context.Context, t *testing.T, extra map[string]string
 		"SHUTDOWN_GRACE":            "20s",
 		"SHUTDOWN_FLUSH":            "5s",
 		"POD_NAMESPACE":             ledgerNamespace,
-		"VERIFY_TIMEOUT":            "30s",
+		// Deny by default: the tests' namespaces, "itest-<stage>", named.
+		"ALLOWED_NAMESPACES": project + "-*",
+		"VERIFY_TIMEOUT":     "30s",
 		// Steps of one test act on one workload in quick succession; the
 		// cooldown has tests of its own.
 		"ACTION_COOLDOWN": "0s",
