@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -223,12 +224,12 @@ func build(cfg config.Config, f File, source string, d Deps) (*Catalog, error) {
 	return &Catalog{Registry: &reg, Ledger: book}, nil
 }
 
-// entryWhere names an entry in refusals, with where to change it.
+// entryWhere says where an entry is changed, for refusals.
 func entryWhere(name, where, source string) string {
 	if source == builtIn {
-		return fmt.Sprintf("catalog entry %q (the built-in catalog; declare the action in an ACTIONS_CONFIG file to change it)", name)
+		return "the built-in catalog; declare the action in an ACTIONS_CONFIG file to change it"
 	}
-	return fmt.Sprintf("catalog entry %q (%s in %s)", name, strings.TrimSuffix(where, fmt.Sprintf(" %q", name)), source)
+	return fmt.Sprintf("%s in %s", strings.TrimSuffix(where, fmt.Sprintf(" %q", name)), source)
 }
 
 // entryHandler checks an entry and builds its handler, guardrails applied.
@@ -245,10 +246,12 @@ func entryHandler(cfg config.Config, e Entry, base mutation.Pipeline, d Deps, wh
 	if time.Duration(g.Timeout) > cfg.ActionTimeout {
 		return nil, fmt.Errorf("guardrails.timeout: %s is above ACTION_TIMEOUT (%s), which bounds every action", time.Duration(g.Timeout), cfg.ActionTimeout)
 	}
+	if !k.workload {
+		// Changing no workload, such an entry has no cooldown unless it
+		// sets one: ACTION_COOLDOWN is about workloads.
+		base.Cooldown = ledger.Cooldown{}
+	}
 	if g.Cooldown != nil {
-		if !k.workload {
-			return nil, fmt.Errorf("guardrails.cooldown: a %s action changes no workload; the cooldown applies to workload actions only", e.Kind)
-		}
 		base.Cooldown = ledger.Cooldown{Period: time.Duration(*g.Cooldown), Setting: fmt.Sprintf("guardrails.cooldown of %q", e.Name)}
 	}
 	if e.Target != nil && !k.workload {
@@ -266,11 +269,19 @@ func entryHandler(cfg config.Config, e Entry, base mutation.Pipeline, d Deps, wh
 				override = []string{} // written as "override:" or left out of a given target: nothing
 			}
 		}
-		t, err := guard.NewTarget(override, namespaces, where)
+		t, err := guard.NewTarget(override, namespaces, fmt.Sprintf("catalog entry %q", e.Name), where)
 		if err != nil {
 			return nil, err
 		}
 		h = targeted{handler: h, target: t}
+	} else {
+		log := d.Log
+		if log == nil {
+			l := logrus.New()
+			l.SetOutput(io.Discard)
+			log = l
+		}
+		h = serialized{handler: h, name: e.Name, ledger: base.Ledger, cooldown: base.Cooldown, log: log}
 	}
 	if g.Timeout > 0 || g.DryRun {
 		h = guarded{handler: h, name: e.Name, timeout: time.Duration(g.Timeout), dryRun: g.DryRun}

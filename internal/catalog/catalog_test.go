@@ -255,7 +255,7 @@ func TestDenyByDefault(t *testing.T) {
 			"", ""},
 		{"the value names another namespace", "scale", `{"replicas": "+1", "namespace": "monitoring", "name": "node-exporter"}`,
 			func(c *config.Config) { c.AllowedNamespaces = []string{"*"} }, guard.RuleTarget,
-			`the value sets "namespace": "monitoring", but catalog entry "scale" (the built-in catalog; declare the action in an ACTIONS_CONFIG file to change it) does not let events choose the namespace`},
+			`the value sets "namespace": "monitoring", but catalog entry "scale" does not let events choose the namespace, which is always <project>-<stage> (sockshop-production); to allow it, add namespace to target.override of catalog entry "scale" (the built-in catalog; declare the action in an ACTIONS_CONFIG file to change it)`},
 		{"the value names another workload in the namespace", "restart", `{"kind": "sts", "name": "carts-db"}`,
 			func(c *config.Config) { c.AllowedNamespaces = []string{"sockshop-production"} }, "", ""},
 	} {
@@ -309,7 +309,7 @@ actions:
 			`refused (target override): the value sets "namespace": "kube-system", which matches none of target.namespaces of catalog entry "restart" (actions[0] in ACTIONS_CONFIG /`},
 		{"pinned entry: the service only", "scale", `{"replicas": "+1"}`, ""},
 		{"pinned entry: no name", "scale", `{"replicas": "+1", "name": "carts-db", "kind": "sts"}`,
-			`refused (target override): the value sets "name": "carts-db", but catalog entry "scale" (actions[1] in ACTIONS_CONFIG /`},
+			`to allow it, add name to target.override of catalog entry "scale" (actions[1] in ACTIONS_CONFIG /`},
 		{"no target: name and kind", "rollback", `{"kind": "sts", "name": "carts-db"}`, ""},
 		{"no target: no namespace", "rollback", `{"namespace": "sockshop-staging", "name": "carts-primary"}`,
 			`to allow it, add namespace to target.override of catalog entry "rollback" (actions[2] in ACTIONS_CONFIG /`},

@@ -208,16 +208,18 @@ type Target struct {
 	// namespaces, with namespace, are globs the value's namespace must
 	// match; empty, any the Policy allows.
 	namespaces []string
-	// where names the entry in refusals: `catalog entry "scale" (actions[0]
-	// in ACTIONS_CONFIG /etc/action-provider/actions.yaml)`.
-	where string
+	// entry names the entry in refusals, `catalog entry "scale"`, and where
+	// says where to change it: `actions[0] in ACTIONS_CONFIG
+	// /etc/action-provider/actions.yaml`.
+	entry, where string
 }
 
 // NewTarget checks an entry's target rule. override lists the keys, nil
 // meaning DefaultOverride; namespaces are globs, only with "namespace" in
-// override. where names the entry in refusals. Errors name the field.
-func NewTarget(override, namespaces []string, where string) (Target, error) {
-	t := Target{where: where}
+// override. entry and where name the entry, and where to change it, in
+// refusals. Errors name the field.
+func NewTarget(override, namespaces []string, entry, where string) (Target, error) {
+	t := Target{entry: entry, where: where}
 	if override == nil {
 		override = DefaultOverride
 	}
@@ -258,20 +260,20 @@ func (t Target) Check(req action.Request, sel workload.Selector) error {
 		case sel.Namespace == pinned:
 		case !t.namespace:
 			return action.Refuse(RuleTarget, "the value sets %q: %q, but %s does not let events choose the namespace, which is always <project>-<stage>%s; "+
-				"to allow it, add %s to target.override of %s (the namespace stays within %s)",
-				KeyNamespace, sel.Namespace, t.where, orBlank(" ("+pinned+")", pinned), KeyNamespace, t.where, EnvNamespaces)
+				"to allow it, add %s to target.override of %s (%s); the namespace stays within %s",
+				KeyNamespace, sel.Namespace, t.entry, orBlank(" ("+pinned+")", pinned), KeyNamespace, t.entry, t.where, EnvNamespaces)
 		case len(t.namespaces) > 0 && !matchAny(t.namespaces, sel.Namespace):
-			return action.Refuse(RuleTarget, "the value sets %q: %q, which matches none of target.namespaces of %s (%s); add it there to allow it",
-				KeyNamespace, sel.Namespace, t.where, strings.Join(t.namespaces, ","))
+			return action.Refuse(RuleTarget, "the value sets %q: %q, which matches none of target.namespaces of %s (%s): %s; add it there to allow it",
+				KeyNamespace, sel.Namespace, t.entry, t.where, strings.Join(t.namespaces, ","))
 		}
 	}
 	if sel.Name != "" && !t.name {
 		return action.Refuse(RuleTarget, "the value sets %q: %q, but %s does not let events choose the workload, which is the event's service (or <service>-primary); "+
-			"to allow it, add %s to target.override of %s", KeyName, sel.Name, t.where, KeyName, t.where)
+			"to allow it, add %s to target.override of %s (%s)", KeyName, sel.Name, t.entry, KeyName, t.entry, t.where)
 	}
 	if sel.Kind != "" && !t.kind {
 		return action.Refuse(RuleTarget, "the value sets %q: %q, but %s does not let events choose the kind, which is a Deployment; "+
-			"to allow it, add %s to target.override of %s", KeyKind, sel.Kind, t.where, KeyKind, t.where)
+			"to allow it, add %s to target.override of %s (%s)", KeyKind, sel.Kind, t.entry, KeyKind, t.entry, t.where)
 	}
 	return nil
 }

@@ -185,7 +185,7 @@ func TestWithOptInRefusesBadLabel(t *testing.T) {
 
 func TestTarget(t *testing.T) {
 	req := action.Request{Project: "sockshop", Stage: "production", Service: "carts"}
-	where := `catalog entry "scale" (actions[0] in ACTIONS_CONFIG /etc/actions.yaml)`
+	entry, where := `catalog entry "scale"`, `actions[0] in ACTIONS_CONFIG /etc/actions.yaml`
 	tests := []struct {
 		name       string
 		override   []string
@@ -197,9 +197,9 @@ func TestTarget(t *testing.T) {
 		{"default: name and kind", nil, nil, workload.Selector{Name: "carts-db", Kind: "sts"}, ""},
 		{"default: the namespace it would be anyway", nil, nil, workload.Selector{Namespace: "sockshop-production"}, ""},
 		{"default: another namespace", nil, nil, workload.Selector{Namespace: "ingress-nginx", Name: "controller"},
-			`the value sets "namespace": "ingress-nginx", but catalog entry "scale" (actions[0] in ACTIONS_CONFIG /etc/actions.yaml) does not let events choose the namespace, which is always <project>-<stage> (sockshop-production); to allow it, add namespace to target.override of catalog entry "scale"`},
+			`the value sets "namespace": "ingress-nginx", but catalog entry "scale" does not let events choose the namespace, which is always <project>-<stage> (sockshop-production); to allow it, add namespace to target.override of catalog entry "scale" (actions[0] in ACTIONS_CONFIG /etc/actions.yaml); the namespace stays within ALLOWED_NAMESPACES`},
 		{"pinned: name", []string{}, nil, workload.Selector{Name: "orders"},
-			`the value sets "name": "orders", but catalog entry "scale" (actions[0] in ACTIONS_CONFIG /etc/actions.yaml) does not let events choose the workload`},
+			`the value sets "name": "orders", but catalog entry "scale" does not let events choose the workload`},
 		{"pinned: kind", []string{}, nil, workload.Selector{Kind: "ds"}, `add kind to target.override of catalog entry "scale"`},
 		{"namespace allowed", []string{"namespace", "name"}, nil, workload.Selector{Namespace: "shop-prod", Name: "carts"}, ""},
 		{"namespace within target.namespaces", []string{"namespace"}, []string{"shop-*"}, workload.Selector{Namespace: "shop-prod"}, ""},
@@ -209,7 +209,7 @@ func TestTarget(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			target, err := NewTarget(tt.override, tt.namespaces, where)
+			target, err := NewTarget(tt.override, tt.namespaces, entry, where)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -227,7 +227,7 @@ func TestTarget(t *testing.T) {
 		})
 	}
 	// Without an event (lint), any namespace is an override.
-	target, _ := NewTarget(nil, nil, where)
+	target, _ := NewTarget(nil, nil, entry, where)
 	if err := target.Check(action.Request{}, workload.Selector{Namespace: "sockshop-production"}); err == nil {
 		t.Error("Check without an event allowed a namespace")
 	}
@@ -242,7 +242,7 @@ func TestNewTargetRefusesBadRules(t *testing.T) {
 		{[]string{"name"}, []string{"shop-*"}, `target.namespaces: only with "namespace" in target.override`},
 		{[]string{"namespace"}, []string{"shop-["}, `target.namespaces: "shop-[" is not a valid glob`},
 	} {
-		if _, err := NewTarget(tc.override, tc.namespaces, "x"); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := NewTarget(tc.override, tc.namespaces, "x", "y"); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("NewTarget(%v, %v) = %v, want %q", tc.override, tc.namespaces, err, tc.want)
 		}
 	}

@@ -376,7 +376,7 @@ func TestGuardrailsRefuseAndChangeNothing(t *testing.T) {
 		{"no namespace allowed by default", func(c *config.Config) { c.AllowedNamespaces = nil }, "restart", "",
 			"refused (namespace allowlist): namespace {ns} is not allowed: it matches none of ALLOWED_NAMESPACES (now empty); add it there, or set NAMESPACE_OPT_IN_LABEL", carts},
 		{"an event may not choose the namespace", nil, "restart", `{"namespace": "kube-system", "name": "coredns"}`,
-			`refused (target override): the value sets "namespace": "kube-system", but catalog entry "restart" (the built-in catalog`, carts},
+			`refused (target override): the value sets "namespace": "kube-system", but catalog entry "restart" does not let events choose the namespace`, carts},
 		{"protected namespace", namespaceOverride, "restart", `{"namespace": "kube-system", "name": "coredns"}`,
 			"refused (namespace allowlist): namespace kube-system is protected", carts},
 		{"the provider's own namespace", namespaceOverride, "scale", `{"namespace": "` + ledgerNamespace + `", "name": "x", "replicas": "1"}`,
