@@ -80,3 +80,39 @@ func TestValidateGuardrails(t *testing.T) {
 		}
 	}
 }
+
+// Settings that would break the provider's promises to Keptn are refused:
+// a shutdown the kubelet cuts short, a dedup window shorter than an event
+// may still be running, a queue wait that leaves the distributor no time
+// to re-POST.
+func TestValidateLifecycleBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string // "" means valid
+	}{
+		{"defaults", nil, ""},
+		{"shutdown longer than the pod's grace", map[string]string{"SHUTDOWN_GRACE": "85s"},
+			"invalid TERMINATION_GRACE_PERIOD=1m30s: must exceed the shutdown's bound, 1m35s (SHUTDOWN_GRACE + SHUTDOWN_FLUSH)"},
+		{"nats flushes twice", map[string]string{"TRANSPORT": "nats", "SHUTDOWN_GRACE": "70s"},
+			"(SHUTDOWN_GRACE + 2 × SHUTDOWN_FLUSH, with TRANSPORT=nats)"},
+		{"nats defaults fit", map[string]string{"TRANSPORT": "nats"}, ""},
+		{"dedup window too short", map[string]string{"DEDUP_TTL": "6m"},
+			"invalid DEDUP_TTL=6m0s: must be at least ACTION_TIMEOUT + EVENTBROKER_RETRY_TIMEOUT (7m0s)"},
+		{"queue wait too long", map[string]string{"QUEUE_WAIT": "2s"}, "invalid QUEUE_WAIT=2s: must be at most 1.9s"},
+		{"queue wait at the bound", map[string]string{"QUEUE_WAIT": "1.9s"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			_, err := Load()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Load: %v; want valid", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Load: %v; want an error saying %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -331,3 +331,24 @@ func contractEvent() keptnevent.Triggered {
 }
 
 var _ Claimer = (*claims)(nil)
+
+// At shutdown, actions are cancelled before the queue is drained. A queued
+// event that another process already took must still be recognised as
+// taken: cancelling actions must not turn its claim into "run anyway".
+func TestClaimDuringShutdownLeavesAnotherProcesssEventAlone(t *testing.T) {
+	book := &book{records: map[string]*rec{contractTriggeredID: {holder: "other", state: "started"}}, dead: map[string]bool{}}
+	pub := &broker{}
+	a := newContractLifecycle(t, book.process("a", nil), pub, nil)
+	a.Start(context.Background())
+	a.Cancel() // SIGTERM's grace is over: actions are cancelled
+	if d := a.Submit(context.Background(), contractEvent()); d != Accepted {
+		t.Fatalf("Submit = %v", d)
+	}
+	a.Close()
+	if err := a.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := pub.count(keptnevent.StartedType) + pub.count(keptnevent.FinishedType); n != 0 {
+		t.Fatalf("Keptn got %d events for an event another process owns:\n%s", n, pub.String())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -789,5 +790,69 @@ func TestActionOfADeadReplicaIsReportedInterrupted(t *testing.T) {
 	}
 	if evs := h.sink.For("lost"); len(evs) != 1 {
 		t.Errorf("%d events for the orphan, want only its finished (its started was sent by the dead replica)", len(evs))
+	}
+}
+
+// brokerDown is an event broker that refuses everything.
+func brokerDown() *eventsink.Sink {
+	return &eventsink.Sink{Refuse: func() int { return http.StatusServiceUnavailable }}
+}
+
+// The whole shutdown ends within SHUTDOWN_GRACE + SHUTDOWN_FLUSH, whatever
+// is still being delivered: the kubelet kills the process at the pod's
+// grace period, and what is unsent then stays on the cluster's record for
+// another replica. A recovery publishing to a broker that is down used to
+// hold Serve for all of EVENTBROKER_RETRY_TIMEOUT.
+func TestShutdownEndsWithinItsBound(t *testing.T) {
+	ev, err := keptnevent.Decode(http.Header{"Content-Type": []string{"application/cloudevents+json"}}, trigger("lost", "scale", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	record, _ := json.Marshal(ev)
+	claims := &orphaning{claimer: claimer{}, record: record, finished: make(chan string, 1)}
+	cfg := testConfig()
+	cfg.ShutdownGrace, cfg.ShutdownFlush = 200*time.Millisecond, time.Second
+	cfg.DeliveryRetryTime = time.Minute
+	h := startWith(t, cfg, map[string]action.Handler{"scale": pass("ok")}, brokerDown(), claims)
+	// The orphan's finished event is being retried against the down broker.
+	waitFor(t, func() bool {
+		return strings.Contains(h.log.String(), "finished event not delivered yet") ||
+			strings.Contains(h.log.String(), "event broker did not accept the event; retrying")
+	})
+	begin := time.Now()
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The bound plus room for a loaded machine; far below the retry bound.
+	if took, bound := time.Since(begin), cfg.ShutdownGrace+cfg.ShutdownFlush; took > bound+5*time.Second {
+		t.Errorf("shutdown took %s; its bound is %s", took, bound)
+	}
+	if !strings.Contains(h.log.String(), "finished events not delivered before the shutdown's bound") {
+		t.Errorf("the log does not say what was left unsent:\n%s", h.log)
+	}
+}
+
+// OPS_HOST narrows the ops port to one address.
+func TestOpsHostBindsOneAddress(t *testing.T) {
+	cfg := testConfig()
+	cfg.OpsHost = "127.0.0.1"
+	h := start(t, cfg, map[string]action.Handler{"scale": pass("ok")}, nil)
+	if got := h.p.opsLn.Addr().(*net.TCPAddr).IP.String(); got != "127.0.0.1" {
+		t.Errorf("ops port bound to %s; want 127.0.0.1", got)
+	}
+	if code, _ := h.get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d", code)
+	}
+}
+
+// waitFor waits, bounded, until cond holds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
