@@ -143,8 +143,11 @@ install_helm() {
 # ------------------------------------------------------------ static part ---
 
 static_checks() {
-	local tpl=("$HELM" template "$RELEASE" chart/ -n "$NS" --kube-version "$KUBE_VERSION")
+	# The least the chart needs to render: the namespaces it may act in
+	# (rbac.scope=namespaced is the default).
+	local tpl=("$HELM" template "$RELEASE" chart/ -n "$NS" --kube-version "$KUBE_VERSION" --set 'rbac.namespaces={sockshop-production}')
 	local nsd=(--set rbac.scope=namespaced --set 'rbac.namespaces={sockshop-production}')
+	local cls=(--set rbac.scope=cluster --set 'allowedNamespaces={*}')
 
 	step "Keptn examples (examples/keptn) as Keptn 1.x reads them"
 	"$TMP/bin/keptnsim" events -shipyard examples/keptn/shipyard.yaml -remediation examples/keptn/remediation.yaml \
@@ -154,9 +157,16 @@ static_checks() {
 	ok "remediation.yaml: spec.keptn.sh/0.1.4, $(wc -l <"$TMP/events/index.tsv") actions, all of this provider, picked as remediation-service picks them"
 
 	step "helm lint"
+	# helm lint turns the templates' fail into an [INFO] line; helm template
+	# and install fail (the defaults' render is checked below).
 	"$HELM" lint --strict chart/ -n "$NS" --kube-version "$KUBE_VERSION" >"$TMP/lint.log" 2>&1 ||
 		fail "helm lint (defaults): $(cat "$TMP/lint.log")"
-	ok "helm lint --strict chart/ (defaults: cluster scope)"
+	grep -qF 'rbac.namespaces is empty: the provider acts only where it is told to' "$TMP/lint.log" ||
+		fail "helm lint (defaults) does not report that rbac.namespaces is empty: $(cat "$TMP/lint.log")"
+	ok "helm lint --strict chart/ (defaults: reports that rbac.namespaces is empty)"
+	"$HELM" lint --strict chart/ -n "$NS" --kube-version "$KUBE_VERSION" "${cls[@]}" >"$TMP/lint.log" 2>&1 ||
+		fail "helm lint (cluster scope): $(cat "$TMP/lint.log")"
+	ok "helm lint --strict chart/ --set rbac.scope=cluster,allowedNamespaces={*}"
 	"$HELM" lint --strict chart/ -n "$NS" --kube-version "$KUBE_VERSION" "${nsd[@]}" >"$TMP/lint.log" 2>&1 ||
 		fail "helm lint (namespaced): $(cat "$TMP/lint.log")"
 	ok "helm lint --strict chart/ --set rbac.scope=namespaced,rbac.namespaces={sockshop-production}"
@@ -165,7 +175,13 @@ static_checks() {
 	ok "helm lint --strict chart/ -f test/deploy/values-everything.yaml (ServiceMonitor, PDB, NetworkPolicy, remote mode)"
 
 	step "helm template, both RBAC scopes"
-	"${tpl[@]}" >"$TMP/cluster.yaml" || fail "helm template (cluster scope)"
+	"${tpl[@]}" >"$TMP/default.yaml" || fail "helm template (defaults)"
+	kinds=$(grep -E '^kind: ' "$TMP/default.yaml" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $3, $1; sep=","}')
+	[[ $kinds == "Deployment=1,Pod=1,Role=2,RoleBinding=2,Service=1,ServiceAccount=1" ]] ||
+		fail "the default (namespaced) scope renders $kinds"
+	env_is "$TMP/default.yaml" ALLOWED_NAMESPACES "sockshop-production" || fail "defaults: ALLOWED_NAMESPACES is not rbac.namespaces"
+	ok "defaults with rbac.namespaces={sockshop-production}: namespaced scope, $kinds, ALLOWED_NAMESPACES=sockshop-production"
+	"${tpl[@]}" "${cls[@]}" >"$TMP/cluster.yaml" || fail "helm template (cluster scope)"
 	kinds=$(grep -E '^kind: ' "$TMP/cluster.yaml" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $3, $1; sep=","}')
 	[[ $kinds == "ClusterRole=1,ClusterRoleBinding=1,Deployment=1,Pod=1,Role=1,RoleBinding=1,Service=1,ServiceAccount=1" ]] ||
 		fail "cluster scope renders $kinds"
@@ -185,10 +201,17 @@ static_checks() {
 	env_is "$TMP/cluster.yaml" ALLOWED_NAMESPACES "*" || fail "cluster scope: ALLOWED_NAMESPACES is not *"
 	"${tpl[@]}" "${nsd[@]}" --set 'allowedNamespaces={sockshop-prod*}' >"$TMP/narrow.yaml" || fail "helm template (allowedNamespaces)"
 	env_is "$TMP/narrow.yaml" ALLOWED_NAMESPACES "sockshop-prod*" || fail "an explicit allowedNamespaces is not kept in namespaced scope"
-	ok "ALLOWED_NAMESPACES: * (cluster), rbac.namespaces joined (namespaced, allowedNamespaces left at [\"*\"]), allowedNamespaces when set"
+	ok "ALLOWED_NAMESPACES: rbac.namespaces joined (namespaced, allowedNamespaces empty), allowedNamespaces when set (* in cluster scope here)"
+	! grep -qF -- '- name: NAMESPACE_OPT_IN_LABEL' "$TMP/cluster.yaml" || fail "NAMESPACE_OPT_IN_LABEL is set without namespaceOptInLabel"
+	"${tpl[@]}" --set rbac.scope=cluster --set namespaceOptInLabel=keptn-action-provider.io/remediation=enabled >"$TMP/optin.yaml" ||
+		fail "helm template (namespaceOptInLabel)"
+	env_is "$TMP/optin.yaml" NAMESPACE_OPT_IN_LABEL "keptn-action-provider.io/remediation=enabled" || fail "namespaceOptInLabel does not reach NAMESPACE_OPT_IN_LABEL"
+	env_is "$TMP/optin.yaml" ALLOWED_NAMESPACES "" || fail "namespaceOptInLabel alone: ALLOWED_NAMESPACES is not empty"
+	grep -B1 -A3 -F 'resources: ["namespaces"]' "$TMP/optin.yaml" | grep -qF 'verbs: ["get"]' || fail "namespaceOptInLabel: the ClusterRole does not get namespaces"
+	ok "namespaceOptInLabel (cluster scope): NAMESPACE_OPT_IN_LABEL set, ALLOWED_NAMESPACES empty, the ClusterRole gets namespaces"
 	local f
 	for f in POD_NAMESPACE:metadata.namespace POD_NAME:metadata.name; do
-		grep -A3 -F -- "- name: ${f%%:*}" "$TMP/cluster.yaml" | grep -qF "fieldPath: ${f#*:}" ||
+		grep -A3 -F -- "- name: ${f%%:*}" "$TMP/default.yaml" | grep -qF "fieldPath: ${f#*:}" ||
 			fail "${f%%:*} does not come from the downward API (${f#*:})"
 	done
 	ok "POD_NAMESPACE, POD_NAME from the downward API (metadata.namespace, metadata.name)"
@@ -242,15 +265,20 @@ static_checks() {
 	must_fail "--set logLevel=loud" "at '/logLevel': value must be one of" "${tpl[@]}" --set logLevel=loud
 	must_fail "--set actionTimeout=5min" "at '/actionTimeout': '5min' does not match pattern" "${tpl[@]}" --set actionTimeout=5min
 	must_fail "--set dryrun=true (a misspelt key)" "additional properties 'dryrun' not allowed" "${tpl[@]}" --set dryrun=true
-	must_fail "--set rbac.scope=namespaced without namespaces" "at '/rbac/namespaces': minItems: got 0, want 1" \
-		"${tpl[@]}" --set rbac.scope=namespaced
+	must_fail "the defaults (namespaced scope, no rbac.namespaces)" "rbac.namespaces is empty: the provider acts only where it is told to" \
+		"$HELM" template "$RELEASE" chart/ -n "$NS" --kube-version "$KUBE_VERSION"
+	must_fail "rbac.scope=cluster without allowedNamespaces or namespaceOptInLabel" "rbac.scope=cluster with neither allowedNamespaces nor namespaceOptInLabel: the provider would act nowhere" \
+		"${tpl[@]}" --set rbac.scope=cluster
+	must_fail "namespaceOptInLabel with rbac.scope=namespaced" "needs rbac.scope=cluster" \
+		"${tpl[@]}" --set namespaceOptInLabel=keptn-action-provider.io/remediation=enabled
+	must_fail "--set namespaceOptInLabel=remediation (no value)" "at '/namespaceOptInLabel': 'remediation' does not match pattern" \
+		"${tpl[@]}" "${cls[@]}" --set namespaceOptInLabel=remediation
 	must_fail "--set 'rbac.namespaces={Bad_NS}'" "at '/rbac/namespaces/0': 'Bad_NS' does not match pattern" \
 		"${tpl[@]}" "${nsd[@]}" --set 'rbac.namespaces={Bad_NS}'
 	must_fail "--set scale.minReplicas=5,scale.maxReplicas=2" "scale.maxReplicas (2) must not be below scale.minReplicas (5)" \
 		"${tpl[@]}" --set scale.minReplicas=5 --set scale.maxReplicas=2
 	must_fail "--set scale.maxStep=-1" "at '/scale/maxStep': minimum: got -1, want 0" "${tpl[@]}" --set scale.maxStep=-1
 	must_fail "--set deletePods.maxPods=0" "at '/deletePods/maxPods': minimum: got 0, want 1" "${tpl[@]}" --set deletePods.maxPods=0
-	must_fail "--set-json 'allowedNamespaces=[]'" "at '/allowedNamespaces': minItems: got 0, want 1" "${tpl[@]}" --set-json 'allowedNamespaces=[]'
 	must_fail "--set 'allowedNamespaces={sockshop-*\,kube-system}'" "at '/allowedNamespaces/0': 'sockshop-*,kube-system' does not match pattern" \
 		"${tpl[@]}" --set 'allowedNamespaces={sockshop-*\,kube-system}'
 	must_fail "--set cooldown=5min" "at '/cooldown': '5min' does not match pattern" "${tpl[@]}" --set cooldown=5min
@@ -268,11 +296,11 @@ static_checks() {
 # nats_static_checks: the chart with transport=nats, and the default
 # (sidecar) render independent of every new value.
 nats_static_checks() {
-	local tpl=("$HELM" template "$RELEASE" chart/ -n "$NS" --kube-version "$KUBE_VERSION")
+	local tpl=("$HELM" template "$RELEASE" chart/ -n "$NS" --kube-version "$KUBE_VERSION" --set 'rbac.namespaces={sockshop-production}')
 	local dep=(--show-only templates/deployment.yaml) want got
 
 	step "transport: sidecar (default) and nats (no sidecar)"
-	"$HELM" lint --strict chart/ -n "$NS" --kube-version "$KUBE_VERSION" --set transport=nats >"$TMP/lint.log" 2>&1 ||
+	"$HELM" lint --strict chart/ -n "$NS" --kube-version "$KUBE_VERSION" --set transport=nats --set 'rbac.namespaces={sockshop-production}' >"$TMP/lint.log" 2>&1 ||
 		fail "helm lint (transport=nats): $(cat "$TMP/lint.log")"
 	"$HELM" lint --strict chart/ -n "$NS" --kube-version "$KUBE_VERSION" -f test/deploy/values-nats.yaml >"$TMP/lint.log" 2>&1 ||
 		fail "helm lint (values-nats.yaml): $(cat "$TMP/lint.log")"
@@ -281,23 +309,23 @@ nats_static_checks() {
 	# The sidecar: what it was before transport existed. Setting it, or any
 	# nats value, changes nothing of the default render.
 	"${tpl[@]}" --set transport=sidecar >"$TMP/sidecar.yaml" || fail "helm template --set transport=sidecar"
-	cmp -s "$TMP/cluster.yaml" "$TMP/sidecar.yaml" || fail "--set transport=sidecar renders differently from the default: $(diff "$TMP/cluster.yaml" "$TMP/sidecar.yaml" | head -n 20)"
+	cmp -s "$TMP/default.yaml" "$TMP/sidecar.yaml" || fail "--set transport=sidecar renders differently from the default: $(diff "$TMP/default.yaml" "$TMP/sidecar.yaml" | head -n 20)"
 	"${tpl[@]}" --set nats.url=nats://elsewhere:4222 --set nats.queueGroup=other --set nats.bufferBytes=2048 \
 		--set nats.maxEventBytes=8192 --set nats.tlsSecret=t --set nats.tlsClientCert=true --set nats.credentialsSecret=c \
 		--set 'networkPolicy.keptn.natsPorts={4223}' >"$TMP/sidecar-nats-values.yaml" || fail "helm template (sidecar with nats values)"
-	cmp -s "$TMP/cluster.yaml" "$TMP/sidecar-nats-values.yaml" ||
-		fail "the nats values change the sidecar render: $(diff "$TMP/cluster.yaml" "$TMP/sidecar-nats-values.yaml" | head -n 20)"
-	got=$(containers_of "$TMP/cluster.yaml")
+	cmp -s "$TMP/default.yaml" "$TMP/sidecar-nats-values.yaml" ||
+		fail "the nats values change the sidecar render: $(diff "$TMP/default.yaml" "$TMP/sidecar-nats-values.yaml" | head -n 20)"
+	got=$(containers_of "$TMP/default.yaml")
 	[[ $got == "action-provider distributor" ]] || fail "default render: containers '$got', want 'action-provider distributor'"
-	! grep -qE -- '- name: (TRANSPORT|NATS_[A-Z_]+|HEARTBEAT_PERIOD)$' "$TMP/cluster.yaml" ||
-		fail "default render sets $(grep -oE -- '- name: (TRANSPORT|NATS_[A-Z_]+|HEARTBEAT_PERIOD)$' "$TMP/cluster.yaml" | head -n1)"
-	{ grep -qF 'terminationGracePeriodSeconds: 90' "$TMP/cluster.yaml" && grep -qF 'command: ["/bin/sleep", "75"]' "$TMP/cluster.yaml"; } ||
+	! grep -qE -- '- name: (TRANSPORT|NATS_[A-Z_]+|HEARTBEAT_PERIOD)$' "$TMP/default.yaml" ||
+		fail "default render sets $(grep -oE -- '- name: (TRANSPORT|NATS_[A-Z_]+|HEARTBEAT_PERIOD)$' "$TMP/default.yaml" | head -n1)"
+	{ grep -qF 'terminationGracePeriodSeconds: 90' "$TMP/default.yaml" && grep -qF 'command: ["/bin/sleep", "75"]' "$TMP/default.yaml"; } ||
 		fail "default render: not the sidecar's grace period 90 and preStop sleep 75"
 	ok "sidecar (default): the same render with --set transport=sidecar and with every nats value set; containers action-provider + distributor, no TRANSPORT, NATS_* or HEARTBEAT_PERIOD (the binary's defaults: http, 10s), grace period 90, preStop sleep 75"
 
 	"${tpl[@]}" --set transport=nats >"$TMP/nats.yaml" || fail "helm template --set transport=nats"
 	kinds=$(grep -E '^kind: ' "$TMP/nats.yaml" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $3, $1; sep=","}')
-	[[ $kinds == "ClusterRole=1,ClusterRoleBinding=1,Deployment=1,Pod=1,Role=1,RoleBinding=1,Service=1,ServiceAccount=1" ]] ||
+	[[ $kinds == "Deployment=1,Pod=1,Role=2,RoleBinding=2,Service=1,ServiceAccount=1" ]] ||
 		fail "transport=nats renders $kinds"
 	leases_role_in_ns "$TMP/nats.yaml" || fail "transport=nats: no Role + RoleBinding $LEASES_NAME in $NS"
 	got=$(containers_of "$TMP/nats.yaml")
@@ -543,6 +571,20 @@ can_matrix_cluster() {
 	can "$u" no create leases other-ns
 }
 
+# plain_binding_checks: deploy/service.yaml (and -nats) bind their ClusterRole
+# with a RoleBinding in sockshop-production, and nowhere cluster-wide.
+plain_binding_checks() {
+	local got
+	got=$(kc get rolebinding keptn-action-provider -n sockshop-production \
+		-o jsonpath='{.roleRef.kind}/{.roleRef.name} {range .subjects[*]}{.kind}:{.namespace}:{.name}{end}') ||
+		fail "deploy/service.yaml: no RoleBinding keptn-action-provider in sockshop-production"
+	[[ $got == "ClusterRole/keptn-action-provider ServiceAccount:$NS:action-provider" ]] ||
+		fail "deploy/service.yaml: RoleBinding keptn-action-provider in sockshop-production is $got"
+	[[ -z $(kc get clusterrolebindings -l app.kubernetes.io/name=action-provider -o name) ]] ||
+		fail "deploy/service.yaml binds its ClusterRole cluster-wide"
+	ok "deploy/service.yaml: ClusterRole keptn-action-provider bound by a RoleBinding in sockshop-production only; no ClusterRoleBinding"
+}
+
 # pod_env_checks DEPLOYMENT [ALLOWED_NAMESPACES]: the provider container of
 # the applied DEPLOYMENT (in $NS) gets POD_NAMESPACE and POD_NAME from the
 # downward API, and the ALLOWED_NAMESPACES given (default *).
@@ -740,10 +782,10 @@ live_checks() {
 	local name args
 	for name in cluster namespaced everything nats nats-everything; do
 		case $name in
-		cluster) args=() ;;
+		cluster) args=(--set rbac.scope=cluster --set 'allowedNamespaces={*}') ;;
 		namespaced) args=(--set rbac.scope=namespaced --set 'rbac.namespaces={sockshop-production,other-ns}') ;;
 		everything) args=(-f test/deploy/values-everything.yaml) ;;
-		nats) args=(--set transport=nats) ;;
+		nats) args=(--set transport=nats --set 'rbac.namespaces={sockshop-production}') ;;
 		nats-everything) args=(-f test/deploy/values-nats.yaml) ;;
 		esac
 		"${tpl[@]}" "${args[@]}" >"$TMP/render-$name.yaml" || fail "helm template ($name)"
@@ -757,9 +799,10 @@ live_checks() {
 	kc rollout status deployment/action-provider -n "$NS" --timeout=60s >/dev/null || fail "deploy/service.yaml: rollout"
 	ok "Deployment action-provider rolled out (kwok: Running/Ready)"
 	expect_rules clusterrole keptn-action-provider
+	plain_binding_checks
 	expect_lease_rules "$PLAIN_LEASES" "$NS" action-provider
-	pod_env_checks deployment/action-provider
-	can_matrix_cluster "$PLAIN_SA_USER"
+	pod_env_checks deployment/action-provider sockshop-production
+	can_matrix_namespaced "$PLAIN_SA_USER"
 	local jp='{.spec.template.spec.containers[*].name}|{.spec.template.spec.containers[0].env[?(@.name=="TRANSPORT")].value}|{.spec.template.spec.terminationGracePeriodSeconds}'
 	[[ $(kc get deployment action-provider -n "$NS" -o jsonpath="$jp") == "action-provider distributor||90" ]] ||
 		fail "deploy/service.yaml: the Deployment is $(kc get deployment action-provider -n "$NS" -o jsonpath="$jp")"
@@ -771,12 +814,14 @@ live_checks() {
 		fail "deploy/service-nats.yaml over service.yaml: the Deployment is $(kc get deployment action-provider -n "$NS" -o jsonpath="$jp")"
 	ok "kubectl apply -f deploy/service-nats.yaml over service.yaml: the same $(wc -l <"$TMP/apply-nats.log") objects, the distributor container gone, TRANSPORT=nats, grace period 90; rolled out"
 	expect_rules clusterrole keptn-action-provider
+	plain_binding_checks
 	expect_lease_rules "$PLAIN_LEASES" "$NS" action-provider
-	pod_env_checks deployment/action-provider
+	pod_env_checks deployment/action-provider sockshop-production
 	kc delete -f deploy/service-nats.yaml --wait --timeout=60s >/dev/null
 	[[ $(kc get namespace "$NS" -o jsonpath='{.status.phase}') == Active ]] ||
 		fail "kubectl delete -f deploy/service-nats.yaml took namespace $NS with it"
 	[[ -z $(kc get serviceaccounts,roles,rolebindings,services,deployments -n "$NS" -l app.kubernetes.io/name=action-provider -o name) &&
+		-z $(kc get rolebindings -n sockshop-production -l app.kubernetes.io/name=action-provider -o name) &&
 		-z $(kc get clusterroles,clusterrolebindings -l app.kubernetes.io/name=action-provider -o name) ]] ||
 		fail "kubectl delete -f deploy/service-nats.yaml left objects behind"
 	ok "kubectl delete -f deploy/service-nats.yaml removed it all (service.yaml's objects too) and left namespace $NS alone"
@@ -899,9 +944,11 @@ EOF
 	trigger scale '{"replicas":"+11"}'
 	expect_finished "$ID" succeeded fail "refused (maximum step): scaling deployment sockshop-production/carts from 5 to 16 replicas changes more than 10 at once"
 	trigger scale '{"replicas":"+1","namespace":"kube-system","name":"coredns"}'
-	expect_finished "$ID" succeeded fail "refused (namespace allowlist): namespace kube-system is protected"
+	expect_finished "$ID" succeeded fail "refused (target override): the value sets \"namespace\": \"kube-system\", but catalog entry \"scale\" does not let events choose the namespace"
 	trigger restart "{\"namespace\":\"$NS\",\"name\":\"$RELEASE\"}"
-	expect_finished "$ID" succeeded fail "refused (namespace allowlist): namespace $NS is protected"
+	expect_finished "$ID" succeeded fail "refused (target override): the value sets \"namespace\": \"$NS\""
+	trigger restart null kube system coredns
+	expect_finished "$ID" succeeded fail "refused (namespace allowlist): namespace kube-system is protected"
 	[[ $(replicas_of sockshop-production carts) == 5 ]] || fail "a refused action changed carts"
 	ok "carts unchanged at 5 replicas"
 
@@ -991,8 +1038,8 @@ HPA
 	wait_for "the test pod deleted (hook-succeeded)" 30 bash -c "! kubectl get pod '$RELEASE-test-readyz' -n '$NS'"
 	ok "the test pod is deleted after success (hook-delete-policy)"
 
-	step "helm upgrade (rbac.scope=cluster, logLevel=debug)"
-	"$HELM" upgrade "$RELEASE" chart/ -n "$NS" --reuse-values --set rbac.scope=cluster --set logLevel=debug \
+	step "helm upgrade (rbac.scope=cluster, allowedNamespaces={*}, logLevel=debug)"
+	"$HELM" upgrade "$RELEASE" chart/ -n "$NS" --reuse-values --set rbac.scope=cluster --set 'allowedNamespaces={*}' --set logLevel=debug \
 		--wait --timeout 120s >"$TMP/logs/upgrade.log" 2>&1 || fail "helm upgrade: $(cat "$TMP/logs/upgrade.log")"
 	grep -q 'REVISION: 2' "$TMP/logs/upgrade.log" || fail "helm upgrade: not revision 2"
 	[[ $(kc get deployment "$RELEASE" -n "$NS" -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="LOG_LEVEL")].value}') == debug ]] ||
@@ -1110,7 +1157,8 @@ live_nats_checks() {
 	ok "an action.triggered published twice on NATS ran once (one started, one finished on NATS): other-ns/carts $from -> $((from + 1))"
 	got=$(kc get leases -n "$NS" -l keptn-action-provider.io/record=replica \
 		-o jsonpath='{range .items[*]}{.spec.holderIdentity}/{.spec.leaseDurationSeconds}{"\n"}{end}')
-	grep -qx 'action-provider-nats-sh/6' <<<"$got" || fail "no heartbeat Lease of action-provider-nats-sh lasting 3 x 2s: ${got//$'\n'/ }"
+	# The holder is the replica's name and a nonce per process (internal/ledger).
+	grep -qxE 'action-provider-nats-sh(\.[0-9a-f]+)?/6' <<<"$got" || fail "no heartbeat Lease of action-provider-nats-sh lasting 3 x 2s: ${got//$'\n'/ }"
 	ok "heartbeat Lease of replica action-provider-nats-sh in $NS: 6 s = 3 x heartbeatPeriod (2s)"
 	expect_leases
 	stop_pid "$TMP/pids/provider"

@@ -103,7 +103,13 @@ again: at least grace + 2 x flush + 5; the default adds 5 more. */}}
 {{- fail (printf "verifyTimeout (%s) must be below actionTimeout (%s): a slow rollout must be reported as such before the action times out" .Values.verifyTimeout .Values.actionTimeout) }}
 {{- end }}
 {{- if and .Values.rbac.create (eq .Values.rbac.scope "namespaced") (empty .Values.rbac.namespaces) }}
-{{- fail "rbac.scope=namespaced needs rbac.namespaces: the <project>-<stage> namespaces the provider may act on, e.g. --set 'rbac.namespaces={sockshop-production}'" }}
+{{- fail "rbac.namespaces is empty: the provider acts only where it is told to. Name the <project>-<stage> namespaces it may act on, e.g. --set 'rbac.namespaces={sockshop-production}' (rbac.scope=namespaced, the default), or opt in to cluster-wide RBAC with --set rbac.scope=cluster and allowedNamespaces or namespaceOptInLabel" }}
+{{- end }}
+{{- if and (eq .Values.rbac.scope "cluster") (empty .Values.allowedNamespaces) (not .Values.namespaceOptInLabel) }}
+{{- fail "rbac.scope=cluster with neither allowedNamespaces nor namespaceOptInLabel: the provider would act nowhere. Set allowedNamespaces (e.g. --set 'allowedNamespaces={sockshop-*}', or {*} for every namespace but the protected ones) or namespaceOptInLabel (e.g. keptn-action-provider.io/remediation=enabled)" }}
+{{- end }}
+{{- if and .Values.namespaceOptInLabel (ne .Values.rbac.scope "cluster") }}
+{{- fail (printf "namespaceOptInLabel (%s) needs rbac.scope=cluster: with namespaced RBAC the provider may act only in rbac.namespaces, whatever a namespace's labels say" .Values.namespaceOptInLabel) }}
 {{- end }}
 {{- if eq .Values.transport "nats" }}
 {{- if .Values.distributor.keptnApiEndpoint }}
@@ -211,10 +217,10 @@ rbac.scope: the provider's memory across replicas and restarts. */}}
 {{- end }}
 
 {{/* ALLOWED_NAMESPACES: allowedNamespaces comma-joined; in namespaced RBAC
-scope with allowedNamespaces left at ["*"], rbac.namespaces instead, so that
-the allowlist refuses (succeeded/fail) what RBAC would forbid (errored). */}}
+scope with allowedNamespaces empty, rbac.namespaces instead, so that the
+allowlist refuses (succeeded/fail) what RBAC would forbid (errored). */}}
 {{- define "ap.allowedNamespaces" -}}
-{{- if and (eq .Values.rbac.scope "namespaced") (eq (join "," .Values.allowedNamespaces) "*") (not (empty .Values.rbac.namespaces)) }}
+{{- if and (eq .Values.rbac.scope "namespaced") (empty .Values.allowedNamespaces) }}
 {{- join "," .Values.rbac.namespaces }}
 {{- else }}
 {{- join "," .Values.allowedNamespaces }}
