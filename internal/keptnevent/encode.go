@@ -47,30 +47,38 @@ func (r Replier) Started(t Triggered) (Outgoing, error) {
 
 // Finished builds the action.finished event for t. When the event would be
 // larger than MaxBytes the message is shortened, never the identifying
-// fields Keptn needs to match the event to its sequence.
+// fields Keptn needs to match the event to its sequence: it keeps the
+// longest start of the message that fits, marked as cut.
 func (r Replier) Finished(t Triggered, status keptnv2.StatusType, result keptnv2.ResultType, message string) (Outgoing, error) {
 	data := keptnv2.ActionFinishedEventData{EventData: eventData(t)}
 	data.Status, data.Result, data.Message = status, result, r.Masker.String(message)
-	for {
-		out, err := r.encode(t, FinishedType, data)
-		if err != nil {
-			return Outgoing{}, err
-		}
-		over := len(out.Body) - r.MaxBytes
-		if r.MaxBytes <= 0 || over <= 0 {
-			return out, nil
-		}
-		// Escaping makes the encoded message longer than the raw one, so
-		// cut in proportion: keep the share of raw bytes that the encoded
-		// bytes still allowed make up. A second pass settles rounding.
-		encoded := encodedLen(data.Message)
-		allowed := encoded - over - encodedLen(truncatedMark)
-		shorter := cut(data.Message, int(int64(len(data.Message))*int64(max(allowed, 0))/int64(encoded))) + truncatedMark
-		if len(shorter) >= len(data.Message) {
-			return Outgoing{}, fmt.Errorf("finished event for %s is %d bytes even without its message, over the limit of %d", t.ID, len(out.Body), r.MaxBytes)
-		}
-		data.Message = shorter
+	out, err := r.encode(t, FinishedType, data)
+	if err != nil || r.MaxBytes <= 0 || len(out.Body) <= r.MaxBytes {
+		return out, err
 	}
+	// Escaping makes the encoded length of a message hard to predict, so
+	// search for the longest start that fits: a few encodings, and only
+	// for an event that is too long.
+	full := data.Message
+	fits := func(n int) (Outgoing, bool) {
+		data.Message = cut(full, n) + truncatedMark
+		o, err := r.encode(t, FinishedType, data)
+		return o, err == nil && len(o.Body) <= r.MaxBytes
+	}
+	best, ok := fits(0)
+	if !ok {
+		return Outgoing{}, fmt.Errorf("finished event for %s is over the limit of %d bytes even without its message", t.ID, r.MaxBytes)
+	}
+	lo, hi := 0, len(full) // cut(full, lo) fits; cut(full, hi) does not
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if o, ok := fits(mid); ok {
+			lo, best = mid, o
+		} else {
+			hi = mid
+		}
+	}
+	return best, nil
 }
 
 // Answerable says whether t can be answered within MaxBytes: whether its
