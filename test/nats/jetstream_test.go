@@ -58,6 +58,20 @@ func (r *restartableNATS) stop(t *testing.T) {
 	}
 }
 
+// keptn connects as Keptn's control plane would, reconnecting at once
+// when the server is back, and records on a JetStream stream every event
+// published, so that what was sent across a restart is kept.
+func (r *restartableNATS) keptn(t *testing.T) (*natsgo.Conn, *streamRecorder) {
+	t.Helper()
+	nc, err := natsgo.Connect(r.URL, natsgo.Name("shipyard-controller"), natsgo.Timeout(5*time.Second),
+		natsgo.MaxReconnects(-1), natsgo.ReconnectWait(10*time.Millisecond), natsgo.ReconnectJitter(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, recordStream(t, nc)
+}
+
 // start starts the server again, on the same port and with the same store.
 // The port was free only while the server was down, so another process of
 // the machine may have taken it meanwhile: a start that fails on a port in

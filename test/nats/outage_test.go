@@ -6,7 +6,6 @@ import (
 	"time"
 
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
-	natsgo "github.com/nats-io/nats.go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
@@ -31,13 +30,7 @@ func TestNATSKillDuringAnOutage(t *testing.T) {
 	stage, ns := cp.newStage(ctx, t)
 	cp.createDeployment(ctx, t, ns, "stuck", true)
 	srv := startRestartableNATS(t)
-	keptn, err := natsgo.Connect(srv.URL, natsgo.Name("shipyard-controller"), natsgo.Timeout(5*time.Second),
-		natsgo.MaxReconnects(-1), natsgo.ReconnectWait(10*time.Millisecond), natsgo.ReconnectJitter(0, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(keptn.Close)
-	stream := recordStream(t, keptn)
+	keptn, stream := srv.keptn(t)
 
 	victimName := "victim-" + randomSuffix()
 	victim := cp.startNATSReplica(ctx, t, victimName, srv.URL, ledgerNS, nil)

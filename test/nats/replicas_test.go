@@ -16,7 +16,6 @@ import (
 	"time"
 
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
-	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
 )
@@ -282,13 +281,7 @@ func TestNATSServerRestartMidRun(t *testing.T) {
 	}
 	cp.createDeployment(ctx, t, ns, "carts", false)
 	srv := startRestartableNATS(t)
-	keptn, err := natsgo.Connect(srv.URL, natsgo.Name("shipyard-controller"), natsgo.Timeout(5*time.Second),
-		natsgo.MaxReconnects(-1), natsgo.ReconnectWait(10*time.Millisecond), natsgo.ReconnectJitter(0, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(keptn.Close)
-	stream := recordStream(t, keptn)
+	keptn, stream := srv.keptn(t)
 
 	replicas := []*provider{
 		cp.startNATSReplica(ctx, t, "replica-a-"+randomSuffix(), srv.URL, ledgerNS, nil),
