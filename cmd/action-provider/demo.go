@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,11 +22,9 @@ import (
 	"github.com/keptn-action-provider/action-provider/examples/events"
 	sandboxseed "github.com/keptn-action-provider/action-provider/examples/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
-	"github.com/keptn-action-provider/action-provider/internal/catalog"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/eventsink"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
-	"github.com/keptn-action-provider/action-provider/internal/provider"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
@@ -66,11 +63,11 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 	cfg.EventBroker = "http://" + sinkLn.Addr().String() + "/event"
 
 	// The sandbox is the demo's own: no other replica to share claims with.
-	cat, err := catalog.Load(cfg, catalog.Deps{Client: client, Log: log, Masker: masker})
+	svc, err := build(cfg, client, true, log, masker)
 	if err != nil {
 		return err
 	}
-	p := provider.New(cfg, provider.Deps{Registry: cat.Registry, Masker: masker, Log: log, Prometheus: prometheus.NewRegistry()})
+	p := svc.server
 	if err := p.Listen(); err != nil {
 		return err
 	}
@@ -80,7 +77,7 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 	defer func() { stop(); <-served }()
 
 	fmt.Fprintf(out, "Sandbox cluster seeded from examples/sandbox; provider receiving on %s;\nevents go to an in-process sink at %s. DRY_RUN=%t.\n\n",
-		p.ReceiverURL(), cfg.EventBroker, cfg.DryRun)
+		svc.receiver.URL(), cfg.EventBroker, cfg.DryRun)
 	names, err := fs.Glob(events.FS, "*.json")
 	if err != nil {
 		return err
@@ -90,7 +87,7 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := demoEvent(ctx, out, p.ReceiverURL(), client, sink, name, body); err != nil {
+		if err := demoEvent(ctx, out, svc.receiver.URL(), client, sink, name, body); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}

@@ -10,8 +10,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/keptn-action-provider/action-provider/internal/catalog"
+	"github.com/keptn-action-provider/action-provider/internal/actionconfig"
+	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/lint"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 )
@@ -35,7 +37,12 @@ func runLint(out io.Writer, files []string) error {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	placeholder := "lint-placeholder"
-	cat, err := catalog.Load(cfg, catalog.Deps{Client: offline, Log: log, Secrets: secret.Source{
+	// Lint runs nothing: the ledger and the recorder are never called.
+	book, err := ledger.New(offline, ledger.Config{Namespace: cfg.PodNamespace, Identity: "lint", EventTTL: cfg.DedupTTL, LockTTL: cfg.ActionTimeout})
+	if err != nil {
+		return fmt.Errorf("lint: %w", err)
+	}
+	cat, err := actionconfig.Load(cfg, actionconfig.Deps{Client: offline, Ledger: book, Audit: audit.New(offline, "lint"), Log: log, Secrets: secret.Source{
 		LookupEnv: func(string) (string, bool) { return placeholder, true },
 		ReadFile:  func(string) ([]byte, error) { return []byte(placeholder), nil },
 	}})

@@ -8,22 +8,13 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/keptn-action-provider/action-provider/internal/catalog"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
 	"github.com/keptn-action-provider/action-provider/internal/kube"
-	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
-	"github.com/keptn-action-provider/action-provider/internal/metrics"
-	"github.com/keptn-action-provider/action-provider/internal/natsbus"
-	"github.com/keptn-action-provider/action-provider/internal/provider"
-	"github.com/keptn-action-provider/action-provider/internal/receiver"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 )
 
@@ -102,45 +93,11 @@ func serve(ctx context.Context, logOut io.Writer) error {
 	if sandboxed {
 		sandboxPolicy(&cfg, log)
 	}
-	cat, err := catalog.Load(cfg, catalog.Deps{
-		Client: client, Log: log, Masker: masker,
-		// Set by the kubelet in every pod; webhooks may not call it.
-		KubernetesServiceHost: os.Getenv("KUBERNETES_SERVICE_HOST"),
-	})
+	svc, err := build(cfg, client, sandboxed, log, masker)
 	if err != nil {
 		return err
 	}
-	// A sandbox is this process's own cluster: no other replica shares it,
-	// and claims kept there would only cost memory under load.
-	var claims lifecycle.Claimer = cat.Ledger
-	if sandboxed {
-		claims = nil
-	}
-	if cfg.DryRun {
-		log.Warn("DRY_RUN=true: actions decide and report, and change nothing")
-	}
-	log.WithFields(logrus.Fields{
-		"version": version, "catalog": cat.Source, "actions": strings.Join(cat.Registry.Names(), ","),
-	}).Info("starting")
-	deps := provider.Deps{
-		Registry: cat.Registry, Claims: claims, Masker: masker, Log: log, Prometheus: metricsRegistry(),
-	}
-	if cfg.Transport == config.TransportNATS {
-		bus, err := connectNATS(cfg, log, &deps)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownFlush)
-			defer cancel()
-			bus.Close(flush)
-		}()
-	}
-	p := provider.New(cfg, deps)
-	if err := p.Listen(); err != nil {
-		return err
-	}
-	return p.Serve(ctx)
+	return svc.run(ctx, cfg)
 }
 
 // sandboxPolicy lets actions into the sandbox's own namespaces when the
@@ -157,24 +114,6 @@ func sandboxPolicy(cfg *config.Config, log logrus.FieldLogger) {
 		Warn("sandbox: neither ALLOWED_NAMESPACES nor NAMESPACE_OPT_IN_LABEL is set, so actions may change the seeded namespaces labelled " + cfg.NamespaceOptIn + " and nothing else")
 }
 
-// connectNATS makes NATS both the intake and the publisher of the
-// provider deps describe, in place of the HTTP receiver and the
-// distributor.
-func connectNATS(cfg config.Config, log logrus.FieldLogger, deps *provider.Deps) (*natsbus.Bus, error) {
-	deps.Metrics = metrics.New(deps.Prometheus)
-	bus, err := natsbus.Connect(natsbus.Config{
-		URL: cfg.NATSURL, Group: cfg.NATSQueueGroup, Name: cfg.PodName,
-		Credentials: cfg.NATSCredentials, CA: cfg.NATSTLSCA, Cert: cfg.NATSTLSCert, Key: cfg.NATSTLSKey,
-		BufferBytes: cfg.NATSBufferBytes, PublishBound: cfg.DeliveryRetryTime,
-	}, log, deps.Metrics)
-	if err != nil {
-		return nil, err
-	}
-	deps.Publisher = bus
-	deps.Intake = func(s receiver.Submitter) provider.Intake { return bus.Intake(s) }
-	return bus, nil
-}
-
 // newLogger writes every line through masker, so that no secret the
 // catalog resolved reaches the log, whichever field carries it.
 func newLogger(cfg config.Config, out io.Writer, masker *secret.Masker) *logrus.Logger {
@@ -188,12 +127,6 @@ func newLogger(cfg config.Config, out io.Writer, masker *secret.Masker) *logrus.
 	}
 	log.SetFormatter(masker.Formatter(f))
 	return log
-}
-
-func metricsRegistry() *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg
 }
 
 // connect finds the cluster: in-cluster config, KUBECONFIG or ~/.kube/config,

@@ -15,6 +15,10 @@ import (
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 )
 
+// AnnotationPrefix is the prefix of every annotation and label this
+// project reads or writes.
+const AnnotationPrefix = "keptn-action-provider.io/"
+
 // Handler carries out one remediation action.
 //
 // Run must honour ctx: the lifecycle gives it the action's deadline and

@@ -21,14 +21,10 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
-// AnnotationPrefix is the prefix of every annotation and label this
-// project reads or writes.
-const AnnotationPrefix = "keptn-action-provider.io/"
-
 // OptOutAnnotation, set to "true" on a workload, refuses every action on
 // it: the owner of a workload can take it out of automatic remediation
 // without touching the provider's configuration.
-const OptOutAnnotation = AnnotationPrefix + "opt-out"
+const OptOutAnnotation = action.AnnotationPrefix + "opt-out"
 
 // EnvNamespaces is the variable that sets the allowlist, named in refusals.
 const EnvNamespaces = "ALLOWED_NAMESPACES"
@@ -39,7 +35,7 @@ const EnvOptInLabel = "NAMESPACE_OPT_IN_LABEL"
 
 // SuggestedOptInLabel is the label the documentation and refusals suggest
 // for NAMESPACE_OPT_IN_LABEL.
-const SuggestedOptInLabel = AnnotationPrefix + "remediation=enabled"
+const SuggestedOptInLabel = action.AnnotationPrefix + "remediation=enabled"
 
 // Rules, as named in refusals.
 const (

@@ -2,16 +2,15 @@ package ledger
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
+	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
-
-	"github.com/keptn-action-provider/action-provider/internal/guard"
 )
 
 // What a claimed event's Lease says of its action, so that when the process
@@ -26,35 +25,17 @@ import (
 // a process that takes it over sends that same event, with the action's real
 // result, instead of guessing.
 const (
-	stateLabel     = guard.AnnotationPrefix + "state"
+	stateLabel     = action.AnnotationPrefix + "state"
 	stateStarted   = "started"
 	stateFinishing = "finishing"
 	stateFinished  = "finished"
 	stateRecover   = "recovering"
-	recordKey      = guard.AnnotationPrefix + "event"
-	finishedKey    = guard.AnnotationPrefix + "finished"
+	recordKey      = action.AnnotationPrefix + "event"
+	finishedKey    = action.AnnotationPrefix + "finished"
 	recordHeart    = "replica"
 	heartbeatScale = 3 // a process is dead after this many missed heartbeats
 	pageSize       = 100
 )
-
-// ErrTakenOver is returned by Finishing when another process took the event
-// over as an orphan (this one's heartbeat lapsed, say, under load) and
-// reports it: this one must not report it again.
-var ErrTakenOver = errors.New("another process took the event over and reports it")
-
-// Orphan is an action a process started and will never finish.
-type Orphan struct {
-	ID string
-	// Record is what Started was given: what a finished event needs.
-	Record []byte
-	// Finished is the finished event the process was sending when it
-	// stopped, when it got that far; empty when it stopped mid-action.
-	Finished []byte
-	// Replica is the process that started it; Since, when.
-	Replica string
-	Since   time.Time
-}
 
 // Started records that the event's started is about to be sent and its
 // action runs here, with record, what a finished event needs of it.
@@ -68,12 +49,12 @@ func (l *Ledger) Started(ctx context.Context, triggeredID string, record []byte)
 
 // Finishing records, before it is sent, the finished event of an action
 // this process ran. The write carries the resourceVersion it read, so it
-// fails with ErrTakenOver if another process took the event over since:
+// fails with lifecycle.ErrTakenOver if another process took the event over since:
 // of the two, exactly one sends a finished event.
 func (l *Ledger) Finishing(ctx context.Context, triggeredID string, finished []byte) error {
 	return l.updateEvent(ctx, triggeredID, func(lease *coordinationv1.Lease) error {
 		if deref(lease.Spec.HolderIdentity) != l.holder {
-			return ErrTakenOver
+			return lifecycle.ErrTakenOver
 		}
 		lease.Labels[stateLabel] = stateFinishing
 		lease.Annotations[finishedKey] = string(finished)
@@ -196,13 +177,13 @@ func (l *Ledger) alive(ctx context.Context, holder string, now time.Time) (bool,
 // this process holds are never orphans: it is alive, and finishes them
 // itself. Records being recovered by a process that died are taken over
 // again, so that a recovery is retried until it is delivered.
-func (l *Ledger) Orphans(ctx context.Context) ([]Orphan, error) {
+func (l *Ledger) Orphans(ctx context.Context) ([]lifecycle.Orphan, error) {
 	now := l.cfg.Now()
 	if !l.judging(now) {
 		return nil, nil
 	}
 	heartbeats := map[string]bool{}
-	var orphans []Orphan
+	var orphans []lifecycle.Orphan
 	opts := metav1.ListOptions{
 		LabelSelector: fmt.Sprintf("%s=%s,%s in (%s,%s,%s)", recordLabel, recordEvent, stateLabel, stateStarted, stateFinishing, stateRecover),
 		Limit:         pageSize,
@@ -228,28 +209,28 @@ func (l *Ledger) Orphans(ctx context.Context) ([]Orphan, error) {
 }
 
 // takeOver takes one event's record over if its process is dead.
-func (l *Ledger) takeOver(ctx context.Context, lease *coordinationv1.Lease, now time.Time, heartbeats map[string]bool) (Orphan, bool, error) {
+func (l *Ledger) takeOver(ctx context.Context, lease *coordinationv1.Lease, now time.Time, heartbeats map[string]bool) (lifecycle.Orphan, bool, error) {
 	id, holder := lease.Annotations[triggeredIDKey], deref(lease.Spec.HolderIdentity)
 	if holder == l.holder {
-		return Orphan{}, false, nil
+		return lifecycle.Orphan{}, false, nil
 	}
 	// Too young to judge: a process that has just started may take an
 	// event before its first heartbeat is on record.
 	if lease.Spec.AcquireTime != nil && now.Sub(lease.Spec.AcquireTime.Time) < l.heartbeatTTL() {
-		return Orphan{}, false, nil
+		return lifecycle.Orphan{}, false, nil
 	}
 	alive, known := heartbeats[holder]
 	if !known {
 		var err error
 		if alive, err = l.alive(ctx, holder, now); err != nil {
-			return Orphan{}, false, fmt.Errorf("read the heartbeat of %s: %w", holder, err)
+			return lifecycle.Orphan{}, false, fmt.Errorf("read the heartbeat of %s: %w", holder, err)
 		}
 		heartbeats[holder] = alive
 	}
 	if alive {
-		return Orphan{}, false, nil
+		return lifecycle.Orphan{}, false, nil
 	}
-	o := Orphan{ID: id, Record: []byte(lease.Annotations[recordKey]),
+	o := lifecycle.Orphan{ID: id, Record: []byte(lease.Annotations[recordKey]),
 		Finished: []byte(lease.Annotations[finishedKey]), Replica: holder}
 	if lease.Spec.AcquireTime != nil {
 		o.Since = lease.Spec.AcquireTime.Time
@@ -260,9 +241,9 @@ func (l *Ledger) takeOver(ctx context.Context, lease *coordinationv1.Lease, now 
 	lease.Labels[stateLabel] = stateRecover
 	if _, err := l.leases().Update(ctx, lease, metav1.UpdateOptions{}); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return Orphan{}, false, nil
+			return lifecycle.Orphan{}, false, nil
 		}
-		return Orphan{}, false, fmt.Errorf("take over event %s: %w", id, err)
+		return lifecycle.Orphan{}, false, fmt.Errorf("take over event %s: %w", id, err)
 	}
 	return o, true, nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -90,7 +91,7 @@ func TestOrphansOfADeadProcessAreTakenOverOnce(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("orphans after a died: %+v, want a-1 and a-3", got)
 	}
-	byID := map[string]Orphan{got[0].ID: got[0], got[1].ID: got[1]}
+	byID := map[string]lifecycle.Orphan{got[0].ID: got[0], got[1].ID: got[1]}
 	if o := byID["a-1"]; o.Replica != a.Holder() || string(o.Record) != `{"id":"a-1"}` || len(o.Finished) != 0 {
 		t.Errorf("orphan a-1 = %+v; want a's record and no finished event", o)
 	}
@@ -98,8 +99,8 @@ func TestOrphansOfADeadProcessAreTakenOverOnce(t *testing.T) {
 		t.Errorf("orphan a-3 = %+v; want the finished event a was sending", o)
 	}
 	// a, had it only been slow, must now leave the report to c.
-	if err := a.Finishing(ctx, "a-1", []byte("late")); !errors.Is(err, ErrTakenOver) {
-		t.Errorf("a.Finishing(a-1) after c took it over = %v; want ErrTakenOver", err)
+	if err := a.Finishing(ctx, "a-1", []byte("late")); !errors.Is(err, lifecycle.ErrTakenOver) {
+		t.Errorf("a.Finishing(a-1) after c took it over = %v; want lifecycle.ErrTakenOver", err)
 	}
 	if err := b.Finishing(ctx, "b-1", []byte("b")); err != nil {
 		t.Errorf("b.Finishing(b-1) = %v; want nil", err)

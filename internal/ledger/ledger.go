@@ -34,7 +34,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
-	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	backoff "github.com/keptn-action-provider/action-provider/internal/retry"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -42,15 +42,15 @@ import (
 // Labels and annotations on the Leases. kubectl get leases -l
 // keptn-action-provider.io/record lists them all.
 const (
-	recordLabel    = guard.AnnotationPrefix + "record"
+	recordLabel    = action.AnnotationPrefix + "record"
 	recordEvent    = "event"
 	recordTarget   = "target"
 	managedByLabel = "app.kubernetes.io/managed-by"
 	managedBy      = "action-provider"
-	triggeredIDKey = guard.AnnotationPrefix + "triggeredid"
-	holderKey      = guard.AnnotationPrefix + "holder"
-	targetKey      = guard.AnnotationPrefix + "target"
-	lastRunPrefix  = guard.AnnotationPrefix + "last-"
+	triggeredIDKey = action.AnnotationPrefix + "triggeredid"
+	holderKey      = action.AnnotationPrefix + "holder"
+	targetKey      = action.AnnotationPrefix + "target"
+	lastRunPrefix  = action.AnnotationPrefix + "last-"
 	releaseTimeout = 10 * time.Second
 )
 
@@ -165,7 +165,7 @@ func (l *Ledger) write(ctx context.Context, fn func(context.Context) error) erro
 // is made again.
 func transient(err error) bool {
 	switch {
-	case errors.Is(err, ErrTakenOver),
+	case errors.Is(err, lifecycle.ErrTakenOver),
 		errors.Is(err, context.Canceled),
 		apierrors.IsForbidden(err), apierrors.IsUnauthorized(err),
 		apierrors.IsInvalid(err), apierrors.IsBadRequest(err),

@@ -14,8 +14,8 @@ import (
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/dedup"
+	"github.com/keptn-action-provider/action-provider/internal/intake"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
-	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
 )
 
@@ -54,7 +54,7 @@ func TestContractExactlyOneFinishedPerStarted(t *testing.T) {
 				a := newContractLifecycle(t, book.process("a", f), pub, f)
 				f.lc = a
 				a.Start(context.Background())
-				if d := a.Submit(context.Background(), contractEvent()); d != Accepted {
+				if d := a.Submit(context.Background(), contractEvent()); d != intake.Accepted {
 					t.Fatalf("Submit = %v", d)
 				}
 				a.Close()
@@ -208,7 +208,7 @@ func (c *claims) Started(ctx context.Context, id string, record []byte) error {
 func (c *claims) Finishing(ctx context.Context, id string, finished []byte) error {
 	return c.update(ctx, stepRecordFinishing, id, func(r *rec) error {
 		if r.holder != c.holder {
-			return ledger.ErrTakenOver
+			return ErrTakenOver
 		}
 		r.state, r.finished = "finishing", finished
 		return nil
@@ -225,10 +225,10 @@ func (c *claims) Finished(ctx context.Context, id string) error {
 func (c *claims) Heartbeat(context.Context) error    { return nil }
 func (c *claims) Sweep(context.Context) (int, error) { return 0, nil }
 
-func (c *claims) Orphans(context.Context) ([]ledger.Orphan, error) {
+func (c *claims) Orphans(context.Context) ([]Orphan, error) {
 	c.book.mu.Lock()
 	defer c.book.mu.Unlock()
-	var orphans []ledger.Orphan
+	var orphans []Orphan
 	for id, r := range c.book.records {
 		switch r.state {
 		case "started", "finishing", "recovering":
@@ -238,7 +238,7 @@ func (c *claims) Orphans(context.Context) ([]ledger.Orphan, error) {
 		if r.holder == c.holder || !c.book.dead[r.holder] {
 			continue
 		}
-		orphans = append(orphans, ledger.Orphan{ID: id, Record: r.record, Finished: r.finished, Replica: r.holder})
+		orphans = append(orphans, Orphan{ID: id, Record: r.record, Finished: r.finished, Replica: r.holder})
 		r.holder, r.state = c.holder, "recovering"
 	}
 	return orphans, nil
@@ -341,7 +341,7 @@ func TestClaimDuringShutdownLeavesAnotherProcesssEventAlone(t *testing.T) {
 	a := newContractLifecycle(t, book.process("a", nil), pub, nil)
 	a.Start(context.Background())
 	a.Cancel() // SIGTERM's grace is over: actions are cancelled
-	if d := a.Submit(context.Background(), contractEvent()); d != Accepted {
+	if d := a.Submit(context.Background(), contractEvent()); d != intake.Accepted {
 		t.Fatalf("Submit = %v", d)
 	}
 	a.Close()

@@ -29,31 +29,9 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/dedup"
 	"github.com/keptn-action-provider/action-provider/internal/delivery"
+	"github.com/keptn-action-provider/action-provider/internal/intake"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
-	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
-)
-
-// Disposition is what Submit decided about an event.
-type Disposition int
-
-const (
-	// Accepted: queued; it will get a started and a finished event.
-	Accepted Disposition = iota
-	// Unknown: no handler for the action. Another provider may own it, so
-	// it gets no event at all.
-	Unknown
-	// Duplicate: the same triggered id was accepted recently.
-	Duplicate
-	// Busy: the queue stayed full for as long as the sender allowed; the
-	// sender should retry later.
-	Busy
-	// Draining: the provider is shutting down and accepts nothing new.
-	Draining
-	// Unanswerable: not even the smallest finished event for it would fit
-	// the event size limit, so it gets no started event either: Keptn
-	// would wait for ever for a finished one that cannot be sent.
-	Unanswerable
 )
 
 // Config tunes a Lifecycle.
@@ -74,7 +52,7 @@ type Claimer interface {
 	Claim(ctx context.Context, triggeredID string) (first bool, err error)
 	// Started records, before the started event is sent, what a finished
 	// event needs. Finishing records the finished event before it is
-	// sent, or fails with ledger.ErrTakenOver when another process took
+	// sent, or fails with ErrTakenOver when another process took
 	// the event over; Finished records that it was delivered.
 	Started(ctx context.Context, triggeredID string, record []byte) error
 	Finishing(ctx context.Context, triggeredID string, finished []byte) error
@@ -83,10 +61,29 @@ type Claimer interface {
 	Heartbeat(ctx context.Context) error
 	// Orphans takes over the actions that were started and will never be
 	// finished: their process died.
-	Orphans(ctx context.Context) ([]ledger.Orphan, error)
+	Orphans(ctx context.Context) ([]Orphan, error)
 	// Sweep deletes the records nobody needs any more.
 	Sweep(ctx context.Context) (int, error)
 }
+
+// Orphan is an action a process started and will never finish: the process
+// died. Claimer.Orphans hands it over to this one.
+type Orphan struct {
+	ID string
+	// Record is what Started was given: what a finished event needs.
+	Record []byte
+	// Finished is the finished event the process was sending when it
+	// stopped, when it got that far; empty when it stopped mid-action.
+	Finished []byte
+	// Replica is the process that started it; Since, when.
+	Replica string
+	Since   time.Time
+}
+
+// ErrTakenOver is what Claimer.Finishing returns when another process took
+// the event over as an orphan (this one's heartbeat lapsed, say, under
+// load) and reports it: this one must not report it again.
+var ErrTakenOver = errors.New("another process took the event over and reports it")
 
 // claimTimeout bounds the claim and each write of the event's record; the
 // API server answers in milliseconds, and the ledger retries transient
@@ -156,34 +153,34 @@ func New(cfg Config, registry *action.Registry, seen *dedup.Window, claims Claim
 // new, queues it. When the queue is full it waits for room until ctx is
 // done, and then answers Busy: the sender's deadline, not ours, says how
 // long an event may wait to be taken.
-func (l *Lifecycle) Submit(ctx context.Context, t keptnevent.Triggered) Disposition {
+func (l *Lifecycle) Submit(ctx context.Context, t keptnevent.Triggered) intake.Disposition {
 	log := l.log.WithFields(logrus.Fields{
 		"shkeptncontext": t.KeptnContext, "triggeredid": t.ID, "action": t.Data.Action.Action,
 	})
 	handler, name, ok := l.registry.Lookup(t.Data.Action.Action)
 	if !ok {
 		log.Debug("no handler for this action; leaving it to other providers")
-		return Unknown
+		return intake.Unknown
 	}
 	if err := l.replier.Answerable(t); err != nil {
 		log.WithError(err).Error("event not answered: its finished event would not fit the size limit, so no started event is sent either")
-		return Unanswerable
+		return intake.Unanswerable
 	}
 	if !l.seen.Add(t.ID) {
 		log.Info("duplicate delivery of an accepted event; not running it again")
-		return Duplicate
+		return intake.Duplicate
 	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
 		l.seen.Forget(t.ID)
-		return Draining
+		return intake.Draining
 	}
 	j := job{event: t, action: name, handler: handler, log: log}
 	select {
 	case l.queue <- j:
 		l.metrics.QueueDepth.Inc()
-		return Accepted
+		return intake.Accepted
 	default:
 	}
 	waited := time.Now()
@@ -191,16 +188,16 @@ func (l *Lifecycle) Submit(ctx context.Context, t keptnevent.Triggered) Disposit
 	case l.queue <- j:
 		l.metrics.QueueDepth.Inc()
 		log.WithField("waited", time.Since(waited).String()).Info("queue was full; the event waited for room")
-		return Accepted
+		return intake.Accepted
 	case <-l.closing:
 		l.seen.Forget(t.ID)
-		return Draining
+		return intake.Draining
 	case <-ctx.Done():
 		// Not accepted after all: a redelivery must count as new.
 		l.seen.Forget(t.ID)
 		log.WithFields(logrus.Fields{"queue_size": cap(l.queue), "waited": time.Since(waited).String()}).
 			Warn("queue stayed full; refusing the event so that the sender retries")
-		return Busy
+		return intake.Busy
 	}
 }
 
@@ -312,7 +309,7 @@ func (l *Lifecycle) handle(j job) {
 		err := l.claims.Finishing(ctx, j.event.ID, finished.Body)
 		cancel()
 		switch {
-		case errors.Is(err, ledger.ErrTakenOver):
+		case errors.Is(err, ErrTakenOver):
 			log.Warn("another process took this action for an orphan and reports it; not sending a second finished event")
 			return
 		case err != nil:
@@ -467,7 +464,7 @@ func (l *Lifecycle) Recover(ctx context.Context) {
 }
 
 // adopt turns an orphan into the finished event to send for it.
-func (l *Lifecycle) adopt(o ledger.Orphan) (*pendingFinish, bool) {
+func (l *Lifecycle) adopt(o Orphan) (*pendingFinish, bool) {
 	var t keptnevent.Triggered
 	if err := json.Unmarshal(o.Record, &t); err != nil || t.ID == "" {
 		l.log.WithField("triggeredid", o.ID).WithError(err).Error("orphaned action has no usable record; its finished event cannot be sent")

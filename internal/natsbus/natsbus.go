@@ -25,10 +25,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
 
+	"github.com/keptn-action-provider/action-provider/internal/intake"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
-	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
-	"github.com/keptn-action-provider/action-provider/internal/receiver"
 	"github.com/keptn-action-provider/action-provider/internal/retry"
 )
 
@@ -161,7 +160,7 @@ const flushTimeout = time.Second
 // lifecycle.
 type Intake struct {
 	bus    *Bus
-	submit receiver.Submitter
+	submit intake.Submitter
 	// stopped ends the wait of a message for room in a full queue, when
 	// Stop's own deadline has passed.
 	stopped context.Context
@@ -175,10 +174,13 @@ type Intake struct {
 }
 
 // Intake returns the bus's intake, handing events to submit.
-func (b *Bus) Intake(submit receiver.Submitter) *Intake {
+func (b *Bus) Intake(submit intake.Submitter) *Intake {
 	stopped, stop := context.WithCancel(context.Background())
 	return &Intake{bus: b, submit: submit, done: make(chan struct{}), stopped: stopped, stop: stop}
 }
+
+// Listen binds nothing: the connection is the bus's.
+func (in *Intake) Listen() error { return nil }
 
 // Serve subscribes and takes events until Stop.
 func (in *Intake) Serve() error {
@@ -265,23 +267,23 @@ func (in *Intake) handle(m *nats.Msg) {
 		in.bus.metrics.EventsReceived.WithLabelValues(keptnevent.TriggeredType, outcome(d)).Inc()
 	}
 	switch d {
-	case lifecycle.Draining, lifecycle.Busy:
+	case intake.Draining, intake.Busy:
 		log.WithFields(logrus.Fields{"triggeredid": t.ID, "shkeptncontext": t.KeptnContext}).
 			Error("event arrived while shutting down; NATS cannot take it back, so it is not run")
 	}
 }
 
-func outcome(d lifecycle.Disposition) string {
+func outcome(d intake.Disposition) string {
 	switch d {
-	case lifecycle.Accepted:
+	case intake.Accepted:
 		return metrics.Accepted
-	case lifecycle.Unknown:
+	case intake.Unknown:
 		return metrics.UnknownAction
-	case lifecycle.Duplicate:
+	case intake.Duplicate:
 		return metrics.Duplicate
-	case lifecycle.Unanswerable:
+	case intake.Unanswerable:
 		return metrics.Unanswerable
-	case lifecycle.Busy:
+	case intake.Busy:
 		return metrics.Busy
 	default:
 		return metrics.Draining

@@ -25,11 +25,12 @@ import (
 	"github.com/keptn-action-provider/action-provider/examples/events"
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/dedup"
+	"github.com/keptn-action-provider/action-provider/internal/intake"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
 	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
-	"github.com/keptn-action-provider/action-provider/internal/provider"
-	"github.com/keptn-action-provider/action-provider/internal/receiver"
+	"github.com/keptn-action-provider/action-provider/internal/server"
 )
 
 // Tests here run a real nats-server, named by NATS_SERVER_BIN (make test
@@ -37,7 +38,7 @@ import (
 // set but unusable, they fail.
 const waitTimeout = 20 * time.Second
 
-type server struct {
+type natsServer struct {
 	cmd  *exec.Cmd
 	port int
 	done chan struct{}
@@ -57,7 +58,7 @@ func natsServerBin(t *testing.T) string {
 
 // startServer starts nats-server on 127.0.0.1:port (a free one for 0) and
 // waits until it takes connections.
-func startServer(t *testing.T, port int) *server {
+func startServer(t *testing.T, port int) *natsServer {
 	t.Helper()
 	bin := natsServerBin(t)
 	if port == 0 {
@@ -73,7 +74,7 @@ func startServer(t *testing.T, port int) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{cmd: cmd, port: port, done: make(chan struct{})}
+	s := &natsServer{cmd: cmd, port: port, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	t.Cleanup(s.stop)
 	deadline := time.Now().Add(waitTimeout)
@@ -90,9 +91,9 @@ func startServer(t *testing.T, port int) *server {
 	}
 }
 
-func (s *server) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
 
-func (s *server) stop() {
+func (s *natsServer) stop() {
 	_ = s.cmd.Process.Kill()
 	<-s.done
 }
@@ -142,19 +143,19 @@ type recorder struct {
 	waiting chan string   // told of each event that waits for room
 }
 
-func (r *recorder) Submit(ctx context.Context, t keptnevent.Triggered) lifecycle.Disposition {
+func (r *recorder) Submit(ctx context.Context, t keptnevent.Triggered) intake.Disposition {
 	if r.room != nil {
 		r.waiting <- t.ID
 		select {
 		case <-r.room:
 		case <-ctx.Done():
-			return lifecycle.Busy
+			return intake.Busy
 		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ids = append(r.ids, t.ID)
-	return lifecycle.Accepted
+	return intake.Accepted
 }
 
 func (r *recorder) got() []string {
@@ -341,10 +342,11 @@ func TestProviderOverNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.OpsPort, cfg.Transport = 0, config.TransportNATS
-	p := provider.New(cfg, provider.Deps{
-		Registry: &actions, Log: quietLog(), Prometheus: reg, Metrics: m, Publisher: b,
-		Intake: func(sub receiver.Submitter) provider.Intake { return b.Intake(sub) },
-	})
+	// As the composition root assembles it with TRANSPORT=nats.
+	lc := lifecycle.New(lifecycle.Config{Workers: cfg.Workers, QueueSize: cfg.QueueSize, ActionTimeout: cfg.ActionTimeout},
+		&actions, dedup.New(cfg.DedupTTL, cfg.DedupCapacity, nil), nil,
+		keptnevent.Replier{Source: cfg.EventSource, MaxBytes: cfg.MaxEventBytes}, b, quietLog(), m)
+	p := server.New(cfg, server.Parts{Lifecycle: lc, Intake: b.Intake(lc), Prometheus: reg, Log: quietLog()})
 	if err := p.Listen(); err != nil {
 		t.Fatal(err)
 	}

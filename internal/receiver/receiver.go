@@ -27,20 +27,14 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/keptn-action-provider/action-provider/internal/intake"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
-	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
 )
 
-// Submitter takes decoded events; *lifecycle.Lifecycle is one. Submit may
-// wait for room until ctx is done.
-type Submitter interface {
-	Submit(context.Context, keptnevent.Triggered) lifecycle.Disposition
-}
-
 // Receiver is an http.Handler for triggered events.
 type Receiver struct {
-	Submitter Submitter
+	Submitter intake.Submitter
 	// MaxBodyBytes bounds a request body; a larger one is rejected.
 	MaxBodyBytes int64
 	// QueueWait is how long an event waits for room in a full queue before
@@ -101,24 +95,24 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	received := rc.Metrics.EventsReceived.WithLabelValues
 	switch rc.Submitter.Submit(ctx, t) {
-	case lifecycle.Accepted:
+	case intake.Accepted:
 		received(keptnevent.TriggeredType, metrics.Accepted).Inc()
 		answer(w, http.StatusAccepted, "accepted")
-	case lifecycle.Unknown:
+	case intake.Unknown:
 		received(keptnevent.TriggeredType, metrics.UnknownAction).Inc()
 		answer(w, http.StatusOK, fmt.Sprintf("ignored: no handler for action %q", t.Data.Action.Action))
-	case lifecycle.Duplicate:
+	case intake.Duplicate:
 		received(keptnevent.TriggeredType, metrics.Duplicate).Inc()
 		answer(w, http.StatusOK, "ignored: duplicate of an accepted event")
-	case lifecycle.Unanswerable:
+	case intake.Unanswerable:
 		// Logged by the lifecycle with the event's names.
 		received(keptnevent.TriggeredType, metrics.Unanswerable).Inc()
 		answer(w, http.StatusOK, Rejected+"its finished event would be larger than MAX_EVENT_BYTES; nothing is sent for it")
-	case lifecycle.Busy:
+	case intake.Busy:
 		received(keptnevent.TriggeredType, metrics.Busy).Inc()
 		w.Header().Set("Retry-After", "1")
 		answer(w, http.StatusServiceUnavailable, "busy: too many actions queued; retry later")
-	case lifecycle.Draining:
+	case intake.Draining:
 		received(keptnevent.TriggeredType, metrics.Draining).Inc()
 		answer(w, http.StatusServiceUnavailable, "shutting down; retry on another replica")
 	}

@@ -14,23 +14,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sirupsen/logrus"
 
+	"github.com/keptn-action-provider/action-provider/internal/intake"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
-	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
 )
 
 // submitter answers with a fixed disposition, or, for Busy, waits for ctx
 // as the lifecycle waits for room in a full queue.
 type submitter struct {
-	d        lifecycle.Disposition
+	d        intake.Disposition
 	deadline time.Duration // how long Submit's ctx had, seen on the last call
 }
 
-func (s *submitter) Submit(ctx context.Context, _ keptnevent.Triggered) lifecycle.Disposition {
+func (s *submitter) Submit(ctx context.Context, _ keptnevent.Triggered) intake.Disposition {
 	if dl, ok := ctx.Deadline(); ok {
 		s.deadline = time.Until(dl)
 	}
-	if s.d == lifecycle.Busy {
+	if s.d == intake.Busy {
 		<-ctx.Done()
 	}
 	return s.d
@@ -44,23 +44,23 @@ func TestServeHTTP(t *testing.T) {
 		name    string
 		method  string
 		body    string
-		d       lifecycle.Disposition
+		d       intake.Disposition
 		code    int
 		says    string
 		outcome string
 	}{
-		{"accepted", http.MethodPost, valid, lifecycle.Accepted, 202, "accepted", metrics.Accepted},
-		{"unknown action", http.MethodPost, valid, lifecycle.Unknown, 200, `ignored: no handler for action "scale"`, metrics.UnknownAction},
-		{"duplicate", http.MethodPost, valid, lifecycle.Duplicate, 200, "ignored: duplicate", metrics.Duplicate},
-		{"unanswerable", http.MethodPost, valid, lifecycle.Unanswerable, 200, "rejected: its finished event would be larger than MAX_EVENT_BYTES", metrics.Unanswerable},
-		{"queue stayed full", http.MethodPost, valid, lifecycle.Busy, 503, "busy", metrics.Busy},
-		{"draining", http.MethodPost, valid, lifecycle.Draining, 503, "shutting down", metrics.Draining},
+		{"accepted", http.MethodPost, valid, intake.Accepted, 202, "accepted", metrics.Accepted},
+		{"unknown action", http.MethodPost, valid, intake.Unknown, 200, `ignored: no handler for action "scale"`, metrics.UnknownAction},
+		{"duplicate", http.MethodPost, valid, intake.Duplicate, 200, "ignored: duplicate", metrics.Duplicate},
+		{"unanswerable", http.MethodPost, valid, intake.Unanswerable, 200, "rejected: its finished event would be larger than MAX_EVENT_BYTES", metrics.Unanswerable},
+		{"queue stayed full", http.MethodPost, valid, intake.Busy, 503, "busy", metrics.Busy},
+		{"draining", http.MethodPost, valid, intake.Draining, 503, "shutting down", metrics.Draining},
 		// Never a 4xx for an event no retry can mend: the distributor
 		// re-POSTs it three times and holds every other event meanwhile.
-		{"malformed", http.MethodPost, `{"id": `, lifecycle.Accepted, 200, "rejected: malformed JSON body", metrics.Invalid},
-		{"trailing data", http.MethodPost, valid + `{}`, lifecycle.Accepted, 200, "rejected: ", metrics.Invalid},
-		{"too large", http.MethodPost, valid + strings.Repeat(" ", 4096), lifecycle.Accepted, 200, "rejected: body larger than 2048 bytes", metrics.TooLarge},
-		{"not a POST", http.MethodGet, "", lifecycle.Accepted, 405, "only POST", ""},
+		{"malformed", http.MethodPost, `{"id": `, intake.Accepted, 200, "rejected: malformed JSON body", metrics.Invalid},
+		{"trailing data", http.MethodPost, valid + `{}`, intake.Accepted, 200, "rejected: ", metrics.Invalid},
+		{"too large", http.MethodPost, valid + strings.Repeat(" ", 4096), intake.Accepted, 200, "rejected: body larger than 2048 bytes", metrics.TooLarge},
+		{"not a POST", http.MethodGet, "", intake.Accepted, 405, "only POST", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := metrics.New(prometheus.NewRegistry())
@@ -93,7 +93,7 @@ func TestFullQueueWaitsQueueWait(t *testing.T) {
 	for _, tc := range []struct {
 		set, want time.Duration
 	}{{0, DefaultQueueWait}, {300 * time.Millisecond, 300 * time.Millisecond}} {
-		s := &submitter{d: lifecycle.Accepted}
+		s := &submitter{d: intake.Accepted}
 		rc := &Receiver{Submitter: s, MaxBodyBytes: 1 << 20, QueueWait: tc.set, Log: logrus.New(), Metrics: metrics.New(prometheus.NewRegistry())}
 		rc.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/", strings.NewReader(valid)))
 		if s.deadline > tc.want || s.deadline < tc.want/2 {

@@ -21,10 +21,11 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/actionconfig"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
-	"github.com/keptn-action-provider/action-provider/internal/catalog"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -54,7 +55,13 @@ func newInstance(t *testing.T, c kubernetes.Interface, name string, edit func(*c
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	cat, err := catalog.Load(cfg, catalog.Deps{Client: c, Log: log})
+	// The ledger and audit recorder as the composition root makes them.
+	book, err := ledger.New(c, ledger.Config{Namespace: cfg.PodNamespace, Identity: name,
+		EventTTL: cfg.DedupTTL, LockTTL: cfg.ActionTimeout + 30*time.Second, HeartbeatPeriod: cfg.HeartbeatPeriod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := actionconfig.Load(cfg, actionconfig.Deps{Client: c, Ledger: book, Audit: audit.New(c, name), Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -53,7 +53,7 @@ type Mutator struct {
 	value  Value
 }
 
-var _ mutation.Mutator = (*Mutator)(nil)
+var _ pipeline.Mutator = (*Mutator)(nil)
 
 // NewMutator returns a Mutator that evicts through c as v asks, within
 // opts. A negative opts.MaxPods makes every Mutate fail: it is a
@@ -119,16 +119,16 @@ func (c census) before() string { return fmt.Sprintf("%d/%d pods ready", c.ready
 // that forbids it now is reported, not waited out, so that the action
 // stays bounded in time. When budgets forbid every eviction, the error is
 // an *action.Refusal.
-func (m *Mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (mutation.Change, error) {
+func (m *Mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (pipeline.Change, error) {
 	if m.opts.MaxPods < 0 {
-		return mutation.Change{}, fmt.Errorf("delete-pods: %s is %d; it must be positive", EnvMaxPods, m.opts.MaxPods)
+		return pipeline.Change{}, fmt.Errorf("delete-pods: %s is %d; it must be positive", EnvMaxPods, m.opts.MaxPods)
 	}
 	if err := ctx.Err(); err != nil {
-		return mutation.Change{}, fmt.Errorf("evict the pods of %s: %w", ref, err)
+		return pipeline.Change{}, fmt.Errorf("evict the pods of %s: %w", ref, err)
 	}
 	all, err := workload.Pods(ctx, m.client, ref)
 	if err != nil {
-		return mutation.Change{}, fmt.Errorf("find the pods to evict: %w", err)
+		return pipeline.Change{}, fmt.Errorf("find the pods to evict: %w", err)
 	}
 
 	var (
@@ -153,12 +153,12 @@ func (m *Mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (mu
 		}
 	}
 	if len(chosen) == 0 {
-		return mutation.Change{Message: nothingToDo(ref, n)}, nil
+		return pipeline.Change{Message: nothingToDo(ref, n)}, nil
 	}
 
 	b, err := m.bound(ctx, ref, n.live)
 	if err != nil {
-		return mutation.Change{}, err
+		return pipeline.Change{}, err
 	}
 	slices.SortFunc(chosen, func(x, y pod) int {
 		return cmp.Or(cmp.Compare(y.tier, x.tier), cmp.Compare(y.restarts, x.restarts), strings.Compare(x.name, y.name))
@@ -169,7 +169,7 @@ func (m *Mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (mu
 	}
 
 	if dryRun {
-		return mutation.Change{
+		return pipeline.Change{
 			Message: fmt.Sprintf("would evict %s of %s: %s", plural(len(chosen), "pod"), ref, list(chosen)) + b.tail(left),
 			Before:  n.before(),
 		}, nil
@@ -455,7 +455,7 @@ func describe(pdb *policyv1.PodDisruptionBudget) string {
 }
 
 // outcome turns the attempts into the Change, a Refusal or an error.
-func outcome(ref workload.Ref, n census, attempts []attempt, left []pod, b bound) (mutation.Change, error) {
+func outcome(ref workload.Ref, n census, attempts []attempt, left []pod, b bound) (pipeline.Change, error) {
 	var done, away, refused, broken []attempt
 	for _, a := range attempts {
 		switch a.fate {
@@ -484,24 +484,24 @@ func outcome(ref workload.Ref, n census, attempts []attempt, left []pod, b bound
 			}
 			others = fmt.Sprintf("; none of the %d chosen pods was evicted: %s", len(attempts), strings.Join(rest, ", "))
 		}
-		return mutation.Change{}, fmt.Errorf("evict pod %s of %s: %w%s", first.pod, ref, first.err, others)
+		return pipeline.Change{}, fmt.Errorf("evict pod %s of %s: %w%s", first.pod, ref, first.err, others)
 
 	case len(done) == 0 && len(refused) > 0:
 		reason := refusal(ref, refused)
 		if len(away) > 0 {
 			reason += "; already gone: " + list(pods(away))
 		}
-		return mutation.Change{}, action.Refuse("PodDisruptionBudget", "%s", reason+tail)
+		return pipeline.Change{}, action.Refuse("PodDisruptionBudget", "%s", reason+tail)
 
 	case len(done) == 0:
-		return mutation.Change{
+		return pipeline.Change{
 			Message: fmt.Sprintf("the %s of %s chosen for eviction %s already gone: %s; nothing to do",
 				plural(len(away), "pod"), ref, were(len(away)), list(pods(away))) + tail,
 			Before: n.before(),
 		}, nil
 	}
 
-	c := mutation.Change{
+	c := pipeline.Change{
 		Reason:  "PodsEvicted",
 		Before:  n.before(),
 		After:   plural(len(done), "pod") + " evicted",

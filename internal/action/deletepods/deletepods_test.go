@@ -20,19 +20,19 @@ import (
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/action/deletepods"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
 const carts = "deployment sockshop-production/carts"
 
 // evicted is the Change of a clean eviction of n pods.
-func evicted(n int, message, before string) mutation.Change {
+func evicted(n int, message, before string) pipeline.Change {
 	after := fmt.Sprintf("%d pods evicted", n)
 	if n == 1 {
 		after = "1 pod evicted"
 	}
-	return mutation.Change{
+	return pipeline.Change{
 		Message: message, Reason: "PodsEvicted", Before: before, After: after,
 		Changed: true, Rollout: true, Pods: true,
 	}
@@ -51,7 +51,7 @@ func TestMutate(t *testing.T) {
 		value  deletepods.Value
 		opts   deletepods.Options
 		dryRun bool
-		want   mutation.Change
+		want   pipeline.Change
 		evicts []string
 	}{
 		{
@@ -235,7 +235,7 @@ func TestMutate(t *testing.T) {
 				newPod("carts-a", waiting("CrashLoopBackOff", 1)), newPod("carts-b", notReady), newPod("carts-c"),
 			}},
 			dryRun: true,
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "would evict 2 pods of " + carts + ": carts-a (CrashLoopBackOff), carts-b (not ready)",
 				Before:  "1/3 pods ready",
 			},
@@ -245,7 +245,7 @@ func TestMutate(t *testing.T) {
 			fx:     fixture{replicas: 2, pods: unhealthyPods(2)},
 			value:  deletepods.Value{All: true},
 			dryRun: true,
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "would evict 1 pod of " + carts + ": carts-a (not ready); " +
 					"left alone (bound: 50% of 2 replicas = 1): carts-b (not ready)",
 				Before: "0/2 pods ready",
@@ -319,7 +319,7 @@ func TestMutateNothingToDo(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Mutate: %v", err)
 			}
-			if want := (mutation.Change{Message: tt.want}); got != want {
+			if want := (pipeline.Change{Message: tt.want}); got != want {
 				t.Errorf("Mutate =\n%+v\nwant\n%+v", got, want)
 			}
 			if w := writes(c); len(w) > 0 {
@@ -392,7 +392,7 @@ func TestMutateEvictionAnswers(t *testing.T) {
 		// conflict: it was replaced.
 		newUID string
 
-		want        mutation.Change
+		want        pipeline.Change
 		wantErr     string // the whole error text
 		wantRefusal bool
 		wantIs      func(error) bool
@@ -449,7 +449,7 @@ func TestMutateEvictionAnswers(t *testing.T) {
 			pods:    2,
 			extra:   budgets,
 			answers: map[string]error{"carts-b": pdbRefusal()},
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "evicted 1 of 2 chosen pods of " + carts + ": carts-a (not ready) evicted, carts-b (not ready) refused by " + pdbText,
 				Reason:  "PodsEvicted", Before: "0/2 pods ready", After: "1 pod evicted, 1 refused by a PodDisruptionBudget",
 				Changed: true, Rollout: true, Pods: true, Result: keptnv2.ResultWarning,
@@ -459,7 +459,7 @@ func TestMutateEvictionAnswers(t *testing.T) {
 			name:    "one eviction of three fails",
 			pods:    3,
 			answers: map[string]error{"carts-a": etcdDown},
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "evicted 2 of 3 chosen pods of " + carts + ": carts-a (not ready) failed: Internal error occurred: etcd down, " +
 					"carts-b (not ready) evicted, carts-c (not ready) evicted",
 				Reason: "PodsEvicted", Before: "0/3 pods ready", After: "2 pods evicted, 1 failed",
@@ -476,7 +476,7 @@ func TestMutateEvictionAnswers(t *testing.T) {
 			name:    "every pod already gone",
 			pods:    2,
 			answers: map[string]error{"carts-a": notFound, "carts-b": notFound},
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "the 2 pods of " + carts + " chosen for eviction were already gone: carts-a (not ready), carts-b (not ready); nothing to do",
 				Before:  "0/2 pods ready",
 			},
@@ -595,7 +595,7 @@ func TestMutateStopsWhenCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Mutate: %v", err)
 	}
-	want := mutation.Change{
+	want := pipeline.Change{
 		Message: "evicted 1 of 2 chosen pods of " + carts + ": carts-a (not ready) evicted, " +
 			"carts-b (not ready) failed: not attempted: context canceled",
 		Reason: "PodsEvicted", Before: "0/2 pods ready", After: "1 pod evicted, 1 failed",

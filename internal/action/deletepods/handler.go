@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -16,14 +16,14 @@ const Name = "delete-pods"
 // Handler is the delete-pods action: evictions, guarded, recorded and
 // verified by the pipeline.
 type Handler struct {
-	pipeline *mutation.Pipeline
+	pipeline *pipeline.Pipeline
 	opts     Options
 }
 
 var _ action.Handler = (*Handler)(nil)
 
 // New returns the delete-pods action, acting through p within opts.
-func New(p *mutation.Pipeline, opts Options) *Handler { return &Handler{pipeline: p, opts: opts} }
+func New(p *pipeline.Pipeline, opts Options) *Handler { return &Handler{pipeline: p, opts: opts} }
 
 // Run evicts pods of the workload the request targets.
 func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, error) {

@@ -8,17 +8,18 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 )
 
 // AcceptedForms is what a value error should be followed by: the person
 // reading it in the Keptn Bridge has a remediation.yaml to fix.
 const AcceptedForms = `no value (evict the unhealthy pods, at most half of the replicas), ` +
-	`or {"maxPods": 2}, {"maxPods": "25%"}, {"all": true}; an object may also set ` + mutation.OptionKeys
+	`or {"maxPods": 2}, {"maxPods": "25%"}, {"all": true}; an object may also set ` + pipeline.OptionKeys
 
 // Value is the decoded value of the delete-pods action.
 type Value struct {
-	mutation.Options
+	pipeline.Options
 	// All evicts every pod of the workload, healthy or not: a clean sweep
 	// when the pods share a bad state that readiness does not show.
 	All bool `json:"all,omitempty"`
@@ -37,7 +38,7 @@ func ParseValue(raw json.RawMessage) (Value, error) {
 		return Value{}, nil
 	}
 	var v any
-	if err := mutation.Decode(raw, &v, false); err != nil {
+	if err := action.Decode(raw, &v, false); err != nil {
 		return Value{}, err
 	}
 	switch v.(type) {
@@ -45,12 +46,12 @@ func ParseValue(raw json.RawMessage) (Value, error) {
 		return Value{}, nil
 	case map[string]any:
 		var val Value
-		if err := mutation.Decode(raw, &val, true); err != nil {
+		if err := action.Decode(raw, &val, true); err != nil {
 			return Value{}, err
 		}
 		return val, nil
 	}
-	return Value{}, fmt.Errorf("the value is %s; it must be empty or an object", mutation.JSONType(v))
+	return Value{}, fmt.Errorf("the value is %s; it must be empty or an object", action.JSONType(v))
 }
 
 // Bound is the most pods one action evicts: a count, or a percentage of the
@@ -96,7 +97,7 @@ func (b Bound) MarshalJSON() ([]byte, error) {
 // than rounded.
 func (b *Bound) UnmarshalJSON(raw []byte) error {
 	var v any
-	if err := mutation.Decode(raw, &v, false); err != nil {
+	if err := action.Decode(raw, &v, false); err != nil {
 		return fmt.Errorf(`"maxPods": %w`, err)
 	}
 	switch v := v.(type) {
@@ -126,7 +127,7 @@ func (b *Bound) UnmarshalJSON(raw []byte) error {
 		*b = Bound{N: n}
 		return nil
 	}
-	return fmt.Errorf(`"maxPods" is %s, not a number such as 2 or a percentage such as "25%%"`, mutation.JSONType(v))
+	return fmt.Errorf(`"maxPods" is %s, not a number such as 2 or a percentage such as "25%%"`, action.JSONType(v))
 }
 
 // count reads a positive whole number of pods. Its errors read after the

@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/action/deletepods"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -32,10 +33,10 @@ func TestParseValue(t *testing.T) {
 		{"all false", `{"all": false, "maxPods": 1}`, deletepods.Value{MaxPods: deletepods.Bound{N: 1}}},
 		{"options", `{"namespace": "ns", "name": "carts-db", "kind": "sts", "dryRun": true, "timeout": "90s", "maxPods": "50%"}`,
 			deletepods.Value{
-				Options: mutation.Options{
+				Options: pipeline.Options{
 					Selector: workload.Selector{Namespace: "ns", Name: "carts-db", Kind: "sts"},
 					DryRun:   true,
-					Timeout:  mutation.Duration(90 * time.Second),
+					Timeout:  action.Duration(90 * time.Second),
 				},
 				MaxPods: deletepods.Bound{N: 50, Percent: true},
 			}},
@@ -118,7 +119,7 @@ func TestAcceptedForms(t *testing.T) {
 			t.Errorf("ParseValue(%s), a form AcceptedForms offers: %v", form, err)
 		}
 	}
-	if !strings.HasSuffix(deletepods.AcceptedForms, mutation.OptionKeys) {
+	if !strings.HasSuffix(deletepods.AcceptedForms, pipeline.OptionKeys) {
 		t.Errorf("AcceptedForms = %q, want it to end with the option keys", deletepods.AcceptedForms)
 	}
 }

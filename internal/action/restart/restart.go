@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -31,18 +31,18 @@ const Name = "restart"
 const Annotation = "kubectl.kubernetes.io/restartedAt"
 
 // AcceptedForms is appended to every value error.
-const AcceptedForms = `no value (restart the service's workload), or an object with ` + mutation.OptionKeys
+const AcceptedForms = `no value (restart the service's workload), or an object with ` + pipeline.OptionKeys
 
 // Handler is the restart action.
 type Handler struct {
-	pipeline *mutation.Pipeline
+	pipeline *pipeline.Pipeline
 	now      func() time.Time
 }
 
 var _ action.Handler = (*Handler)(nil)
 
 // New returns the restart action, acting through p.
-func New(p *mutation.Pipeline) *Handler { return &Handler{pipeline: p, now: time.Now} }
+func New(p *pipeline.Pipeline) *Handler { return &Handler{pipeline: p, now: time.Now} }
 
 // Run restarts the workload the request targets.
 func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, error) {
@@ -54,20 +54,20 @@ func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, 
 }
 
 // parseValue reads the value: nothing, or the common options.
-func parseValue(raw json.RawMessage) (mutation.Options, error) {
-	var opts mutation.Options
+func parseValue(raw json.RawMessage) (pipeline.Options, error) {
+	var opts pipeline.Options
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) || bytes.Equal(raw, []byte(`""`)) {
 		return opts, nil
 	}
 	if raw[0] != '{' {
 		var v any
-		if err := mutation.Decode(raw, &v, false); err != nil {
+		if err := action.Decode(raw, &v, false); err != nil {
 			return opts, err
 		}
-		return opts, fmt.Errorf("a value of type %s is not understood", mutation.JSONType(v))
+		return opts, fmt.Errorf("a value of type %s is not understood", action.JSONType(v))
 	}
-	return opts, mutation.Decode(raw, &opts, true)
+	return opts, action.Decode(raw, &opts, true)
 }
 
 type mutator struct {
@@ -77,17 +77,17 @@ type mutator struct {
 
 // Mutate patches the restart annotation into the pod template, with the
 // same strategic merge patch kubectl sends.
-func (m mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (mutation.Change, error) {
+func (m mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (pipeline.Change, error) {
 	previous, err := m.state(ctx, ref)
 	if err != nil {
-		return mutation.Change{}, err
+		return pipeline.Change{}, err
 	}
 	before := "last restarted " + previous
 	if previous == "" {
 		before = "never restarted"
 	}
 	stamp := m.now().UTC().Format(time.RFC3339)
-	change := mutation.Change{Reason: "Restarted", Before: before, After: "restarted at " + stamp, Rollout: true}
+	change := pipeline.Change{Reason: "Restarted", Before: before, After: "restarted at " + stamp, Rollout: true}
 	if dryRun {
 		change.Message = fmt.Sprintf("would restart %s (%s)", ref, before)
 		return change, nil
@@ -96,7 +96,7 @@ func (m mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (mut
 		"metadata": map[string]any{"annotations": map[string]string{Annotation: stamp}},
 	}}})
 	if err != nil {
-		return mutation.Change{}, fmt.Errorf("restart %s: %w", ref, err)
+		return pipeline.Change{}, fmt.Errorf("restart %s: %w", ref, err)
 	}
 	switch ref.Kind {
 	case workload.Deployment:
@@ -107,7 +107,7 @@ func (m mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (mut
 		_, err = m.client.AppsV1().DaemonSets(ref.Namespace).Patch(ctx, ref.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
 	}
 	if err != nil {
-		return mutation.Change{}, fmt.Errorf("restart %s: %w", ref, err)
+		return pipeline.Change{}, fmt.Errorf("restart %s: %w", ref, err)
 	}
 	change.Changed = true
 	change.Message = fmt.Sprintf("restarted %s (%s)", ref, before)

@@ -14,7 +14,7 @@ import (
 	sandboxseed "github.com/keptn-action-provider/action-provider/examples/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 )
 
@@ -26,7 +26,7 @@ func newHandler(t *testing.T) (*Handler, *sandbox.Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := New(&mutation.Pipeline{Client: c, Policy: guard.Policy{Namespaces: []string{"*"}}, VerifyInterval: time.Millisecond})
+	h := New(&pipeline.Pipeline{Client: c, Policy: guard.Policy{Namespaces: []string{"*"}}, VerifyInterval: time.Millisecond})
 	h.now = func() time.Time { return stamp }
 	return h, c
 }

@@ -16,7 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -30,7 +30,7 @@ const revisionAnnotation = "deployment.kubernetes.io/revision"
 // controller copies a Deployment's annotations onto its ReplicaSets, so a
 // rollback would otherwise bring back an opt-out its owner has removed.
 func skippedAnnotation(key string) bool {
-	if strings.HasPrefix(key, guard.AnnotationPrefix) {
+	if strings.HasPrefix(key, action.AnnotationPrefix) {
 		return true
 	}
 	switch key {

@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/keptn-action-provider/action-provider/internal/action/rollback"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -122,7 +122,7 @@ func TestMutateDeployment(t *testing.T) {
 		toRevision int64
 		dryRun     bool
 
-		want    mutation.Change
+		want    pipeline.Change
 		wantErr string
 		// image is the image of the Deployment's container afterwards;
 		// annotations, when set, are its annotations afterwards.
@@ -132,7 +132,7 @@ func TestMutateDeployment(t *testing.T) {
 		{
 			name:    "previous revision",
 			objects: history(),
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "rolled back deployment sockshop-production/carts from revision 3 to revision 2 (image carts:0.13.2 → carts:0.13.1)",
 				Reason:  "RolledBack",
 				Before:  "revision 3 (image carts:0.13.2)",
@@ -146,7 +146,7 @@ func TestMutateDeployment(t *testing.T) {
 			name:       "to revision",
 			objects:    history(),
 			toRevision: 1,
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "rolled back deployment sockshop-production/carts from revision 3 to revision 1 (image carts:0.13.2 → carts:0.13.0)",
 				Reason:  "RolledBack",
 				Before:  "revision 3 (image carts:0.13.2)",
@@ -164,7 +164,7 @@ func TestMutateDeployment(t *testing.T) {
 			name:    "dry run writes nothing",
 			objects: history(),
 			dryRun:  true,
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "would roll back deployment sockshop-production/carts from revision 3 to revision 2 (image carts:0.13.2 → carts:0.13.1)",
 				Reason:  "RolledBack",
 				Before:  "revision 3 (image carts:0.13.2)",
@@ -176,7 +176,7 @@ func TestMutateDeployment(t *testing.T) {
 			name:       "no such revision",
 			objects:    history(),
 			toRevision: 7,
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "cannot roll back deployment sockshop-production/carts to revision 7: there is no such revision (available: 1, 2, 3)",
 				Result:  keptnv2.ResultFailed,
 			},
@@ -185,7 +185,7 @@ func TestMutateDeployment(t *testing.T) {
 		{
 			name:    "no previous revision",
 			objects: []runtime.Object{deployment("1", v0130), replicaSet(1, v0130)},
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "cannot roll back deployment sockshop-production/carts: it has no previous revision (only revision 1)",
 				Result:  keptnv2.ResultFailed,
 			},
@@ -194,7 +194,7 @@ func TestMutateDeployment(t *testing.T) {
 		{
 			name:    "no history at all",
 			objects: []runtime.Object{deployment("", v0130)},
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "cannot roll back deployment sockshop-production/carts: it has no revision history",
 				Result:  keptnv2.ResultFailed,
 			},
@@ -206,7 +206,7 @@ func TestMutateDeployment(t *testing.T) {
 			name:       "already at the target",
 			objects:    history(),
 			toRevision: 3,
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "deployment sockshop-production/carts already runs the pod template of revision 3; nothing to do",
 				Reason:  "RolledBack",
 			},
@@ -230,7 +230,7 @@ func TestMutateDeployment(t *testing.T) {
 				adopted.OwnerReferences[0].Controller = nil
 				return []runtime.Object{deployment("3", v0132), replicaSet(1, v0130), other, adopted, replicaSet(3, v0132)}
 			}(),
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "rolled back deployment sockshop-production/carts from revision 3 to revision 1 (image carts:0.13.2 → carts:0.13.0)",
 				Reason:  "RolledBack",
 				Before:  "revision 3 (image carts:0.13.2)",
@@ -244,7 +244,7 @@ func TestMutateDeployment(t *testing.T) {
 			// highest; kubectl's patch replaces the missing annotations.
 			name:    "no annotations on the deployment",
 			objects: []runtime.Object{deployment("", v0131), replicaSet(1, v0130, "note", "v1"), replicaSet(2, v0131)},
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "rolled back deployment sockshop-production/carts from revision 2 to revision 1 (image carts:0.13.1 → carts:0.13.0)",
 				Reason:  "RolledBack",
 				Before:  "revision 2 (image carts:0.13.1)",
@@ -261,7 +261,7 @@ func TestMutateDeployment(t *testing.T) {
 				replicaSet(1, template("carts", "carts", "carts:0.13.0", "envoy", "envoy:1.29")),
 				replicaSet(2, template("carts", "carts", "carts:0.13.1", "envoy", "envoy:1.29")),
 			},
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "rolled back deployment sockshop-production/carts from revision 2 to revision 1 " +
 					"(images carts=carts:0.13.1, envoy=envoy:1.29 → carts=carts:0.13.0, envoy=envoy:1.29)",
 				Reason:  "RolledBack",
@@ -278,7 +278,7 @@ func TestMutateDeployment(t *testing.T) {
 				withEnv.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "DEBUG", Value: "1"}}
 				return []runtime.Object{deployment("2", withEnv), replicaSet(1, v0131), replicaSet(2, withEnv)}
 			}(),
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "rolled back deployment sockshop-production/carts from revision 2 to revision 1 " +
 					"(image carts:0.13.1 unchanged; other parts of the pod template differ)",
 				Reason:  "RolledBack",

@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -15,12 +15,12 @@ const Name = "rollback"
 
 // Handler is the rollback action: `kubectl rollout undo`, guarded,
 // recorded and verified by the pipeline.
-type Handler struct{ pipeline *mutation.Pipeline }
+type Handler struct{ pipeline *pipeline.Pipeline }
 
 var _ action.Handler = (*Handler)(nil)
 
 // New returns the rollback action, acting through p.
-func New(p *mutation.Pipeline) *Handler { return &Handler{pipeline: p} }
+func New(p *pipeline.Pipeline) *Handler { return &Handler{pipeline: p} }
 
 // Run rolls back the workload the request targets.
 func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, error) {

@@ -17,7 +17,7 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/keptn-action-provider/action-provider/internal/action/rollback"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -83,12 +83,12 @@ func TestMutateControllerRevisions(t *testing.T) {
 		objects    func(t *testing.T) []runtime.Object
 		toRevision int64
 		dryRun     bool
-		want       mutation.Change
+		want       pipeline.Change
 		image      string // of the workload's container afterwards
 	}{
 		{
 			name: "statefulset previous revision", ref: cartsDB, objects: stsHistory,
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "rolled back statefulset sockshop-production/carts-db from revision 3 to revision 2 (image mongo:4.2 → mongo:4.1)",
 				Reason:  "RolledBack",
 				Before:  "revision 3 (image mongo:4.2)",
@@ -99,7 +99,7 @@ func TestMutateControllerRevisions(t *testing.T) {
 		},
 		{
 			name: "statefulset to revision", ref: cartsDB, objects: stsHistory, toRevision: 1,
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "rolled back statefulset sockshop-production/carts-db from revision 3 to revision 1 (image mongo:4.2 → mongo:4.0)",
 				Reason:  "RolledBack",
 				Before:  "revision 3 (image mongo:4.2)",
@@ -110,7 +110,7 @@ func TestMutateControllerRevisions(t *testing.T) {
 		},
 		{
 			name: "statefulset dry run", ref: cartsDB, objects: stsHistory, dryRun: true,
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "would roll back statefulset sockshop-production/carts-db from revision 3 to revision 2 (image mongo:4.2 → mongo:4.1)",
 				Reason:  "RolledBack",
 				Before:  "revision 3 (image mongo:4.2)",
@@ -120,7 +120,7 @@ func TestMutateControllerRevisions(t *testing.T) {
 		},
 		{
 			name: "statefulset already at the target", ref: cartsDB, objects: stsHistory, toRevision: 3,
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "statefulset sockshop-production/carts-db already runs the pod template of revision 3; nothing to do",
 				Reason:  "RolledBack",
 			},
@@ -128,7 +128,7 @@ func TestMutateControllerRevisions(t *testing.T) {
 		},
 		{
 			name: "statefulset no such revision", ref: cartsDB, objects: stsHistory, toRevision: 9,
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "cannot roll back statefulset sockshop-production/carts-db to revision 9: there is no such revision (available: 1, 2, 3)",
 				Result:  keptnv2.ResultFailed,
 			},
@@ -139,7 +139,7 @@ func TestMutateControllerRevisions(t *testing.T) {
 			objects: func(t *testing.T) []runtime.Object {
 				return []runtime.Object{statefulSet(mongo40, "carts-db-1"), stsRev(t, 1, mongo40)}
 			},
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "cannot roll back statefulset sockshop-production/carts-db: it has no previous revision (only revision 1)",
 				Result:  keptnv2.ResultFailed,
 			},
@@ -153,7 +153,7 @@ func TestMutateControllerRevisions(t *testing.T) {
 			objects: func(t *testing.T) []runtime.Object {
 				return []runtime.Object{statefulSet(mongo41, "carts-db-2"), stsRev(t, 1, mongo40), stsRev(t, 2, mongo41), stsRev(t, 3, mongo42)}
 			},
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "rolled back statefulset sockshop-production/carts-db from revision 2 to revision 1 (image mongo:4.1 → mongo:4.0)",
 				Reason:  "RolledBack",
 				Before:  "revision 2 (image mongo:4.1)",
@@ -168,7 +168,7 @@ func TestMutateControllerRevisions(t *testing.T) {
 				other := controllerRevision(t, "StatefulSet", "other", "uid-other", 2, template("carts-db", "mongo", "evil:1"))
 				return []runtime.Object{statefulSet(mongo42, "carts-db-3"), stsRev(t, 1, mongo40), other, stsRev(t, 3, mongo42)}
 			},
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "rolled back statefulset sockshop-production/carts-db from revision 3 to revision 1 (image mongo:4.2 → mongo:4.0)",
 				Reason:  "RolledBack",
 				Before:  "revision 3 (image mongo:4.2)",
@@ -182,7 +182,7 @@ func TestMutateControllerRevisions(t *testing.T) {
 			objects: func(t *testing.T) []runtime.Object {
 				return []runtime.Object{daemonSet(exporter11), dsRev(t, 1, exporter10), dsRev(t, 2, exporter11)}
 			},
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "rolled back daemonset sockshop-production/node-exporter from revision 2 to revision 1 (image node-exporter:1.1 → node-exporter:1.0)",
 				Reason:  "RolledBack",
 				Before:  "revision 2 (image node-exporter:1.1)",
@@ -196,7 +196,7 @@ func TestMutateControllerRevisions(t *testing.T) {
 			objects: func(t *testing.T) []runtime.Object {
 				return []runtime.Object{daemonSet(exporter11), dsRev(t, 1, exporter10), dsRev(t, 2, exporter11)}
 			},
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "daemonset sockshop-production/node-exporter already runs the pod template of revision 2; nothing to do",
 				Reason:  "RolledBack",
 			},
@@ -207,7 +207,7 @@ func TestMutateControllerRevisions(t *testing.T) {
 			objects: func(t *testing.T) []runtime.Object {
 				return []runtime.Object{daemonSet(exporter11), dsRev(t, 2, exporter11)}
 			},
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "cannot roll back daemonset sockshop-production/node-exporter: it has no previous revision (only revision 2)",
 				Result:  keptnv2.ResultFailed,
 			},
@@ -216,7 +216,7 @@ func TestMutateControllerRevisions(t *testing.T) {
 		{
 			name: "daemonset no history", ref: exporter,
 			objects: func(t *testing.T) []runtime.Object { return []runtime.Object{daemonSet(exporter11)} },
-			want: mutation.Change{
+			want: pipeline.Change{
 				Message: "cannot roll back daemonset sockshop-production/node-exporter: it has no revision history",
 				Result:  keptnv2.ResultFailed,
 			},

@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -36,7 +36,7 @@ type Mutator struct {
 	toRevision int64
 }
 
-var _ mutation.Mutator = (*Mutator)(nil)
+var _ pipeline.Mutator = (*Mutator)(nil)
 
 // NewMutator returns a Mutator that rolls back through c to toRevision, or
 // with 0 to the revision before the current one. toRevision comes from
@@ -50,7 +50,7 @@ func NewMutator(c kubernetes.Interface, toRevision int64) *Mutator {
 type plan struct {
 	// done, when set, ends the rollback without a patch: the workload
 	// already runs the target template, or there is nothing to roll back to.
-	done *mutation.Change
+	done *pipeline.Change
 	// from and to are the current and the target revision; before and after
 	// the pod templates they stand for.
 	from, to      int64
@@ -117,12 +117,12 @@ func (r kindRollbacker[T]) apply(ctx context.Context, p plan) error {
 // replaces every annotation, as kubectl's does. On a Conflict the rollback
 // is worked out again from a fresh read, as often as retry.DefaultRetry
 // allows; after that the error wraps the last Conflict.
-func (m *Mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (mutation.Change, error) {
+func (m *Mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (pipeline.Change, error) {
 	rb, err := m.rollbacker(ref)
 	if err != nil {
-		return mutation.Change{}, err
+		return pipeline.Change{}, err
 	}
-	var change mutation.Change
+	var change pipeline.Change
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		p, err := rb.plan(ctx, m.toRevision)
 		if err != nil {
@@ -146,10 +146,10 @@ func (m *Mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (mu
 		return nil
 	})
 	if apierrors.IsConflict(err) {
-		return mutation.Change{}, fmt.Errorf("cannot roll back %s: it kept changing while the rollback was worked out: %w", ref, err)
+		return pipeline.Change{}, fmt.Errorf("cannot roll back %s: it kept changing while the rollback was worked out: %w", ref, err)
 	}
 	if err != nil {
-		return mutation.Change{}, err
+		return pipeline.Change{}, err
 	}
 	return change, nil
 }
@@ -170,12 +170,12 @@ func (m *Mutator) rollbacker(ref workload.Ref) (rollbacker, error) {
 }
 
 // describe says what p does, or with dryRun would do.
-func describe(ref workload.Ref, p plan, dryRun bool) mutation.Change {
+func describe(ref workload.Ref, p plan, dryRun bool) pipeline.Change {
 	verb := "rolled back"
 	if dryRun {
 		verb = "would roll back"
 	}
-	return mutation.Change{
+	return pipeline.Change{
 		Message: fmt.Sprintf("%s %s from revision %d to revision %d (%s)", verb, ref, p.from, p.to, imageChange(p.before, p.after)),
 		Reason:  reason,
 		Before:  fmt.Sprintf("revision %d (%s)", p.from, images(p.before)),
@@ -186,8 +186,8 @@ func describe(ref workload.Ref, p plan, dryRun bool) mutation.Change {
 }
 
 // noChange is the Change of a workload that already runs the target.
-func noChange(ref workload.Ref, revision int64) *mutation.Change {
-	return &mutation.Change{
+func noChange(ref workload.Ref, revision int64) *pipeline.Change {
+	return &pipeline.Change{
 		Message: fmt.Sprintf("%s already runs the pod template of revision %d; nothing to do", ref, revision),
 		Reason:  reason,
 	}
@@ -196,7 +196,7 @@ func noChange(ref workload.Ref, revision int64) *mutation.Change {
 // notFound is the Change of a rollback with no revision to go to. revisions
 // are those the workload has, in ascending order; current is the one it is
 // at.
-func notFound(ref workload.Ref, toRevision, current int64, revisions []int64) *mutation.Change {
+func notFound(ref workload.Ref, toRevision, current int64, revisions []int64) *pipeline.Change {
 	var msg string
 	switch {
 	case toRevision > 0 && len(revisions) == 0:
@@ -208,7 +208,7 @@ func notFound(ref workload.Ref, toRevision, current int64, revisions []int64) *m
 	default:
 		msg = fmt.Sprintf("cannot roll back %s: it has no previous revision (only revision %d)", ref, current)
 	}
-	return &mutation.Change{Message: msg, Result: keptnv2.ResultFailed}
+	return &pipeline.Change{Message: msg, Result: keptnv2.ResultFailed}
 }
 
 // join writes revisions as "1, 2, 3".

@@ -6,17 +6,18 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 )
 
 // AcceptedForms is what a value error should be followed by: the person
 // reading it in the Keptn Bridge has a remediation.yaml to fix.
 const AcceptedForms = `no value (roll back to the previous revision), or {"toRevision": 3}; ` +
-	`an object may also set ` + mutation.OptionKeys
+	`an object may also set ` + pipeline.OptionKeys
 
 // Value is the decoded action value.
 type Value struct {
-	mutation.Options
+	pipeline.Options
 	// ToRevision is the revision to roll back to, as `kubectl rollout
 	// history` numbers them; 0 means the one before the current revision.
 	ToRevision int64 `json:"toRevision,omitempty"`
@@ -26,7 +27,7 @@ type Value struct {
 // read on its own so that its errors can say what a revision looks like,
 // rather than "want int64".
 type object struct {
-	mutation.Options
+	pipeline.Options
 	ToRevision json.RawMessage `json:"toRevision"`
 }
 
@@ -41,14 +42,14 @@ func ParseValue(raw json.RawMessage) (Value, error) {
 		return Value{}, nil
 	}
 	var v any
-	if err := mutation.Decode(raw, &v, false); err != nil {
+	if err := action.Decode(raw, &v, false); err != nil {
 		return Value{}, err
 	}
 	if _, ok := v.(map[string]any); !ok {
-		return Value{}, fmt.Errorf("the value is %s; it must be empty or an object", mutation.JSONType(v))
+		return Value{}, fmt.Errorf("the value is %s; it must be empty or an object", action.JSONType(v))
 	}
 	var o object
-	if err := mutation.Decode(raw, &o, true); err != nil {
+	if err := action.Decode(raw, &o, true); err != nil {
 		return Value{}, err
 	}
 	rev, err := parseRevision(o.ToRevision)
@@ -66,7 +67,7 @@ func parseRevision(raw json.RawMessage) (int64, error) {
 		return 0, nil
 	}
 	var v any
-	if err := mutation.Decode(raw, &v, false); err != nil {
+	if err := action.Decode(raw, &v, false); err != nil {
 		return 0, fmt.Errorf(`"toRevision": %w`, err)
 	}
 	switch v := v.(type) {
@@ -87,5 +88,5 @@ func parseRevision(raw json.RawMessage) (int64, error) {
 		}
 		return 0, fmt.Errorf(`"toRevision" is the string %q, not a revision number such as 3`, v)
 	}
-	return 0, fmt.Errorf(`"toRevision" is %s, not a revision number such as 3`, mutation.JSONType(v))
+	return 0, fmt.Errorf(`"toRevision" is %s, not a revision number such as 3`, action.JSONType(v))
 }

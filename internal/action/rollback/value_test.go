@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/action/rollback"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -28,11 +29,11 @@ func TestParseValue(t *testing.T) {
 		{"to revision zero", `{"toRevision": 0}`, rollback.Value{}},
 		{"to revision null", `{"toRevision": null}`, rollback.Value{}},
 		{"options", `{"toRevision": 2, "namespace": "ns", "name": "web", "kind": "sts", "dryRun": true, "wait": false, "timeout": "90s"}`,
-			rollback.Value{ToRevision: 2, Options: mutation.Options{
+			rollback.Value{ToRevision: 2, Options: pipeline.Options{
 				Selector: workload.Selector{Namespace: "ns", Name: "web", Kind: "sts"},
-				DryRun:   true, Wait: &no, Timeout: mutation.Duration(90 * time.Second),
+				DryRun:   true, Wait: &no, Timeout: action.Duration(90 * time.Second),
 			}}},
-		{"options only", `{"name": "web"}`, rollback.Value{Options: mutation.Options{Selector: workload.Selector{Name: "web"}}}},
+		{"options only", `{"name": "web"}`, rollback.Value{Options: pipeline.Options{Selector: workload.Selector{Name: "web"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -56,7 +56,7 @@ type Options struct {
 
 // Handler is the scale action.
 type Handler struct {
-	pipeline *mutation.Pipeline
+	pipeline *pipeline.Pipeline
 	opts     Options
 }
 
@@ -64,7 +64,7 @@ var _ action.Handler = (*Handler)(nil)
 
 // New returns the scale action acting through p. It applies the defaults
 // of Options and refuses a negative bound or a maximum below the minimum.
-func New(p *mutation.Pipeline, opts Options) (*Handler, error) {
+func New(p *pipeline.Pipeline, opts Options) (*Handler, error) {
 	if p == nil || p.Client == nil {
 		return nil, errors.New("scale action: no Kubernetes client")
 	}
@@ -129,14 +129,14 @@ type scaler interface {
 // was read at; if another writer got in between, the whole step is repeated
 // from a fresh read, so a relative change applies to the count that is
 // really there.
-func (m mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (mutation.Change, error) {
+func (m mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (pipeline.Change, error) {
 	sc, err := m.scaler(ref)
 	if err != nil {
-		return mutation.Change{}, err
+		return pipeline.Change{}, err
 	}
 	hpa, err := m.autoscaler(ctx, ref)
 	if err != nil {
-		return mutation.Change{}, err
+		return pipeline.Change{}, err
 	}
 	if hpa != nil {
 		return m.autoscaled(ctx, ref, sc, hpa.Name, dryRun)
@@ -167,9 +167,9 @@ func (m mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (mut
 		return nil
 	})
 	if err != nil {
-		return mutation.Change{}, err
+		return pipeline.Change{}, err
 	}
-	c := mutation.Change{Reason: "Scaled", Before: replicas(from), After: replicas(to), Replicas: &to}
+	c := pipeline.Change{Reason: "Scaled", Before: replicas(from), After: replicas(to), Replicas: &to}
 	switch {
 	case to == from:
 		c.Message = fmt.Sprintf("%s already has %s; nothing to do", ref, replicas(from))
@@ -188,7 +188,7 @@ func (m mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (mut
 // next sync, and verification waits for that. Going down, a lower floor
 // only allows the autoscaler to go lower when the load does, so there is
 // nothing to wait for.
-func (m mutator) autoscaled(ctx context.Context, ref workload.Ref, sc scaler, hpa string, dryRun bool) (mutation.Change, error) {
+func (m mutator) autoscaled(ctx context.Context, ref workload.Ref, sc scaler, hpa string, dryRun bool) (pipeline.Change, error) {
 	client := m.client.AutoscalingV2().HorizontalPodAutoscalers(ref.Namespace)
 	var (
 		from, to, oldMin, oldMax, newMax int32
@@ -231,13 +231,13 @@ func (m mutator) autoscaled(ctx context.Context, ref workload.Ref, sc scaler, hp
 		return nil
 	})
 	if err != nil {
-		return mutation.Change{}, err
+		return pipeline.Change{}, err
 	}
 
 	bounds := func(lo, hi int32) string {
 		return fmt.Sprintf("autoscaler %s minReplicas %d, maxReplicas %d", hpa, lo, hi)
 	}
-	c := mutation.Change{Reason: "Scaled", Before: bounds(oldMin, oldMax), After: bounds(to, newMax)}
+	c := pipeline.Change{Reason: "Scaled", Before: bounds(oldMin, oldMax), After: bounds(to, newMax)}
 	what := fmt.Sprintf("%s is autoscaled by horizontalpodautoscaler %s, so its minReplicas was set instead of the replicas: %d → %d",
 		ref, hpa, oldMin, to)
 	if newMax != oldMax {

@@ -22,15 +22,15 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/action/scale"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
-// pipeline runs the action with every namespace allowed and no ledger or
+// newPipeline runs the action with every namespace allowed and no ledger or
 // audit: those stages have tests of their own.
-func pipeline(c kubernetes.Interface) *mutation.Pipeline {
-	return &mutation.Pipeline{Client: c, Policy: guard.Policy{Namespaces: []string{"*"}}, VerifyTimeout: 5 * time.Second}
+func newPipeline(c kubernetes.Interface) *pipeline.Pipeline {
+	return &pipeline.Pipeline{Client: c, Policy: guard.Policy{Namespaces: []string{"*"}}, VerifyTimeout: 5 * time.Second}
 }
 
 func newSandbox(t testing.TB) *sandbox.Cluster {
@@ -216,7 +216,7 @@ func TestRun(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newSandbox(t)
-			h, err := scale.New(pipeline(c), tt.opts)
+			h, err := scale.New(newPipeline(c), tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -247,7 +247,7 @@ func TestRun(t *testing.T) {
 }
 
 func TestRunNotFoundIsWrapped(t *testing.T) {
-	h, err := scale.New(pipeline(newSandbox(t)), scale.Options{})
+	h, err := scale.New(newPipeline(newSandbox(t)), scale.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +283,7 @@ func TestRunRetriesConflicts(t *testing.T) {
 		}
 		return true, nil, apierrors.NewConflict(gvr.GroupResource(), "carts", errors.New("the object has been modified"))
 	})
-	h, err := scale.New(pipeline(c), scale.Options{})
+	h, err := scale.New(newPipeline(c), scale.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestRunGivesUpOnEndlessConflicts(t *testing.T) {
 		updates++
 		return true, nil, apierrors.NewConflict(appsv1.Resource("deployments"), "carts", errors.New("the object has been modified"))
 	})
-	h, err := scale.New(pipeline(c), scale.Options{})
+	h, err := scale.New(newPipeline(c), scale.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +345,7 @@ func TestRunHonoursContext(t *testing.T) {
 					return false, nil, nil
 				})
 			}
-			h, err := scale.New(pipeline(c), scale.Options{})
+			h, err := scale.New(newPipeline(c), scale.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -376,7 +376,7 @@ func TestNew(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, err := scale.New(pipeline(fake.NewClientset()), tt.opts)
+			h, err := scale.New(newPipeline(fake.NewClientset()), tt.opts)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("New error = %v, want one containing %q", err, tt.wantErr)
@@ -391,14 +391,14 @@ func TestNew(t *testing.T) {
 			}
 		})
 	}
-	if _, err := scale.New(pipeline(nil), scale.Options{}); err == nil {
+	if _, err := scale.New(newPipeline(nil), scale.Options{}); err == nil {
 		t.Error("New(nil, ...) succeeded, want an error")
 	}
 }
 
 func BenchmarkRunDryRun(b *testing.B) {
 	c := newSandbox(b)
-	h, err := scale.New(pipeline(c), scale.Options{})
+	h, err := scale.New(newPipeline(c), scale.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -452,7 +452,7 @@ func TestRunAutoscaledWorkloadMovesTheFloor(t *testing.T) {
 			if _, err := c.AutoscalingV2().HorizontalPodAutoscalers("sockshop-production").Create(ctx, tt.hpa, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			h, err := scale.New(pipeline(c), scale.Options{})
+			h, err := scale.New(newPipeline(c), scale.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -527,7 +527,7 @@ func TestRunAutoscaledRelativeMovesTheFloorFromTheFloor(t *testing.T) {
 			if _, err := c.AutoscalingV2().HorizontalPodAutoscalers("sockshop-production").Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			h, err := scale.New(pipeline(c), tt.opts)
+			h, err := scale.New(newPipeline(c), tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -556,7 +556,7 @@ func TestRunAutoscaledRelativeMovesTheFloorFromTheFloor(t *testing.T) {
 
 func TestRunRefusesTooLargeAStep(t *testing.T) {
 	c := newSandbox(t)
-	h, err := scale.New(pipeline(c), scale.Options{MaxStep: 2})
+	h, err := scale.New(newPipeline(c), scale.Options{MaxStep: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

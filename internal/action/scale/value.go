@@ -8,7 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 )
 
 // acceptedForms is appended to every value error: the person reading it in
@@ -16,7 +17,7 @@ import (
 const acceptedForms = `accepted forms: {"replicas": "3"} or {"replicas": 3} (absolute), ` +
 	`{"replicas": "+1"} or {"replicas": "-1"} (relative), ` +
 	`or "1" or "-1" (relative, helm-service "scaling" format); ` +
-	`an object may also set ` + mutation.OptionKeys
+	`an object may also set ` + pipeline.OptionKeys
 
 // change is the change of replica count an action asks for.
 type change struct {
@@ -37,14 +38,14 @@ func (c change) apply(current int32) int64 {
 // value is a decoded action value.
 type value struct {
 	change
-	mutation.Options
+	pipeline.Options
 }
 
 // object is the object form of the value. Unknown keys are refused, so that
 // a typo such as "replica" or "dryrun " is an error rather than silently a
 // different action.
 type object struct {
-	mutation.Options
+	pipeline.Options
 	Replicas json.RawMessage `json:"replicas"`
 }
 
@@ -56,7 +57,7 @@ func parseValue(raw json.RawMessage) (value, error) {
 		return value{}, errors.New("the action has no value")
 	}
 	var v any
-	if err := mutation.Decode(raw, &v, false); err != nil {
+	if err := action.Decode(raw, &v, false); err != nil {
 		return value{}, err
 	}
 	switch v := v.(type) {
@@ -77,13 +78,13 @@ func parseValue(raw json.RawMessage) (value, error) {
 	case nil:
 		return value{}, errors.New("the action has no value")
 	default:
-		return value{}, fmt.Errorf("a value of type %s is not understood", mutation.JSONType(v))
+		return value{}, fmt.Errorf("a value of type %s is not understood", action.JSONType(v))
 	}
 }
 
 func parseObject(raw json.RawMessage) (value, error) {
 	var o object
-	if err := mutation.Decode(raw, &o, true); err != nil {
+	if err := action.Decode(raw, &o, true); err != nil {
 		return value{}, err
 	}
 	c, err := parseReplicas(o.Replicas)
@@ -98,7 +99,7 @@ func parseObject(raw json.RawMessage) (value, error) {
 func parseReplicas(raw json.RawMessage) (change, error) {
 	var v any
 	if len(raw) > 0 {
-		if err := mutation.Decode(raw, &v, false); err != nil {
+		if err := action.Decode(raw, &v, false); err != nil {
 			return change{}, err
 		}
 	}
@@ -121,7 +122,7 @@ func parseReplicas(raw json.RawMessage) (change, error) {
 	case nil:
 		return change{}, errors.New(`"replicas" is missing`)
 	default:
-		return change{}, fmt.Errorf(`"replicas" is %s, not a string or a number`, mutation.JSONType(v))
+		return change{}, fmt.Errorf(`"replicas" is %s, not a string or a number`, action.JSONType(v))
 	}
 }
 

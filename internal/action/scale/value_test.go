@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -25,7 +25,7 @@ func TestParseValue(t *testing.T) {
 		{"absolute number", `{"replicas": 3}`, value{change: change{n: 3}}},
 		{"number zero", `{"replicas": 0}`, value{change: change{n: 0}}},
 		{"selector and dry run", `{"replicas": "+1", "namespace": "ns", "name": "web", "kind": "sts", "dryRun": true}`,
-			value{change: change{n: 1, relative: true}, Options: mutation.Options{Selector: workload.Selector{Namespace: "ns", Name: "web", Kind: "sts"}, DryRun: true}}},
+			value{change: change{n: 1, relative: true}, Options: pipeline.Options{Selector: workload.Selector{Namespace: "ns", Name: "web", Kind: "sts"}, DryRun: true}}},
 		{"dry run false", `{"replicas": "2", "dryRun": false}`, value{change: change{n: 2}}},
 		{"white space", " \n{ \"replicas\" : \"2\" }\n", value{change: change{n: 2}}},
 		// helm-service "scaling": a bare string or number is always relative.

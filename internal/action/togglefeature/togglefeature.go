@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
 	"github.com/keptn-action-provider/action-provider/internal/retry"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 )
@@ -63,7 +62,7 @@ type Config struct {
 	// no longer have it.
 	Legacy bool `json:"legacy,omitempty"`
 	// Timeout bounds each request; default 10s.
-	Timeout mutation.Duration `json:"timeout,omitempty"`
+	Timeout action.Duration `json:"timeout,omitempty"`
 	// Retries is how many times a request is repeated after no answer, a
 	// 5xx or a 429; default 2.
 	Retries *int `json:"retries,omitempty"`

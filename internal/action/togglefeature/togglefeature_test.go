@@ -14,7 +14,6 @@ import (
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/action/togglefeature"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 )
 
@@ -419,7 +418,7 @@ func slow(d time.Duration, match func(r *http.Request, n int) bool) func(*fakeUn
 
 func TestTimeoutPerRequest(t *testing.T) {
 	timeout := func(c *togglefeature.Config) {
-		c.Timeout = mutation.Duration(100 * time.Millisecond)
+		c.Timeout = action.Duration(100 * time.Millisecond)
 		c.Retries = new(int)
 	}
 
@@ -589,7 +588,7 @@ func TestConfigFromJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := togglefeature.Config{URL: "http://unleash:4242", Token: secret.Ref{Env: "UNLEASH_TOKEN"}, Project: "shop",
-		Environments: map[string]string{"prod": "production"}, Legacy: true, Timeout: mutation.Duration(3 * time.Second), Retries: new(int)}
+		Environments: map[string]string{"prod": "production"}, Legacy: true, Timeout: action.Duration(3 * time.Second), Retries: new(int)}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("config = %+v, want %+v", c, want)
 	}

@@ -34,11 +34,16 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/action/togglefeature"
 	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/dedup"
+	"github.com/keptn-action-provider/action-provider/internal/delivery"
 	"github.com/keptn-action-provider/action-provider/internal/envfile"
 	"github.com/keptn-action-provider/action-provider/internal/eventsink"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
-	"github.com/keptn-action-provider/action-provider/internal/provider"
+	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
+	"github.com/keptn-action-provider/action-provider/internal/metrics"
+	"github.com/keptn-action-provider/action-provider/internal/receiver"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
+	"github.com/keptn-action-provider/action-provider/internal/server"
 )
 
 // unleashEnvVar names the env file that unleash.sh start writes.
@@ -53,9 +58,9 @@ type realUnleash struct {
 }
 
 var (
-	realOnce sync.Once
-	server   *realUnleash
-	realErr  error
+	realOnce   sync.Once
+	unleashSrv *realUnleash
+	realErr    error
 )
 
 // requireUnleash skips the test when UNLEASH_ENV is unset and fails it when
@@ -66,11 +71,11 @@ func requireUnleash(t *testing.T) *realUnleash {
 	if path == "" {
 		t.Skip("no Unleash server: set UNLEASH_ENV to the env file of test/unleash/unleash.sh start DIR")
 	}
-	realOnce.Do(func() { server, realErr = connectUnleash(path) })
+	realOnce.Do(func() { unleashSrv, realErr = connectUnleash(path) })
 	if realErr != nil {
 		t.Fatalf("%s=%s: %v", unleashEnvVar, path, realErr)
 	}
-	return server
+	return unleashSrv
 }
 
 func connectUnleash(envPath string) (*realUnleash, error) {
@@ -472,7 +477,15 @@ func TestUnleashThroughProvider(t *testing.T) {
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	prov := provider.New(cfg, provider.Deps{Registry: &reg, Masker: masker, Log: log, Prometheus: prometheus.NewRegistry()})
+	// As the composition root assembles it with TRANSPORT=http.
+	prom := prometheus.NewRegistry()
+	m := metrics.New(prom)
+	publisher := &delivery.HTTP{URL: cfg.EventBroker, Client: delivery.NewClient(cfg.Workers), Metrics: m, Log: log}
+	lc := lifecycle.New(lifecycle.Config{Workers: cfg.Workers, QueueSize: cfg.QueueSize, ActionTimeout: cfg.ActionTimeout},
+		&reg, dedup.New(cfg.DedupTTL, cfg.DedupCapacity, nil), nil,
+		keptnevent.Replier{Source: cfg.EventSource, MaxBytes: cfg.MaxEventBytes, Masker: masker}, publisher, log, m)
+	in := server.NewHTTPIntake(cfg, &receiver.Receiver{Submitter: lc, MaxBodyBytes: cfg.MaxBodyBytes, Log: log, Metrics: m})
+	prov := server.New(cfg, server.Parts{Lifecycle: lc, Intake: in, Prometheus: prom, Log: log})
 	if err := prov.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -501,7 +514,7 @@ func TestUnleashThroughProvider(t *testing.T) {
 				"problem": map[string]any{"problemTitle": "Response time degradation"},
 			},
 		})
-		postEvent(t, prov.ReceiverURL(), ev)
+		postEvent(t, in.URL(), ev)
 		actx, acancel := context.WithTimeout(context.Background(), 30*time.Second)
 		fin, err := sink.AwaitFinished(actx, id)
 		acancel()

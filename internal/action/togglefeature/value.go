@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/action"
 )
 
 // acceptedForms is appended to every value error: the person reading it in
@@ -33,7 +33,7 @@ func parseValue(raw json.RawMessage) ([]toggle, error) {
 		return nil, errors.New("the action has no value")
 	}
 	var v any
-	if err := mutation.Decode(raw, &v, false); err != nil {
+	if err := action.Decode(raw, &v, false); err != nil {
 		return nil, err
 	}
 	obj, ok := v.(map[string]any)
@@ -41,7 +41,7 @@ func parseValue(raw json.RawMessage) ([]toggle, error) {
 		if v == nil {
 			return nil, errors.New("the action has no value")
 		}
-		return nil, fmt.Errorf("the value is %s, not an object of flag names", mutation.JSONType(v))
+		return nil, fmt.Errorf("the value is %s, not an object of flag names", action.JSONType(v))
 	}
 	if len(obj) == 0 {
 		return nil, errors.New("the value names no flag")
@@ -82,7 +82,7 @@ func parseState(v any) (bool, error) {
 		}
 		return false, fmt.Errorf("%q is not a flag state", v)
 	default:
-		return false, fmt.Errorf("%s is not a flag state", mutation.JSONType(v))
+		return false, fmt.Errorf("%s is not a flag state", action.JSONType(v))
 	}
 }
 

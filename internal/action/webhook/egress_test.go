@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/action/webhook"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 )
 
@@ -89,7 +89,7 @@ func TestRefusesAddresses(t *testing.T) {
 			opts.KubernetesServiceHost = tt.kube
 			// With 5s attempts, a dial of an unroutable address would
 			// show in the time taken.
-			h := newHandler(t, webhook.Config{URL: tt.url, Allow: tt.allow, Timeout: mutation.Duration(5 * time.Second)}, opts)
+			h := newHandler(t, webhook.Config{URL: tt.url, Allow: tt.allow, Timeout: action.Duration(5 * time.Second)}, opts)
 			start := time.Now()
 			_, err := run(t, h, request())
 			r := refusal(t, err)
@@ -183,7 +183,7 @@ func TestRedirectToMetadataRefused(t *testing.T) {
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusFound)
 	})
-	h := newHandler(t, webhook.Config{URL: srv.URL + "/hook", Allow: []string{"loopback"}, Timeout: mutation.Duration(5 * time.Second)}, options())
+	h := newHandler(t, webhook.Config{URL: srv.URL + "/hook", Allow: []string{"loopback"}, Timeout: action.Duration(5 * time.Second)}, options())
 	start := time.Now()
 	_, err := run(t, h, request())
 	r := refusal(t, err)

@@ -13,7 +13,6 @@ import (
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
 )
 
 // Data is what the url, headers and body templates see. A field a
@@ -47,7 +46,7 @@ type Data struct {
 }
 
 // newData makes the template data of a request; value is decoded as
-// mutation.Decode does, numbers kept as json.Number.
+// action.Decode does, numbers kept as json.Number.
 func newData(name string, req action.Request) (Data, error) {
 	d := Data{
 		Project: req.Project, Stage: req.Stage, Service: req.Service,
@@ -61,7 +60,7 @@ func newData(name string, req action.Request) (Data, error) {
 		d.Labels = map[string]string{}
 	}
 	if len(bytes.TrimSpace(req.Value)) > 0 {
-		if err := mutation.Decode(req.Value, &d.Value, false); err != nil {
+		if err := action.Decode(req.Value, &d.Value, false); err != nil {
 			return Data{}, err
 		}
 	}

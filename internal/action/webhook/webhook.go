@@ -99,7 +99,6 @@ import (
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/action/webhook/egress"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
 	"github.com/keptn-action-provider/action-provider/internal/retry"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 )
@@ -149,7 +148,7 @@ type Config struct {
 	Secrets map[string]secret.Ref `json:"secrets,omitempty"`
 	// Timeout bounds each attempt, the answer's excerpt included; 10s by
 	// default.
-	Timeout mutation.Duration `json:"timeout,omitempty"`
+	Timeout action.Duration `json:"timeout,omitempty"`
 	// Retries is how many more attempts follow one that failed with a
 	// connection error, a timeout, 429 or 5xx: 2 by default, at most 10.
 	Retries *int `json:"retries,omitempty"`

@@ -18,7 +18,6 @@ import (
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/action/webhook"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 )
 
@@ -419,7 +418,7 @@ func slow(w http.ResponseWriter, r *http.Request) {
 
 func TestAttemptTimeout(t *testing.T) {
 	srv := newServer(t, slow)
-	h := newHandler(t, webhook.Config{URL: srv.URL, Timeout: mutation.Duration(50 * time.Millisecond), Allow: []string{"loopback"}}, options())
+	h := newHandler(t, webhook.Config{URL: srv.URL, Timeout: action.Duration(50 * time.Millisecond), Allow: []string{"loopback"}}, options())
 	start := time.Now()
 	_, err := run(t, h, request())
 	want := "POST " + srv.URL + " got no answer within 50ms (settings.timeout) 3 times"
@@ -443,7 +442,7 @@ func TestAttemptTimeoutThenPass(t *testing.T) {
 		}
 		_, _ = w.Write([]byte("done"))
 	})
-	h := newHandler(t, webhook.Config{URL: srv.URL, Timeout: mutation.Duration(50 * time.Millisecond), Allow: []string{"loopback"}}, options())
+	h := newHandler(t, webhook.Config{URL: srv.URL, Timeout: action.Duration(50 * time.Millisecond), Allow: []string{"loopback"}}, options())
 	out, err := run(t, h, request())
 	if want := "POST " + srv.URL + " answered 200 OK on attempt 2 of 3: done"; err != nil || out.Message != want {
 		t.Errorf("got %+v, %v; want %q", out, err, want)
@@ -472,7 +471,7 @@ func TestActionDeadlineBoundsRetries(t *testing.T) {
 
 func TestActionDeadlineDuringAttempt(t *testing.T) {
 	srv := newServer(t, slow)
-	h := newHandler(t, webhook.Config{URL: srv.URL, Timeout: mutation.Duration(5 * time.Second), Allow: []string{"loopback"}}, options())
+	h := newHandler(t, webhook.Config{URL: srv.URL, Timeout: action.Duration(5 * time.Second), Allow: []string{"loopback"}}, options())
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()

@@ -1,4 +1,4 @@
-package provider
+package server
 
 import (
 	"bytes"
@@ -22,16 +22,21 @@ import (
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/dedup"
+	"github.com/keptn-action-provider/action-provider/internal/delivery"
 	"github.com/keptn-action-provider/action-provider/internal/eventsink"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
-	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
+	"github.com/keptn-action-provider/action-provider/internal/metrics"
+	"github.com/keptn-action-provider/action-provider/internal/receiver"
+	"github.com/keptn-action-provider/action-provider/internal/retry"
 )
 
 // harness is a provider serving on loopback, its event sink and its log.
 type harness struct {
 	t       *testing.T
-	p       *Provider
+	p       *Server
+	in      *HTTPIntake
 	sink    *eventsink.Sink
 	log     *syncBuffer
 	cancel  context.CancelFunc
@@ -92,16 +97,30 @@ func startWith(t *testing.T, cfg config.Config, handlers map[string]action.Handl
 	log.SetLevel(logrus.DebugLevel)
 	log.SetFormatter(&logrus.JSONFormatter{})
 
-	p := New(cfg, Deps{Registry: &reg, Claims: claims, Log: log, Prometheus: prometheus.NewRegistry()})
+	p, in := assemble(cfg, &reg, claims, log)
 	if err := p.Listen(); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{t: t, p: p, sink: sink, log: buf, cancel: cancel, stopped: make(chan error, 1)}
+	h := &harness{t: t, p: p, in: in, sink: sink, log: buf, cancel: cancel, stopped: make(chan error, 1)}
 	go func() { h.stopped <- p.Serve(ctx) }()
 	t.Cleanup(func() { h.stop() })
 	h.awaitReady()
 	return h
+}
+
+// assemble builds a server as the composition root does in HTTP mode, from
+// handlers in reg and claims (nil: none).
+func assemble(cfg config.Config, reg *action.Registry, claims lifecycle.Claimer, log logrus.FieldLogger) (*Server, *HTTPIntake) {
+	prom := prometheus.NewRegistry()
+	m := metrics.New(prom)
+	publisher := &delivery.HTTP{URL: cfg.EventBroker, Client: delivery.NewClient(cfg.Workers),
+		Backoff: retry.Backoff{Bound: cfg.DeliveryRetryTime}, Metrics: m, Log: log}
+	lc := lifecycle.New(lifecycle.Config{Workers: cfg.Workers, QueueSize: cfg.QueueSize, ActionTimeout: cfg.ActionTimeout},
+		reg, dedup.New(cfg.DedupTTL, cfg.DedupCapacity, nil), claims,
+		keptnevent.Replier{Source: cfg.EventSource, MaxBytes: cfg.MaxEventBytes}, publisher, log, m)
+	in := NewHTTPIntake(cfg, &receiver.Receiver{Submitter: lc, MaxBodyBytes: cfg.MaxBodyBytes, QueueWait: cfg.QueueWait, Log: log, Metrics: m})
+	return New(cfg, Parts{Lifecycle: lc, Intake: in, Prometheus: prom, Log: log}), in
 }
 
 func (h *harness) awaitReady() {
@@ -143,7 +162,7 @@ func (h *harness) get(path string) (int, string) {
 
 func (h *harness) post(body []byte) (int, string) {
 	h.t.Helper()
-	resp, err := http.Post(h.p.ReceiverURL(), "application/cloudevents+json", bytes.NewReader(body))
+	resp, err := http.Post(h.in.URL(), "application/cloudevents+json", bytes.NewReader(body))
 	if err != nil {
 		h.t.Fatalf("POST: %v", err)
 	}
@@ -282,7 +301,7 @@ func TestBadInputIsRefusedAndTheProcessLives(t *testing.T) {
 			}
 		})
 	}
-	resp, err := http.Get(h.p.ReceiverURL())
+	resp, err := http.Get(h.in.URL())
 	if err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET on the receiver = %v %v, want 405", resp.StatusCode, err)
 	}
@@ -402,7 +421,7 @@ func TestBurstLargerThanTheQueueIsTakenWhole(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := http.Post(h.p.ReceiverURL(), "application/cloudevents+json", bytes.NewReader(trigger(fmt.Sprint("burst-", i), "scale", nil)))
+			resp, err := http.Post(h.in.URL(), "application/cloudevents+json", bytes.NewReader(trigger(fmt.Sprint("burst-", i), "scale", nil)))
 			if err != nil {
 				t.Error(err)
 				return
@@ -484,7 +503,7 @@ func TestShutdownFinishesInFlightActions(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	if resp, err := http.Post(h.p.ReceiverURL(), "application/cloudevents+json", bytes.NewReader(trigger("late", "quick", nil))); err == nil {
+	if resp, err := http.Post(h.in.URL(), "application/cloudevents+json", bytes.NewReader(trigger("late", "quick", nil))); err == nil {
 		if resp.StatusCode == http.StatusAccepted {
 			t.Error("an event was accepted while draining")
 		}
@@ -690,7 +709,7 @@ func (claimer) Finishing(context.Context, string, []byte) error { return nil }
 func (claimer) Finished(context.Context, string) error          { return nil }
 func (claimer) Heartbeat(context.Context) error                 { return nil }
 func (claimer) Sweep(context.Context) (int, error)              { return 0, nil }
-func (claimer) Orphans(context.Context) ([]ledger.Orphan, error) {
+func (claimer) Orphans(context.Context) ([]lifecycle.Orphan, error) {
 	return nil, nil
 }
 
@@ -748,9 +767,9 @@ type orphaning struct {
 	finished chan string
 }
 
-func (o *orphaning) Orphans(context.Context) (orphans []ledger.Orphan, _ error) {
+func (o *orphaning) Orphans(context.Context) (orphans []lifecycle.Orphan, _ error) {
 	o.once.Do(func() {
-		orphans = []ledger.Orphan{{ID: "lost", Record: o.record, Replica: "action-provider-7c9d-xk2p",
+		orphans = []lifecycle.Orphan{{ID: "lost", Record: o.record, Replica: "action-provider-7c9d-xk2p",
 			Since: time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC)}}
 	})
 	return orphans, nil

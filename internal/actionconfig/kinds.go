@@ -1,4 +1,4 @@
-package catalog
+package actionconfig
 
 import (
 	"fmt"
@@ -12,7 +12,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/action/togglefeature"
 	"github.com/keptn-action-provider/action-provider/internal/action/webhook"
 	"github.com/keptn-action-provider/action-provider/internal/config"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 )
 
 // kind builds the handler of one kind of action from an entry.
@@ -20,7 +20,7 @@ type kind struct {
 	// workload kinds change a Kubernetes workload through the mutation
 	// pipeline, and so have a cooldown.
 	workload bool
-	build    func(cfg config.Config, e Entry, p *mutation.Pipeline, d Deps) (action.Handler, error)
+	build    func(cfg config.Config, e Entry, p *pipeline.Pipeline, d Deps) (action.Handler, error)
 }
 
 // kinds is the table of kinds.
@@ -52,7 +52,7 @@ type scaleSettings struct {
 	MaxStep     *int32 `json:"maxStep,omitempty"`
 }
 
-func buildScale(cfg config.Config, e Entry, p *mutation.Pipeline, _ Deps) (action.Handler, error) {
+func buildScale(cfg config.Config, e Entry, p *pipeline.Pipeline, _ Deps) (action.Handler, error) {
 	s := scaleSettings{MinReplicas: &cfg.ScaleMinReplicas, MaxReplicas: &cfg.ScaleMaxReplicas, MaxStep: &cfg.ScaleMaxStep}
 	if err := decodeSettings(e.Settings, &s); err != nil {
 		return nil, err
@@ -64,14 +64,14 @@ func buildScale(cfg config.Config, e Entry, p *mutation.Pipeline, _ Deps) (actio
 // misplaced key is not silently ignored.
 type noSettings struct{}
 
-func buildRestart(_ config.Config, e Entry, p *mutation.Pipeline, _ Deps) (action.Handler, error) {
+func buildRestart(_ config.Config, e Entry, p *pipeline.Pipeline, _ Deps) (action.Handler, error) {
 	if err := decodeSettings(e.Settings, &noSettings{}); err != nil {
 		return nil, err
 	}
 	return restart.New(p), nil
 }
 
-func buildRollback(_ config.Config, e Entry, p *mutation.Pipeline, _ Deps) (action.Handler, error) {
+func buildRollback(_ config.Config, e Entry, p *pipeline.Pipeline, _ Deps) (action.Handler, error) {
 	if err := decodeSettings(e.Settings, &noSettings{}); err != nil {
 		return nil, err
 	}
@@ -82,7 +82,7 @@ type deletePodsSettings struct {
 	MaxPods *int `json:"maxPods,omitempty"`
 }
 
-func buildDeletePods(cfg config.Config, e Entry, p *mutation.Pipeline, _ Deps) (action.Handler, error) {
+func buildDeletePods(cfg config.Config, e Entry, p *pipeline.Pipeline, _ Deps) (action.Handler, error) {
 	s := deletePodsSettings{MaxPods: &cfg.DeletePodsMax}
 	if err := decodeSettings(e.Settings, &s); err != nil {
 		return nil, err
@@ -93,7 +93,7 @@ func buildDeletePods(cfg config.Config, e Entry, p *mutation.Pipeline, _ Deps) (
 	return deletepods.New(p, deletepods.Options{MaxPods: *s.MaxPods}), nil
 }
 
-func buildToggleFeature(_ config.Config, e Entry, _ *mutation.Pipeline, d Deps) (action.Handler, error) {
+func buildToggleFeature(_ config.Config, e Entry, _ *pipeline.Pipeline, d Deps) (action.Handler, error) {
 	var c togglefeature.Config
 	if err := decodeSettings(e.Settings, &c); err != nil {
 		return nil, err
@@ -101,7 +101,7 @@ func buildToggleFeature(_ config.Config, e Entry, _ *mutation.Pipeline, d Deps) 
 	return togglefeature.New(c, togglefeature.Options{Source: d.Secrets, Masker: d.Masker})
 }
 
-func buildWebhook(_ config.Config, e Entry, _ *mutation.Pipeline, d Deps) (action.Handler, error) {
+func buildWebhook(_ config.Config, e Entry, _ *pipeline.Pipeline, d Deps) (action.Handler, error) {
 	var c webhook.Config
 	if err := decodeSettings(e.Settings, &c); err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package mutation_test
+package pipeline_test
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -34,7 +34,7 @@ func carts(annotations map[string]string, want, ready int32) *appsv1.Deployment 
 
 type fixture struct {
 	client   *fake.Clientset
-	pipeline *mutation.Pipeline
+	pipeline *pipeline.Pipeline
 	calls    int
 }
 
@@ -50,7 +50,7 @@ func newFixture(t *testing.T, d *appsv1.Deployment) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{client: client, pipeline: &mutation.Pipeline{
+	return &fixture{client: client, pipeline: &pipeline.Pipeline{
 		Client: client, Policy: policy, Ledger: book, Audit: audit.New(client, "a"),
 		Cooldown:      ledger.Cooldown{Period: time.Hour, Setting: "ACTION_COOLDOWN"},
 		VerifyTimeout: 50 * time.Millisecond, VerifyInterval: time.Millisecond,
@@ -58,8 +58,8 @@ func newFixture(t *testing.T, d *appsv1.Deployment) *fixture {
 }
 
 // mutator is a change that only records that it ran.
-func (f *fixture) mutator(c mutation.Change, err error) mutation.Mutator {
-	return mutation.MutatorFunc(func(_ context.Context, ref workload.Ref, dryRun bool) (mutation.Change, error) {
+func (f *fixture) mutator(c pipeline.Change, err error) pipeline.Mutator {
+	return pipeline.MutatorFunc(func(_ context.Context, ref workload.Ref, dryRun bool) (pipeline.Change, error) {
 		f.calls++
 		if dryRun {
 			c.Changed = false
@@ -82,12 +82,12 @@ func request(id string) action.Request {
 		TriggeredID: id, KeptnContext: "ctx-" + id, Value: json.RawMessage(`{}`)}
 }
 
-var restarted = mutation.Change{Message: "restarted deployment sockshop-production/carts", Reason: "Restarted",
+var restarted = pipeline.Change{Message: "restarted deployment sockshop-production/carts", Reason: "Restarted",
 	Before: "never restarted", After: "restarted now", Changed: true, Rollout: true}
 
 func TestRunChangesRecordsAndVerifies(t *testing.T) {
 	f := newFixture(t, carts(nil, 2, 2))
-	got, err := f.pipeline.Run(context.Background(), "restart", request("t1"), mutation.Options{}, f.mutator(restarted, nil))
+	got, err := f.pipeline.Run(context.Background(), "restart", request("t1"), pipeline.Options{}, f.mutator(restarted, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestRunChangesRecordsAndVerifies(t *testing.T) {
 	}
 	// The change started the cooldown: the same action again is refused
 	// before it runs.
-	_, err = f.pipeline.Run(context.Background(), "restart", request("t2"), mutation.Options{}, f.mutator(restarted, nil))
+	_, err = f.pipeline.Run(context.Background(), "restart", request("t2"), pipeline.Options{}, f.mutator(restarted, nil))
 	wantRefusal(t, err, ledger.RuleCooldown)
 	if f.calls != 1 {
 		t.Errorf("the mutator ran %d times, want 1", f.calls)
@@ -109,7 +109,7 @@ func TestRunChangesRecordsAndVerifies(t *testing.T) {
 
 func TestRunReportsAnUnconvergedRolloutAsFail(t *testing.T) {
 	f := newFixture(t, carts(nil, 3, 2))
-	got, err := f.pipeline.Run(context.Background(), "restart", request("t1"), mutation.Options{}, f.mutator(restarted, nil))
+	got, err := f.pipeline.Run(context.Background(), "restart", request("t1"), pipeline.Options{}, f.mutator(restarted, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestRunReportsAnUnconvergedRolloutAsFail(t *testing.T) {
 func TestRunWithoutWait(t *testing.T) {
 	f := newFixture(t, carts(nil, 3, 2))
 	no := false
-	got, err := f.pipeline.Run(context.Background(), "restart", request("t1"), mutation.Options{Wait: &no}, f.mutator(restarted, nil))
+	got, err := f.pipeline.Run(context.Background(), "restart", request("t1"), pipeline.Options{Wait: &no}, f.mutator(restarted, nil))
 	if err != nil || got.Result != keptnv2.ResultPass ||
 		got.Message != "restarted deployment sockshop-production/carts; not waiting for the rollout (wait: false)" {
 		t.Errorf("outcome %+v, %v", got, err)
@@ -133,7 +133,7 @@ func TestRunDryRunRecordsNothing(t *testing.T) {
 	f := newFixture(t, carts(nil, 2, 2))
 	dry := restarted
 	dry.Message = "would restart deployment sockshop-production/carts"
-	got, err := f.pipeline.Run(context.Background(), "restart", request("t1"), mutation.Options{DryRun: true}, f.mutator(dry, nil))
+	got, err := f.pipeline.Run(context.Background(), "restart", request("t1"), pipeline.Options{DryRun: true}, f.mutator(dry, nil))
 	if err != nil || got.Message != "dry run: would restart deployment sockshop-production/carts" {
 		t.Errorf("outcome %+v, %v", got, err)
 	}
@@ -152,14 +152,14 @@ func TestRunRefusesBeforeMutating(t *testing.T) {
 		name string
 		d    *appsv1.Deployment
 		req  func(action.Request) action.Request
-		opts mutation.Options
+		opts pipeline.Options
 		rule string
 	}{
 		{"namespace outside the allowlist", carts(nil, 1, 1), nil,
-			mutation.Options{Selector: workload.Selector{Namespace: "podtato-production"}}, guard.RuleNamespace},
+			pipeline.Options{Selector: workload.Selector{Namespace: "podtato-production"}}, guard.RuleNamespace},
 		{"the provider's namespace", carts(nil, 1, 1), nil,
-			mutation.Options{Selector: workload.Selector{Namespace: "keptn", Name: "action-provider"}}, guard.RuleNamespace},
-		{"opt-out", carts(map[string]string{guard.OptOutAnnotation: "true"}, 1, 1), nil, mutation.Options{}, guard.RuleOptOut},
+			pipeline.Options{Selector: workload.Selector{Namespace: "keptn", Name: "action-provider"}}, guard.RuleNamespace},
+		{"opt-out", carts(map[string]string{guard.OptOutAnnotation: "true"}, 1, 1), nil, pipeline.Options{}, guard.RuleOptOut},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,20 +183,20 @@ func TestRunRefusesBeforeMutating(t *testing.T) {
 func TestRunReleasesTheLockWhenTheChangeFails(t *testing.T) {
 	f := newFixture(t, carts(nil, 1, 1))
 	boom := errors.New("patch deployment: the server is on fire")
-	_, err := f.pipeline.Run(context.Background(), "restart", request("t1"), mutation.Options{}, f.mutator(mutation.Change{}, boom))
+	_, err := f.pipeline.Run(context.Background(), "restart", request("t1"), pipeline.Options{}, f.mutator(pipeline.Change{}, boom))
 	if !errors.Is(err, boom) {
 		t.Fatalf("error %v, want the mutator's", err)
 	}
 	// Nothing changed, so neither a lock nor a cooldown stands in the way.
-	if _, err := f.pipeline.Run(context.Background(), "restart", request("t2"), mutation.Options{}, f.mutator(restarted, nil)); err != nil {
+	if _, err := f.pipeline.Run(context.Background(), "restart", request("t2"), pipeline.Options{}, f.mutator(restarted, nil)); err != nil {
 		t.Fatalf("the next action: %v", err)
 	}
 }
 
 func TestRunUnchangedTargetPassesWithoutRecord(t *testing.T) {
 	f := newFixture(t, carts(nil, 1, 1))
-	noop := mutation.Change{Message: "deployment sockshop-production/carts already has 1 replica; nothing to do"}
-	got, err := f.pipeline.Run(context.Background(), "scale", request("t1"), mutation.Options{}, f.mutator(noop, nil))
+	noop := pipeline.Change{Message: "deployment sockshop-production/carts already has 1 replica; nothing to do"}
+	got, err := f.pipeline.Run(context.Background(), "scale", request("t1"), pipeline.Options{}, f.mutator(noop, nil))
 	if err != nil || got.Result != keptnv2.ResultPass || got.Message != noop.Message {
 		t.Errorf("outcome %+v, %v", got, err)
 	}

@@ -1,4 +1,4 @@
-package mutation
+package action
 
 import (
 	"bytes"
@@ -9,26 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"time"
-
-	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
-
-// Options are the keys that the value of every workload action accepts
-// besides its own. Action packages embed Options in their value type and
-// decode it with Decode.
-type Options struct {
-	workload.Selector
-	// DryRun asks for this one action to decide and report without writing.
-	DryRun bool `json:"dryRun,omitempty"`
-	// Wait, when false, skips waiting for the rollout to converge.
-	Wait *bool `json:"wait,omitempty"`
-	// Timeout bounds the wait, overriding the configured default: "90s".
-	Timeout Duration `json:"timeout,omitempty"`
-}
-
-// OptionKeys lists the keys of Options, for the accepted-forms text of an
-// action's value errors.
-const OptionKeys = `"namespace", "name", "kind", "dryRun", "wait" and "timeout"`
 
 // Duration is a time.Duration written as a string such as "90s" or "5m".
 type Duration time.Duration

@@ -1,4 +1,4 @@
-package mutation
+package pipeline
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package catalog
+package actionconfig
 
 import (
 	"context"
@@ -43,7 +43,7 @@ actions:
 `)
 	log, hook := test.NewNullLogger()
 	log.SetLevel(logrus.InfoLevel)
-	c, err := Load(cfg, Deps{Client: fake.NewClientset(), Log: log})
+	c, err := Load(cfg, testDeps(t, fake.NewClientset(), log))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,11 @@
-package mutation
+package pipeline
 
 import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keptn-action-provider/action-provider/internal/action"
 )
 
 func TestDecodeOptions(t *testing.T) {
@@ -14,7 +16,7 @@ func TestDecodeOptions(t *testing.T) {
 	}{
 		{raw: `{}`},
 		{raw: `{"namespace": "ns", "name": "carts", "kind": "sts", "dryRun": true, "wait": false, "timeout": "90s"}`,
-			want: Options{DryRun: true, Timeout: Duration(90 * time.Second)}},
+			want: Options{DryRun: true, Timeout: action.Duration(90 * time.Second)}},
 		{raw: `{"dryrun": true}`, wantErr: `unknown key "dryrun"`},
 		{raw: `{"Wait": false}`, wantErr: `unknown key "Wait"`},
 		{raw: `{"replica": 2}`, wantErr: `unknown key "replica"`},
@@ -26,7 +28,7 @@ func TestDecodeOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var got Options
-		err := Decode([]byte(tt.raw), &got, true)
+		err := action.Decode([]byte(tt.raw), &got, true)
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("%s: error %v, want %q", tt.raw, err, tt.wantErr)

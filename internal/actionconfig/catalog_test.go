@@ -1,4 +1,4 @@
-package catalog
+package actionconfig
 
 import (
 	"context"
@@ -17,8 +17,10 @@ import (
 
 	sandboxseed "github.com/keptn-action-provider/action-provider/examples/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 )
 
@@ -38,11 +40,22 @@ func testConfig(t *testing.T, catalogYAML string) config.Config {
 	return cfg
 }
 
+// testDeps are the catalog's dependencies on client, as the composition
+// root makes them.
+func testDeps(t *testing.T, client kubernetes.Interface, log logrus.FieldLogger) Deps {
+	t.Helper()
+	book, err := ledger.New(client, ledger.Config{Namespace: "keptn", Identity: "test", EventTTL: time.Hour, LockTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Deps{Client: client, Ledger: book, Audit: audit.New(client, "test"), Log: log}
+}
+
 func load(t *testing.T, catalogYAML string) (*Catalog, error) {
 	t.Helper()
 	log := logrus.New()
 	log.SetOutput(os.Stderr)
-	return Load(testConfig(t, catalogYAML), Deps{Client: fake.NewSimpleClientset(), Log: log})
+	return Load(testConfig(t, catalogYAML), testDeps(t, fake.NewSimpleClientset(), log))
 }
 
 func TestBuiltInCatalogKeepsTodaysActions(t *testing.T) {
@@ -200,7 +213,7 @@ func loadOn(t *testing.T, client kubernetes.Interface, catalogYAML string, edit 
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	c, err := Load(cfg, Deps{Client: client, Log: log})
+	c, err := Load(cfg, testDeps(t, client, log))
 	if err != nil {
 		t.Fatal(err)
 	}

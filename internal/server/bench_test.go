@@ -1,4 +1,4 @@
-package provider
+package server
 
 import (
 	"bytes"
@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
@@ -43,7 +42,7 @@ func BenchmarkEventPath(b *testing.B) {
 	log := logrus.New()
 	log.SetOutput(&bytes.Buffer{})
 	log.SetLevel(logrus.WarnLevel)
-	p := New(cfg, Deps{Registry: &reg, Log: log, Prometheus: prometheus.NewRegistry()})
+	p, in := assemble(cfg, &reg, nil, log)
 	if err := p.Listen(); err != nil {
 		b.Fatal(err)
 	}
@@ -51,7 +50,7 @@ func BenchmarkEventPath(b *testing.B) {
 	done := make(chan error)
 	go func() { done <- p.Serve(ctx) }()
 	defer func() { cancel(); <-done }()
-	handler := p.http.srv.Handler
+	handler := in.srv.Handler
 
 	var seq atomic.Int64
 	b.ReportAllocs()

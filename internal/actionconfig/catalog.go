@@ -8,7 +8,7 @@
 // started with, and a half-applied reload is worse than none; the Helm
 // chart instead rolls the Deployment when the catalog's ConfigMap changes,
 // which drains running actions like any other restart.
-package catalog
+package actionconfig
 
 import (
 	"bytes"
@@ -30,7 +30,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
-	"github.com/keptn-action-provider/action-provider/internal/mutation"
+	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -112,8 +112,6 @@ var defaults = File{Actions: []Entry{
 // Catalog is the loaded catalog, its handlers built.
 type Catalog struct {
 	Registry *action.Registry
-	// Ledger keeps locks, cooldowns and claimed events on the cluster.
-	Ledger *ledger.Ledger
 	// Source says where the catalog came from, for the start-up log.
 	Source string
 }
@@ -121,6 +119,10 @@ type Catalog struct {
 // Deps are what the handlers are built with.
 type Deps struct {
 	Client kubernetes.Interface
+	// Ledger keeps the locks and cooldowns; Audit records each change as a
+	// Kubernetes Event. Both are required.
+	Ledger *ledger.Ledger
+	Audit  *audit.Recorder
 	Log    logrus.FieldLogger
 	// Masker learns every secret the catalog resolves.
 	Masker *secret.Masker
@@ -182,9 +184,8 @@ func build(cfg config.Config, f File, source string, d Deps) (*Catalog, error) {
 	if d.Masker == nil {
 		d.Masker = &secret.Masker{}
 	}
-	identity := cfg.PodName
-	if identity == "" {
-		identity, _ = os.Hostname()
+	if d.Ledger == nil || d.Audit == nil {
+		return nil, errors.New("the action catalog needs the ledger and the audit recorder")
 	}
 	policy, err := guard.NewPolicy(cfg.AllowedNamespaces, cfg.PodNamespace)
 	if err != nil {
@@ -193,17 +194,8 @@ func build(cfg config.Config, f File, source string, d Deps) (*Catalog, error) {
 	if policy, err = policy.WithOptIn(cfg.NamespaceOptIn, d.Client); err != nil {
 		return nil, err
 	}
-	book, err := ledger.New(d.Client, ledger.Config{
-		Namespace: cfg.PodNamespace, Identity: identity,
-		EventTTL: cfg.DedupTTL, LockTTL: cfg.ActionTimeout + lockMargin, HeartbeatPeriod: cfg.HeartbeatPeriod,
-		// A target's Lease carries its cooldowns: it must outlive them.
-		IdleTTL: max(ledger.DefaultIdleTTL, cfg.Cooldown),
-	})
-	if err != nil {
-		return nil, err
-	}
-	base := mutation.Pipeline{
-		Client: d.Client, Policy: policy, Ledger: book, Audit: audit.New(d.Client, identity),
+	base := pipeline.Pipeline{
+		Client: d.Client, Policy: policy, Ledger: d.Ledger, Audit: d.Audit,
 		VerifyTimeout: cfg.VerifyTimeout, Log: d.Log,
 		Cooldown: ledger.Cooldown{Period: cfg.Cooldown, Setting: "ACTION_COOLDOWN"},
 	}
@@ -221,7 +213,7 @@ func build(cfg config.Config, f File, source string, d Deps) (*Catalog, error) {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 	}
-	return &Catalog{Registry: &reg, Ledger: book}, nil
+	return &Catalog{Registry: &reg}, nil
 }
 
 // entryWhere says where an entry is changed, for refusals.
@@ -234,7 +226,7 @@ func entryWhere(name, where, source string) string {
 
 // entryHandler checks an entry and builds its handler, guardrails applied.
 // where names the entry in refusals.
-func entryHandler(cfg config.Config, e Entry, base mutation.Pipeline, d Deps, where string) (action.Handler, error) {
+func entryHandler(cfg config.Config, e Entry, base pipeline.Pipeline, d Deps, where string) (action.Handler, error) {
 	if e.Name == "" {
 		return nil, errors.New(`"name" is missing: it is what remediation.yaml's "action" says`)
 	}
@@ -341,7 +333,7 @@ func (t targeted) Validate(value json.RawMessage) error {
 // value that is not an object (scale's "-1") chooses nothing; one whose
 // keys have the wrong types is the handler's to refuse.
 func selector(value json.RawMessage) workload.Selector {
-	var o mutation.Options
+	var o pipeline.Options
 	_ = json.Unmarshal(value, &o)
 	return o.Selector
 }
@@ -353,11 +345,6 @@ func (g guarded) Validate(value json.RawMessage) error {
 	}
 	return nil
 }
-
-// lockMargin is how much longer than an action a target's lock lasts, so
-// that it outlives the action but not, by much, a replica that died
-// holding it.
-const lockMargin = 30 * time.Second
 
 // fieldError rephrases encoding/json's errors with the field's path.
 func fieldError(err error) error {

@@ -7,7 +7,7 @@
 // An action package supplies only the mutate stage, as a Mutator; the
 // rest is here, once, so that every action refuses, records and checks its
 // work the same way.
-package mutation
+package pipeline
 
 import (
 	"context"
