@@ -208,7 +208,7 @@ func freeport(args []string) error {
 
 // ---- events ----
 
-// The actions the provider answers to (internal/catalog/catalog.go), and
+// The actions the provider answers to (internal/actionconfig/catalog.go), and
 // whether each needs a value: restart, rollback and delete-pods have a
 // meaning without one.
 var knownActions = map[string]bool{"scale": true, "scaling": true, "restart": false, "rollback": false, "delete-pods": false}
