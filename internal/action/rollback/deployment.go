@@ -47,14 +47,19 @@ func skippedAnnotation(key string) bool {
 
 // deploymentRollbacker is kubectl's DeploymentRollbacker: the revisions are
 // the Deployment's ReplicaSets, and a rollback copies one's pod template
-// and annotations back into the Deployment.
+// and annotations back into the Deployment with a JSON patch.
 type deploymentRollbacker struct {
 	client kubernetes.Interface
 	ref    workload.Ref
 }
 
-// plan works out the rollback of d, as read.
-func (r deploymentRollbacker) plan(ctx context.Context, d *appsv1.Deployment, toRevision int64) (plan, error) {
+// plan reads the Deployment and the ReplicaSets it controls, and works out
+// the patch that puts back the template and annotations of the target's.
+func (r deploymentRollbacker) plan(ctx context.Context, toRevision int64) (plan, error) {
+	d, err := r.client.AppsV1().Deployments(r.ref.Namespace).Get(ctx, r.ref.Name, metav1.GetOptions{})
+	if err != nil {
+		return plan{}, fmt.Errorf("get %s: %w", r.ref, err)
+	}
 	// kubectl checks this only after finding the revision, but a paused
 	// Deployment would not roll out what we patch in either way.
 	if d.Spec.Paused {
@@ -64,10 +69,11 @@ func (r deploymentRollbacker) plan(ctx context.Context, d *appsv1.Deployment, to
 	if err != nil {
 		return plan{}, err
 	}
-	revisions := make([]int64, 0, len(rss))
-	for _, rs := range rss {
-		revisions = append(revisions, rs.revision)
+	revisions := make([]int64, len(rss))
+	for i, rs := range rss {
+		revisions[i] = rs.revision
 	}
+	// The Deployment carries the revision of its current ReplicaSet.
 	current, ok := revision(d.Annotations)
 	if !ok && len(rss) > 0 {
 		current = rss[len(rss)-1].revision
@@ -80,39 +86,51 @@ func (r deploymentRollbacker) plan(ctx context.Context, d *appsv1.Deployment, to
 	if equalIgnoreHash(&target.Spec.Template, &d.Spec.Template) {
 		return plan{done: noChange(r.ref, target.revision)}, nil
 	}
-
 	tmpl := target.Spec.Template.DeepCopy()
 	delete(tmpl.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	patch, err := deploymentPatch(d.ResourceVersion, tmpl, restoredAnnotations(d.Annotations, target.Annotations))
+	if err != nil {
+		return plan{}, fmt.Errorf("make the patch that rolls back %s to revision %d: %w", r.ref, target.revision, err)
+	}
+	return plan{from: current, to: target.revision, before: &d.Spec.Template, after: tmpl, patch: patch}, nil
+}
+
+// patch sends the plan's JSON patch to the Deployment.
+func (r deploymentRollbacker) patch(ctx context.Context, p plan) error {
+	_, err := r.client.AppsV1().Deployments(r.ref.Namespace).Patch(ctx, r.ref.Name, types.JSONPatchType, p.patch, metav1.PatchOptions{})
+	return err
+}
+
+// restoredAnnotations are the annotations of a Deployment rolled back to a
+// ReplicaSet: the ReplicaSet's, except that those skippedAnnotation names
+// are the Deployment's own.
+func restoredAnnotations(deployment, replicaSet map[string]string) map[string]string {
 	annotations := map[string]string{}
-	for k, v := range d.Annotations {
+	for k, v := range deployment {
 		if skippedAnnotation(k) {
 			annotations[k] = v
 		}
 	}
-	for k, v := range target.Annotations {
+	for k, v := range replicaSet {
 		if !skippedAnnotation(k) {
 			annotations[k] = v
 		}
 	}
-	// kubectl's patch, after an op that makes it conditional: the API
-	// server takes the resourceVersion of the patched Deployment as a
-	// precondition, and answers with a Conflict if the Deployment is no
-	// longer the one read. The API server's JSON patch replaces an object
-	// key that is missing too, so it also works on a Deployment without
-	// annotations.
-	patch, err := json.Marshal([]map[string]any{
-		{"op": "replace", "path": "/metadata/resourceVersion", "value": d.ResourceVersion},
+	return annotations
+}
+
+// deploymentPatch is kubectl's patch, after an op that makes it
+// conditional: the API server takes the resourceVersion of the patched
+// Deployment as a precondition, and answers with a Conflict if the
+// Deployment is no longer the one read. The API server's JSON patch
+// replaces an object key that is missing too, so it also works on a
+// Deployment without annotations.
+func deploymentPatch(resourceVersion string, tmpl *corev1.PodTemplateSpec, annotations map[string]string) ([]byte, error) {
+	return json.Marshal([]map[string]any{
+		{"op": "replace", "path": "/metadata/resourceVersion", "value": resourceVersion},
 		{"op": "replace", "path": "/spec/template", "value": tmpl},
 		{"op": "replace", "path": "/metadata/annotations", "value": annotations},
 	})
-	if err != nil {
-		return plan{}, fmt.Errorf("make the patch that rolls back %s to revision %d: %w", r.ref, target.revision, err)
-	}
-	return plan{
-		from: current, to: target.revision,
-		before: &d.Spec.Template, after: tmpl,
-		patchType: types.JSONPatchType, patch: patch,
-	}, nil
 }
 
 // replicaSet is a ReplicaSet with its revision.

@@ -25,75 +25,73 @@ import (
 // rolls back by sending that patch as it is, and so does this package, with
 // only the resourceVersion of the workload read merged in.
 
-// historyRollbacker is kubectl's StatefulSetRollbacker and
-// DaemonSetRollbacker, which differ only in how they read the workload.
-type historyRollbacker struct {
+// statefulSetRollbacker is kubectl's StatefulSetRollbacker.
+type statefulSetRollbacker struct {
 	client kubernetes.Interface
 	ref    workload.Ref
 }
 
-// planStatefulSet works out the rollback of s, as read.
-func (r historyRollbacker) planStatefulSet(ctx context.Context, s *appsv1.StatefulSet, toRevision int64) (plan, error) {
-	return r.plan(ctx, toRevision, history{
-		object:   s,
-		selector: s.Spec.Selector,
-		template: &s.Spec.Template,
-		current:  s.Status.UpdateRevision,
-		apply: func(patch []byte) (*corev1.PodTemplateSpec, error) {
-			out, err := applyLocally(s, patch)
-			if err != nil {
-				return nil, err
-			}
-			return &out.Spec.Template, nil
-		},
-	})
-}
-
-// planDaemonSet works out the rollback of ds, as read.
-func (r historyRollbacker) planDaemonSet(ctx context.Context, ds *appsv1.DaemonSet, toRevision int64) (plan, error) {
-	return r.plan(ctx, toRevision, history{
-		object:   ds,
-		selector: ds.Spec.Selector,
-		template: &ds.Spec.Template,
-		// A DaemonSet's status names no revision; the highest is current.
-		apply: func(patch []byte) (*corev1.PodTemplateSpec, error) {
-			out, err := applyLocally(ds, patch)
-			if err != nil {
-				return nil, err
-			}
-			return &out.Spec.Template, nil
-		},
-	})
-}
-
-// history is what historyRollbacker.plan needs of a StatefulSet or
-// DaemonSet.
-type history struct {
-	object   metav1.Object
-	selector *metav1.LabelSelector
-	template *corev1.PodTemplateSpec
-	// current names the ControllerRevision of the current template, when
-	// the workload's status says: a StatefulSet's updateRevision.
-	current string
-	// apply returns the pod template that a ControllerRevision's patch
-	// gives the workload.
-	apply func(patch []byte) (*corev1.PodTemplateSpec, error)
-}
-
-// plan works out the rollback of a workload that keeps its revisions as
-// ControllerRevisions.
-func (r historyRollbacker) plan(ctx context.Context, toRevision int64, h history) (plan, error) {
-	crs, err := controllerRevisions(ctx, r.client, r.ref, h)
+// plan reads the StatefulSet and the ControllerRevisions it controls, and
+// takes the target's patch.
+func (r statefulSetRollbacker) plan(ctx context.Context, toRevision int64) (plan, error) {
+	s, err := r.client.AppsV1().StatefulSets(r.ref.Namespace).Get(ctx, r.ref.Name, metav1.GetOptions{})
+	if err != nil {
+		return plan{}, fmt.Errorf("get %s: %w", r.ref, err)
+	}
+	crs, err := controllerRevisions(ctx, r.client, r.ref, s, s.Spec.Selector)
 	if err != nil {
 		return plan{}, err
 	}
+	// The StatefulSet's status names the ControllerRevision of its current
+	// template.
+	return planRevision(r.ref, s, &s.Spec.Template, crs, s.Status.UpdateRevision, toRevision)
+}
+
+// patch sends the plan's strategic merge patch to the StatefulSet.
+func (r statefulSetRollbacker) patch(ctx context.Context, p plan) error {
+	_, err := r.client.AppsV1().StatefulSets(r.ref.Namespace).Patch(ctx, r.ref.Name, types.StrategicMergePatchType, p.patch, metav1.PatchOptions{})
+	return err
+}
+
+// daemonSetRollbacker is kubectl's DaemonSetRollbacker.
+type daemonSetRollbacker struct {
+	client kubernetes.Interface
+	ref    workload.Ref
+}
+
+// plan reads the DaemonSet and the ControllerRevisions it controls, and
+// takes the target's patch.
+func (r daemonSetRollbacker) plan(ctx context.Context, toRevision int64) (plan, error) {
+	ds, err := r.client.AppsV1().DaemonSets(r.ref.Namespace).Get(ctx, r.ref.Name, metav1.GetOptions{})
+	if err != nil {
+		return plan{}, fmt.Errorf("get %s: %w", r.ref, err)
+	}
+	crs, err := controllerRevisions(ctx, r.client, r.ref, ds, ds.Spec.Selector)
+	if err != nil {
+		return plan{}, err
+	}
+	// A DaemonSet's status names no revision; the highest is current.
+	return planRevision(r.ref, ds, &ds.Spec.Template, crs, "", toRevision)
+}
+
+// patch sends the plan's strategic merge patch to the DaemonSet.
+func (r daemonSetRollbacker) patch(ctx context.Context, p plan) error {
+	_, err := r.client.AppsV1().DaemonSets(r.ref.Namespace).Patch(ctx, r.ref.Name, types.StrategicMergePatchType, p.patch, metav1.PatchOptions{})
+	return err
+}
+
+// planRevision works out the rollback of obj, a StatefulSet or DaemonSet
+// read with template, to toRevision among crs, its ControllerRevisions in
+// ascending order. currentName, if not "", names the ControllerRevision of
+// the current template; otherwise the highest revision is current.
+func planRevision(ref workload.Ref, obj metav1.Object, template *corev1.PodTemplateSpec, crs []*appsv1.ControllerRevision, currentName string, toRevision int64) (plan, error) {
 	revisions := make([]int64, len(crs))
 	var current int64
 	for i, cr := range crs {
 		revisions[i] = cr.Revision
 		current = max(current, cr.Revision)
 	}
-	if i := slices.IndexFunc(crs, func(cr *appsv1.ControllerRevision) bool { return cr.Name == h.current }); h.current != "" && i >= 0 {
+	if i := slices.IndexFunc(crs, func(cr *appsv1.ControllerRevision) bool { return cr.Name == currentName }); currentName != "" && i >= 0 {
 		current = crs[i].Revision
 	}
 
@@ -105,24 +103,20 @@ func (r historyRollbacker) plan(ctx context.Context, toRevision int64, h history
 		}
 	}
 	if target == nil {
-		return plan{done: notFound(r.ref, toRevision, current, revisions)}, nil
+		return plan{done: notFound(ref, toRevision, current, revisions)}, nil
 	}
-	after, err := h.apply(target.Data.Raw)
+	after, err := restoredTemplate(obj, target.Data.Raw)
 	if err != nil {
-		return plan{}, fmt.Errorf("read revision %d of %s (controllerrevision %s): %w", target.Revision, r.ref, target.Name, err)
+		return plan{}, fmt.Errorf("read revision %d of %s (controllerrevision %s): %w", target.Revision, ref, target.Name, err)
 	}
-	if apiequality.Semantic.DeepEqual(after, h.template) {
-		return plan{done: noChange(r.ref, target.Revision)}, nil
+	if apiequality.Semantic.DeepEqual(after, template) {
+		return plan{done: noChange(ref, target.Revision)}, nil
 	}
-	patch, err := withResourceVersion(target.Data.Raw, h.object.GetResourceVersion())
+	patch, err := withResourceVersion(target.Data.Raw, obj.GetResourceVersion())
 	if err != nil {
-		return plan{}, fmt.Errorf("make the patch that rolls back %s to revision %d: %w", r.ref, target.Revision, err)
+		return plan{}, fmt.Errorf("make the patch that rolls back %s to revision %d: %w", ref, target.Revision, err)
 	}
-	return plan{
-		from: current, to: target.Revision,
-		before: h.template, after: after,
-		patchType: types.StrategicMergePatchType, patch: patch,
-	}, nil
+	return plan{from: current, to: target.Revision, before: template, after: after, patch: patch}, nil
 }
 
 // withResourceVersion merges resourceVersion into the metadata of a
@@ -157,10 +151,10 @@ func withResourceVersion(patch []byte, resourceVersion string) ([]byte, error) {
 	return json.Marshal(obj)
 }
 
-// controllerRevisions lists the ControllerRevisions the workload's selector
-// matches and that it controls, ascending by revision.
-func controllerRevisions(ctx context.Context, c kubernetes.Interface, ref workload.Ref, h history) ([]*appsv1.ControllerRevision, error) {
-	sel, err := metav1.LabelSelectorAsSelector(h.selector)
+// controllerRevisions lists the ControllerRevisions that selector matches
+// and owner controls, ascending by revision.
+func controllerRevisions(ctx context.Context, c kubernetes.Interface, ref workload.Ref, owner metav1.Object, selector *metav1.LabelSelector) ([]*appsv1.ControllerRevision, error) {
+	sel, err := metav1.LabelSelectorAsSelector(selector)
 	if err != nil {
 		return nil, fmt.Errorf("selector of %s: %w", ref, err)
 	}
@@ -170,7 +164,7 @@ func controllerRevisions(ctx context.Context, c kubernetes.Interface, ref worklo
 	}
 	var crs []*appsv1.ControllerRevision
 	for i := range list.Items {
-		if cr := &list.Items[i]; metav1.IsControlledBy(cr, h.object) {
+		if cr := &list.Items[i]; metav1.IsControlledBy(cr, owner) {
 			crs = append(crs, cr)
 		}
 	}
@@ -180,21 +174,25 @@ func controllerRevisions(ctx context.Context, c kubernetes.Interface, ref worklo
 	return crs, nil
 }
 
-// applyLocally applies a strategic merge patch to a copy of obj, with obj's
-// type as the schema, as the API server will.
-func applyLocally[T appsv1.StatefulSet | appsv1.DaemonSet](obj *T, patch []byte) (*T, error) {
+// restoredTemplate is the pod template that a ControllerRevision's patch
+// gives obj, a *StatefulSet or *DaemonSet: the patch applied to a copy,
+// with obj's type as the schema, as the API server will.
+func restoredTemplate(obj metav1.Object, patch []byte) (*corev1.PodTemplateSpec, error) {
 	orig, err := json.Marshal(obj)
 	if err != nil {
 		return nil, err
 	}
-	var schema T
-	patched, err := strategicpatch.StrategicMergePatch(orig, patch, schema)
+	patched, err := strategicpatch.StrategicMergePatch(orig, patch, obj)
 	if err != nil {
 		return nil, err
 	}
-	out := new(T)
-	if err := json.Unmarshal(patched, out); err != nil {
+	var out struct {
+		Spec struct {
+			Template corev1.PodTemplateSpec `json:"template"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(patched, &out); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return &out.Spec.Template, nil
 }

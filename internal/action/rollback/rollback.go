@@ -14,11 +14,8 @@ import (
 	"strings"
 
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
@@ -55,51 +52,23 @@ type plan struct {
 	// the pod templates they stand for.
 	from, to      int64
 	before, after *corev1.PodTemplateSpec
-	// patchType and patch restore the target revision, as kubectl would,
-	// and carry the resourceVersion of the read the plan was worked out
-	// from. The API server takes a resourceVersion in a patched object as a
-	// precondition of the update, so the patch fails with a Conflict,
-	// rather than apply a stale plan, if the workload changed since.
-	patchType types.PatchType
-	patch     []byte
+	// patch restores the target revision, as kubectl's would, and carries
+	// the resourceVersion of the read the plan was worked out from. The API
+	// server takes a resourceVersion in a patched object as a precondition
+	// of the update, so the patch fails with a Conflict, rather than apply a
+	// stale plan, if the workload changed since.
+	patch []byte
 }
 
-// rollbacker is the part of a rollback that depends on the kind.
+// rollbacker rolls back one kind of workload: deploymentRollbacker,
+// statefulSetRollbacker, daemonSetRollbacker.
 type rollbacker interface {
-	// plan reads the workload and its history and works out the rollback.
+	// plan reads the workload and its revisions and works out the rollback
+	// to toRevision, or with 0 to the revision before the current one.
 	plan(ctx context.Context, toRevision int64) (plan, error)
-	// apply sends the plan's patch; it fails with a Conflict when the
-	// workload changed after the read the plan was worked out from.
-	apply(ctx context.Context, p plan) error
-}
-
-// resource is what a rollbacker needs of the typed client of a kind, such
-// as a DeploymentInterface.
-type resource[T metav1.Object] interface {
-	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
-	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (T, error)
-}
-
-// kindRollbacker is the rollbacker of a kind: it reads and patches the
-// workload through resource, and planFrom works out the rollback from the
-// workload read.
-type kindRollbacker[T metav1.Object] struct {
-	ref      workload.Ref
-	resource resource[T]
-	planFrom func(ctx context.Context, obj T, toRevision int64) (plan, error)
-}
-
-func (r kindRollbacker[T]) plan(ctx context.Context, toRevision int64) (plan, error) {
-	obj, err := r.resource.Get(ctx, r.ref.Name, metav1.GetOptions{})
-	if err != nil {
-		return plan{}, fmt.Errorf("get %s: %w", r.ref, err)
-	}
-	return r.planFrom(ctx, obj, toRevision)
-}
-
-func (r kindRollbacker[T]) apply(ctx context.Context, p plan) error {
-	_, err := r.resource.Patch(ctx, r.ref.Name, p.patchType, p.patch, metav1.PatchOptions{})
-	return err
+	// patch sends p.patch; it fails with a Conflict when the workload
+	// changed after the read p was worked out from.
+	patch(ctx context.Context, p plan) error
 }
 
 // Mutate rolls ref back to the revision the Mutator was made with. With
@@ -136,7 +105,7 @@ func (m *Mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (pi
 			change = describe(ref, p, true)
 			return nil
 		}
-		if err := rb.apply(ctx, p); err != nil {
+		if err := rb.patch(ctx, p); err != nil {
 			if apierrors.IsConflict(err) {
 				return err
 			}
@@ -156,15 +125,13 @@ func (m *Mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (pi
 
 // rollbacker returns the rollbacker for ref's kind.
 func (m *Mutator) rollbacker(ref workload.Ref) (rollbacker, error) {
-	h := historyRollbacker{client: m.client, ref: ref}
 	switch ref.Kind {
 	case workload.Deployment:
-		d := deploymentRollbacker{client: m.client, ref: ref}
-		return kindRollbacker[*appsv1.Deployment]{ref: ref, resource: m.client.AppsV1().Deployments(ref.Namespace), planFrom: d.plan}, nil
+		return deploymentRollbacker{client: m.client, ref: ref}, nil
 	case workload.StatefulSet:
-		return kindRollbacker[*appsv1.StatefulSet]{ref: ref, resource: m.client.AppsV1().StatefulSets(ref.Namespace), planFrom: h.planStatefulSet}, nil
+		return statefulSetRollbacker{client: m.client, ref: ref}, nil
 	case workload.DaemonSet:
-		return kindRollbacker[*appsv1.DaemonSet]{ref: ref, resource: m.client.AppsV1().DaemonSets(ref.Namespace), planFrom: h.planDaemonSet}, nil
+		return daemonSetRollbacker{client: m.client, ref: ref}, nil
 	}
 	return nil, fmt.Errorf("cannot roll back %s: only deployments, statefulsets and daemonsets keep revisions", ref)
 }
