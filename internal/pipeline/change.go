@@ -19,14 +19,6 @@ type Mutator interface {
 	Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (Change, error)
 }
 
-// MutatorFunc adapts a function to Mutator.
-type MutatorFunc func(ctx context.Context, ref workload.Ref, dryRun bool) (Change, error)
-
-// Mutate calls f.
-func (f MutatorFunc) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (Change, error) {
-	return f(ctx, ref, dryRun)
-}
-
 // Change is what a Mutator did, or in a dry run would do.
 type Change struct {
 	// Message says it for a person, starting with a verb and naming the

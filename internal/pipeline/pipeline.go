@@ -1,4 +1,4 @@
-// Package mutation runs the actions that change a Kubernetes workload
+// Package pipeline runs the actions that change a Kubernetes workload
 // (restart, rollback, scale, delete-pods), each through the same stages,
 // in this order:
 //

@@ -57,15 +57,25 @@ func newFixture(t *testing.T, d *appsv1.Deployment) *fixture {
 	}}
 }
 
-// mutator is a change that only records that it ran.
+// mutator is a change that only counts that it ran: it returns change, not
+// changed in a dry run, and err.
+type mutator struct {
+	change pipeline.Change
+	err    error
+	calls  *int
+}
+
+func (m mutator) Mutate(_ context.Context, _ workload.Ref, dryRun bool) (pipeline.Change, error) {
+	*m.calls++
+	c := m.change
+	if dryRun {
+		c.Changed = false
+	}
+	return c, m.err
+}
+
 func (f *fixture) mutator(c pipeline.Change, err error) pipeline.Mutator {
-	return pipeline.MutatorFunc(func(_ context.Context, ref workload.Ref, dryRun bool) (pipeline.Change, error) {
-		f.calls++
-		if dryRun {
-			c.Changed = false
-		}
-		return c, err
-	})
+	return mutator{change: c, err: err, calls: &f.calls}
 }
 
 func (f *fixture) events(t *testing.T) int {
