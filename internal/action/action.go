@@ -93,7 +93,7 @@ func Fail(message string) Outcome { return Outcome{Result: keptnv2.ResultFailed,
 // bad value, an unreachable API server). A remediation sequence reads both
 // as a failed action either way.
 type Refusal struct {
-	// Rule names what refused, in words an operator can search the README
+	// Rule names what refused, in words an operator can search the docs
 	// and the configuration for: "namespace allowlist", "cooldown".
 	Rule string
 	// Reason says why, with the facts: the namespace, the time left.

@@ -256,7 +256,7 @@ func (c Config) Validate() error {
 }
 
 // Usage writes one line per variable: name, default and meaning. It is what
-// --help prints, and the README's table is checked against it by a test.
+// --help prints, and docs/configuration.md's table is checked against it by a test.
 func Usage(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	format := usageHeading + "\n" +
