@@ -37,12 +37,6 @@ type Validator interface {
 	Validate(value json.RawMessage) error
 }
 
-// HandlerFunc adapts an ordinary function to Handler.
-type HandlerFunc func(ctx context.Context, req Request) (Outcome, error)
-
-// Run calls f(ctx, req).
-func (f HandlerFunc) Run(ctx context.Context, req Request) (Outcome, error) { return f(ctx, req) }
-
 // Request is what an action needs from an action.triggered event.
 type Request struct {
 	// Action is the action name exactly as the event carried it, which may be

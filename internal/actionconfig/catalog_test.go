@@ -22,6 +22,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/guard"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
+	"github.com/keptn-action-provider/action-provider/internal/testsupport"
 )
 
 func testConfig(t *testing.T, catalogYAML string) config.Config {
@@ -99,7 +100,7 @@ actions:
 
 func TestGuardrailsWrapTheHandler(t *testing.T) {
 	var got action.Request
-	slow := action.HandlerFunc(func(ctx context.Context, req action.Request) (action.Outcome, error) {
+	slow := testsupport.Handler(func(ctx context.Context, req action.Request) (action.Outcome, error) {
 		got = req
 		<-ctx.Done()
 		return action.Outcome{}, ctx.Err()

@@ -18,6 +18,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
 	"github.com/keptn-action-provider/action-provider/internal/retry"
+	"github.com/keptn-action-provider/action-provider/internal/testsupport"
 )
 
 var fast = retry.Backoff{Initial: time.Millisecond, Max: 10 * time.Millisecond, Bound: 5 * time.Second}
@@ -82,38 +83,31 @@ func TestPublishDoesNotRetryARefusedEvent(t *testing.T) {
 // comes up a little later on the same address: the event must arrive.
 // go-utils' sender reports success on "connection refused" and loses it.
 func TestPublishSurvivesAnEndpointThatIsDownThenUp(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens: connections are refused
+	port := testsupport.NewRefusingPort(t) // bound, not listening: connections are refused
+
+	p, m := publisher("http://" + port.Addr + "/event")
+	p.Backoff.Bound = time.Minute // the endpoint comes up once a retry is seen, however slow the machine
+	published := make(chan error, 1)
+	go func() { published <- p.Publish(context.Background(), outgoing("late")) }()
+	testsupport.Eventually(t, 30*time.Second, "a retry while the endpoint is down", func() bool {
+		return testutil.ToFloat64(m.DeliveryRetries.WithLabelValues(keptnevent.FinishedType)) >= 1
+	})
 
 	sink := &eventsink.Sink{}
 	srv := &http.Server{Handler: sink}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		time.Sleep(300 * time.Millisecond)
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			t.Errorf("re-listen on %s: %v", addr, err)
-			return
-		}
-		_ = srv.Serve(ln)
-	}()
-	defer func() { srv.Close(); wg.Wait() }()
+	ln, err := port.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { _ = srv.Serve(ln); close(served) }()
+	defer func() { srv.Close(); <-served }()
 
-	p, m := publisher("http://" + addr + "/event")
-	if err := p.Publish(context.Background(), outgoing("late")); err != nil {
+	if err := testsupport.Receive(t, published, time.Minute, "Publish to return"); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
 	if got := sink.Events(); len(got) != 1 || got[0].ID != "late" {
 		t.Fatalf("sink received %+v", got)
-	}
-	if testutil.ToFloat64(m.DeliveryRetries.WithLabelValues(keptnevent.FinishedType)) < 1 {
-		t.Error("expected retries while the endpoint was down")
 	}
 }
 

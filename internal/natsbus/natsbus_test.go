@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -22,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sirupsen/logrus"
 
-	"github.com/keptn-action-provider/action-provider/examples/events"
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/dedup"
@@ -31,6 +28,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
 	"github.com/keptn-action-provider/action-provider/internal/server"
+	"github.com/keptn-action-provider/action-provider/internal/testsupport"
 )
 
 // Tests here run a real nats-server, named by NATS_SERVER_BIN (make test
@@ -39,17 +37,13 @@ import (
 const waitTimeout = 20 * time.Second
 
 type natsServer struct {
-	cmd  *exec.Cmd
+	*testsupport.Process
 	port int
-	done chan struct{}
 }
 
 func natsServerBin(t *testing.T) string {
 	t.Helper()
-	bin := os.Getenv("NATS_SERVER_BIN")
-	if bin == "" {
-		t.Skip("NATS_SERVER_BIN is not set: run through make test, which installs nats-server")
-	}
+	bin := testsupport.EnvFile(t, "NATS_SERVER_BIN", "nats-server binary")
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("NATS_SERVER_BIN: %v", err)
 	}
@@ -62,41 +56,28 @@ func startServer(t *testing.T, port int) *natsServer {
 	t.Helper()
 	bin := natsServerBin(t)
 	if port == 0 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
+		port = testsupport.FreePort(t)
 	}
-	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port))
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
+	p, err := testsupport.Start(t, "nats-server", bin, []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	s := &natsServer{cmd: cmd, port: port, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	t.Cleanup(s.stop)
-	deadline := time.Now().Add(waitTimeout)
-	for {
+	s := &natsServer{Process: p, port: port}
+	if !testsupport.Poll(context.Background(), waitTimeout, func() bool {
 		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
 		if err == nil {
 			c.Close()
-			return s
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nats-server on port %d not up within %s", port, waitTimeout)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err == nil || s.Exited()
+	}) || s.Exited() {
+		t.Fatalf("nats-server on port %d not up within %s\n%s", port, waitTimeout, s.Log)
 	}
+	return s
 }
 
 func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
 
-func (s *natsServer) stop() {
-	_ = s.cmd.Process.Kill()
-	<-s.done
-}
+func (s *natsServer) stop(t *testing.T) { s.Kill(t) }
 
 func quietLog() logrus.FieldLogger {
 	l := logrus.New()
@@ -118,14 +99,7 @@ func connect(t *testing.T, url string) (*Bus, *metrics.Metrics) {
 // triggered is examples/events/01-scale-up.json with id.
 func triggered(t *testing.T, id string) []byte {
 	t.Helper()
-	raw, err := fs.ReadFile(events.FS, "01-scale-up.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ev map[string]any
-	if err := json.Unmarshal(raw, &ev); err != nil {
-		t.Fatal(err)
-	}
+	ev := testsupport.Example(t, "01-scale-up.json")
 	ev["id"] = id
 	b, err := json.Marshal(ev)
 	if err != nil {
@@ -166,13 +140,28 @@ func (r *recorder) got() []string {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, waitTimeout)
-		}
-		time.Sleep(10 * time.Millisecond)
+	testsupport.Eventually(t, waitTimeout, what, cond)
+}
+
+// serveIntake serves b's intake, submitting to r, until the test ends, and
+// waits until it has subscribed.
+func serveIntake(t *testing.T, b *Bus, r intake.Submitter) {
+	t.Helper()
+	in := b.Intake(r)
+	go func() { _ = in.Serve() }()
+	t.Cleanup(func() { _ = in.Stop(context.Background()) })
+	eventually(t, "the intake to subscribe", in.subscribed)
+}
+
+// dial connects to url as a plain client, until the test ends.
+func dial(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 func TestQueueGroupSplitsTheEvents(t *testing.T) {
@@ -181,16 +170,9 @@ func TestQueueGroupSplitsTheEvents(t *testing.T) {
 	for i := range replicas {
 		b, _ := connect(t, s.url())
 		replicas[i] = &recorder{}
-		in := b.Intake(replicas[i])
-		go func() { _ = in.Serve() }()
-		t.Cleanup(func() { _ = in.Stop(context.Background()) })
-		eventually(t, "the intake to subscribe", in.subscribed)
+		serveIntake(t, b, replicas[i])
 	}
-	pub, err := nats.Connect(s.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
+	pub := dial(t, s.url())
 	const n = 60
 	for i := range n {
 		if err := pub.Publish(keptnevent.TriggeredType, triggered(t, fmt.Sprintf("ev-%03d", i))); err != nil {
@@ -218,15 +200,8 @@ func TestIntakeWaitsOutAFullQueueAndSkipsBadEvents(t *testing.T) {
 	s := startServer(t, 0)
 	b, m := connect(t, s.url())
 	r := &recorder{room: make(chan struct{}), waiting: make(chan string, 1)}
-	in := b.Intake(r)
-	go func() { _ = in.Serve() }()
-	t.Cleanup(func() { _ = in.Stop(context.Background()) })
-	eventually(t, "the intake to subscribe", in.subscribed)
-	pub, err := nats.Connect(s.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
+	serveIntake(t, b, r)
+	pub := dial(t, s.url())
 	for _, body := range [][]byte{[]byte("{not json"), triggered(t, "late")} {
 		if err := pub.Publish(keptnevent.TriggeredType, body); err != nil {
 			t.Fatal(err)
@@ -276,7 +251,7 @@ func TestPublishesDuringAnOutageArriveAfterIt(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s.stop()
+	s.stop(t)
 	eventually(t, "the bus to notice the outage", func() bool { return !b.Connected() })
 	const n = 20
 	published := make(chan error, n)
@@ -306,7 +281,7 @@ func TestPublishIsDeliveredOnlyWhenTheServerHasIt(t *testing.T) {
 	}
 	defer b.Close(context.Background())
 	eventually(t, "connected", b.Connected)
-	s.stop()
+	s.stop(t)
 	eventually(t, "the bus to notice the outage", func() bool { return !b.Connected() })
 	ev := keptnevent.Outgoing{ID: "x", Type: keptnevent.FinishedType, Body: []byte(`{}`)}
 	if err := b.Publish(context.Background(), ev); err == nil {
@@ -332,7 +307,7 @@ func TestProviderOverNATS(t *testing.T) {
 	defer b.Close(context.Background())
 
 	var actions action.Registry
-	if err := actions.Register("scale", action.HandlerFunc(func(_ context.Context, req action.Request) (action.Outcome, error) {
+	if err := actions.Register("scale", testsupport.Handler(func(_ context.Context, req action.Request) (action.Outcome, error) {
 		return action.Pass("scaled " + req.TriggeredID), nil
 	})); err != nil {
 		t.Fatal(err)
@@ -353,7 +328,7 @@ func TestProviderOverNATS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(ctx) }()
-	defer func() { cancel(); <-served }()
+	defer cancel()
 
 	listener, err := nats.Connect(s.url())
 	if err != nil {
@@ -408,7 +383,34 @@ func TestProviderOverNATS(t *testing.T) {
 		}
 		return done == n
 	})
-	time.Sleep(200 * time.Millisecond) // anything extra would show up now
+	// Serve returns once every action has ended and its events are
+	// confirmed by the server; the provider's own count of what it
+	// published must then match what the listener got, which it receives
+	// in a bounded while: anything extra, for any event, would show there.
+	cancel()
+	if err := testsupport.Receive(t, served, waitTimeout, "the provider to stop"); err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if got := testutilCount(t, m, metrics.UnknownAction); got != 1 {
+		t.Errorf("unknown actions counted: %v, want 1", got)
+	}
+	var sent float64
+	for _, typ := range []string{keptnevent.StartedType, keptnevent.FinishedType} {
+		d := testutil.ToFloat64(m.Deliveries.WithLabelValues(typ, "delivered"))
+		if d != n {
+			t.Errorf("%s delivered: %v, want %d", typ, d, n)
+		}
+		sent += d
+	}
+	eventually(t, "every published event to reach the listener", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		total := 0
+		for _, types := range replies {
+			total += len(types)
+		}
+		return float64(total) >= sent
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	for i := range n {

@@ -16,6 +16,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/eventsink"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/testsupport"
 )
 
 // BenchmarkEventPath measures one triggered event from the receiver's
@@ -38,7 +39,7 @@ func BenchmarkEventPath(b *testing.B) {
 	cfg.EventBroker = srv.URL
 	cfg.Workers, cfg.QueueSize, cfg.DedupCapacity = 32, 1024, 100_000
 	var reg action.Registry
-	_ = reg.Register("scale", pass("dry run: would scale deployment sockshop-production/carts from 1 to 2 replicas"))
+	_ = reg.Register("scale", testsupport.Passes("dry run: would scale deployment sockshop-production/carts from 1 to 2 replicas"))
 	log := logrus.New()
 	log.SetOutput(&bytes.Buffer{})
 	log.SetLevel(logrus.WarnLevel)

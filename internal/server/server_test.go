@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +29,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
 	"github.com/keptn-action-provider/action-provider/internal/receiver"
 	"github.com/keptn-action-provider/action-provider/internal/retry"
+	"github.com/keptn-action-provider/action-provider/internal/testsupport"
 )
 
 // harness is a provider serving on loopback, its event sink and its log.
@@ -38,26 +38,9 @@ type harness struct {
 	p       *Server
 	in      *HTTPIntake
 	sink    *eventsink.Sink
-	log     *syncBuffer
+	log     *testsupport.SyncBuffer
 	cancel  context.CancelFunc
 	stopped chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func testConfig() config.Config {
@@ -81,9 +64,7 @@ func startWith(t *testing.T, cfg config.Config, handlers map[string]action.Handl
 	if sink == nil {
 		sink = &eventsink.Sink{}
 	}
-	srv := httptest.NewServer(sink)
-	t.Cleanup(srv.Close)
-	cfg.EventBroker = srv.URL + "/event"
+	cfg.EventBroker = testsupport.ServeSink(t, sink)
 
 	var reg action.Registry
 	for name, h := range handlers {
@@ -91,7 +72,7 @@ func startWith(t *testing.T, cfg config.Config, handlers map[string]action.Handl
 			t.Fatal(err)
 		}
 	}
-	buf := &syncBuffer{}
+	buf := &testsupport.SyncBuffer{}
 	log := logrus.New()
 	log.SetOutput(buf)
 	log.SetLevel(logrus.DebugLevel)
@@ -125,14 +106,10 @@ func assemble(cfg config.Config, reg *action.Registry, claims lifecycle.Claimer,
 
 func (h *harness) awaitReady() {
 	h.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if code, _ := h.get("/readyz"); code == http.StatusOK {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	h.t.Fatal("provider never became ready")
+	testsupport.Eventually(h.t, 10*time.Second, "the provider to be ready", func() bool {
+		code, _ := h.get("/readyz")
+		return code == http.StatusOK
+	})
 }
 
 // stop is SIGTERM: it cancels Serve's context and waits for Serve to return.
@@ -206,16 +183,10 @@ func bigLabels(n int) []byte {
 	return b
 }
 
-func pass(msg string) action.Handler {
-	return action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
-		return action.Pass(msg), nil
-	})
-}
-
 func TestHandledActionGetsStartedThenOneFinished(t *testing.T) {
 	var got action.Request
 	h := start(t, testConfig(), map[string]action.Handler{
-		"scale": action.HandlerFunc(func(_ context.Context, req action.Request) (action.Outcome, error) {
+		"scale": testsupport.Handler(func(_ context.Context, req action.Request) (action.Outcome, error) {
 			got = req
 			return action.Pass("scaled deployment sockshop-production/carts from 1 to 2 replicas"), nil
 		}),
@@ -259,7 +230,7 @@ func TestHandledActionGetsStartedThenOneFinished(t *testing.T) {
 }
 
 func TestUnknownActionGetsNoEvent(t *testing.T) {
-	h := start(t, testConfig(), map[string]action.Handler{"scale": pass("ok")}, nil)
+	h := start(t, testConfig(), map[string]action.Handler{"scale": testsupport.Passes("ok")}, nil)
 	code, body := h.post(trigger("unknown-1", "page-oncall", nil))
 	if code != http.StatusOK || !strings.Contains(body, `no handler for action "page-oncall"`) {
 		t.Fatalf("answer = %d %q", code, body)
@@ -276,7 +247,7 @@ func TestUnknownActionGetsNoEvent(t *testing.T) {
 }
 
 func TestBadInputIsRefusedAndTheProcessLives(t *testing.T) {
-	h := start(t, testConfig(), map[string]action.Handler{"scale": pass("ok")}, nil)
+	h := start(t, testConfig(), map[string]action.Handler{"scale": testsupport.Passes("ok")}, nil)
 	huge := append(append([]byte(`{"pad":"`), bytes.Repeat([]byte("x"), 2<<20)...), `"}`...)
 	for _, tc := range []struct {
 		name string
@@ -323,21 +294,21 @@ func TestEveryStartedActionFinishesExactlyOnce(t *testing.T) {
 	cfg := testConfig()
 	cfg.ActionTimeout = 200 * time.Millisecond
 	h := start(t, cfg, map[string]action.Handler{
-		"fails": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+		"fails": testsupport.Handler(func(context.Context, action.Request) (action.Outcome, error) {
 			return action.Outcome{}, errors.New("deployments.apps \"carts\" is forbidden")
 		}),
-		"panics": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+		"panics": testsupport.Handler(func(context.Context, action.Request) (action.Outcome, error) {
 			var replicas []int32
 			return action.Pass(fmt.Sprint(replicas[len(replicas)-1])), nil // a real bug: index out of range
 		}),
-		"hangs": action.HandlerFunc(func(ctx context.Context, _ action.Request) (action.Outcome, error) {
+		"hangs": testsupport.Handler(func(ctx context.Context, _ action.Request) (action.Outcome, error) {
 			<-ctx.Done()
 			return action.Outcome{}, fmt.Errorf("waiting for rollout: %w", ctx.Err())
 		}),
-		"warns": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+		"warns": testsupport.Handler(func(context.Context, action.Request) (action.Outcome, error) {
 			return action.Warning("scaled, but 1/2 pods ready"), nil
 		}),
-		"refuses": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+		"refuses": testsupport.Handler(func(context.Context, action.Request) (action.Outcome, error) {
 			return action.Fail("nothing to roll back to"), nil
 		}),
 	}, nil)
@@ -381,7 +352,7 @@ func TestDuplicateDeliveryRunsOnce(t *testing.T) {
 	var runs atomic.Int32
 	release := make(chan struct{})
 	h := start(t, testConfig(), map[string]action.Handler{
-		"scale": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+		"scale": testsupport.Handler(func(context.Context, action.Request) (action.Outcome, error) {
 			runs.Add(1)
 			<-release
 			return action.Pass("ok"), nil
@@ -413,7 +384,7 @@ func TestBurstLargerThanTheQueueIsTakenWhole(t *testing.T) {
 	cfg := testConfig()
 	cfg.Workers, cfg.QueueSize = 1, 1
 	cfg.QueueWait = 3 * time.Second
-	h := start(t, cfg, map[string]action.Handler{"scale": pass("ok")}, nil)
+	h := start(t, cfg, map[string]action.Handler{"scale": testsupport.Passes("ok")}, nil)
 	const burst = 12
 	var wg sync.WaitGroup
 	codes := make([]int, burst)
@@ -445,7 +416,7 @@ func TestFullQueueAnswers503AfterQueueWaitAndForgetsTheEvent(t *testing.T) {
 	cfg.QueueWait = 50 * time.Millisecond
 	release := make(chan struct{})
 	h := start(t, cfg, map[string]action.Handler{
-		"scale": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+		"scale": testsupport.Handler(func(context.Context, action.Request) (action.Outcome, error) {
 			<-release
 			return action.Pass("ok"), nil
 		}),
@@ -469,18 +440,25 @@ func TestFullQueueAnswers503AfterQueueWaitAndForgetsTheEvent(t *testing.T) {
 func TestShutdownFinishesInFlightActions(t *testing.T) {
 	cfg := testConfig()
 	cfg.Workers = 2
-	cfg.ShutdownGrace = 300 * time.Millisecond
-	running := make(chan struct{}, 2)
+	// Long enough for the quick actions to end once released on a loaded
+	// machine; the slow one outlives it whatever the load.
+	cfg.ShutdownGrace = 3 * time.Second
+	running := make(chan string, 3)
+	release := make(chan struct{}) // closed once the drain has begun
 	h := start(t, cfg, map[string]action.Handler{
-		// Finishes within the grace period.
-		"quick": action.HandlerFunc(func(ctx context.Context, _ action.Request) (action.Outcome, error) {
-			running <- struct{}{}
-			time.Sleep(100 * time.Millisecond)
-			return action.Pass("done in time"), nil
+		// Finishes within the grace period, once released.
+		"quick": testsupport.Handler(func(ctx context.Context, req action.Request) (action.Outcome, error) {
+			running <- req.TriggeredID
+			select {
+			case <-release:
+				return action.Pass("done in time"), nil
+			case <-ctx.Done():
+				return action.Outcome{}, ctx.Err()
+			}
 		}),
 		// Outlives the grace period and is cancelled.
-		"slow": action.HandlerFunc(func(ctx context.Context, _ action.Request) (action.Outcome, error) {
-			running <- struct{}{}
+		"slow": testsupport.Handler(func(ctx context.Context, req action.Request) (action.Outcome, error) {
+			running <- req.TriggeredID
 			<-ctx.Done()
 			return action.Outcome{}, fmt.Errorf("waiting for rollout: %w", ctx.Err())
 		}),
@@ -488,28 +466,27 @@ func TestShutdownFinishesInFlightActions(t *testing.T) {
 	h.post(trigger("q", "quick", nil))
 	h.post(trigger("s", "slow", nil))
 	h.post(trigger("queued", "quick", nil)) // no free worker: waits in the queue
-	<-running
-	<-running
+	for range 2 {
+		testsupport.Receive(t, running, 10*time.Second, "q and s to run")
+	}
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- h.stop() }()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		if code, _ := h.get("/readyz"); code == http.StatusServiceUnavailable {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("/readyz did not turn false while draining")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testsupport.Eventually(t, 10*time.Second, "/readyz to turn false while draining", func() bool {
+		code, _ := h.get("/readyz")
+		return code == http.StatusServiceUnavailable
+	})
 	if resp, err := http.Post(h.in.URL(), "application/cloudevents+json", bytes.NewReader(trigger("late", "quick", nil))); err == nil {
 		if resp.StatusCode == http.StatusAccepted {
 			t.Error("an event was accepted while draining")
 		}
 		resp.Body.Close()
 	}
-	if err := <-stopped; err != nil {
+	close(release) // q ends; queued then runs and ends, within the grace period
+	if id := testsupport.Receive(t, running, 10*time.Second, "the queued action to run while draining"); id != "queued" {
+		t.Errorf("%s ran while draining, want queued", id)
+	}
+	if err := testsupport.Receive(t, stopped, 30*time.Second, "Serve to return"); err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
 
@@ -545,7 +522,7 @@ func TestShutdownReportsQueuedActionsThatNeverRan(t *testing.T) {
 	running := make(chan struct{}, 1)
 	var ran atomic.Int32
 	h := start(t, cfg, map[string]action.Handler{
-		"slow": action.HandlerFunc(func(ctx context.Context, _ action.Request) (action.Outcome, error) {
+		"slow": testsupport.Handler(func(ctx context.Context, _ action.Request) (action.Outcome, error) {
 			ran.Add(1)
 			running <- struct{}{}
 			<-ctx.Done()
@@ -575,21 +552,26 @@ func TestShutdownReportsQueuedActionsThatNeverRan(t *testing.T) {
 // takes events again: nothing is lost, and no finished precedes its started.
 func TestBrokerOutageLosesNothing(t *testing.T) {
 	var down atomic.Bool
+	var refusals atomic.Int32
 	down.Store(true)
 	sink := &eventsink.Sink{Refuse: func() int {
 		if down.Load() {
+			refusals.Add(1)
 			return http.StatusServiceUnavailable
 		}
 		return 0
 	}}
-	h := start(t, testConfig(), map[string]action.Handler{"scale": pass("ok")}, sink)
+	h := start(t, testConfig(), map[string]action.Handler{"scale": testsupport.Passes("ok")}, sink)
 	const n = 20
 	for i := range n {
 		if code, _ := h.post(trigger(fmt.Sprint("o", i), "scale", nil)); code != http.StatusAccepted {
 			t.Fatalf("event %d: %d", i, code)
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Every worker has tried to deliver a started event, and been refused.
+	testsupport.Eventually(t, 10*time.Second, "the provider to try the refusing broker", func() bool {
+		return refusals.Load() >= int32(testConfig().Workers)
+	})
 	if len(sink.Events()) != 0 {
 		t.Fatal("events got through a refusing broker")
 	}
@@ -615,7 +597,7 @@ func TestRetryLogLinesNameTheEvent(t *testing.T) {
 		}
 		return 0
 	}}
-	h := start(t, testConfig(), map[string]action.Handler{"scale": pass("ok")}, sink)
+	h := start(t, testConfig(), map[string]action.Handler{"scale": testsupport.Passes("ok")}, sink)
 	h.post(trigger("r1", "scale", nil))
 	h.awaitFinished("r1")
 	h.stop()
@@ -644,19 +626,15 @@ func TestUndeliverableStartedDoesNotRunTheAction(t *testing.T) {
 	var runs atomic.Int32
 	sink := &eventsink.Sink{Refuse: func() int { return http.StatusBadGateway }}
 	h := start(t, cfg, map[string]action.Handler{
-		"scale": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+		"scale": testsupport.Handler(func(context.Context, action.Request) (action.Outcome, error) {
 			runs.Add(1)
 			return action.Pass("ok"), nil
 		}),
 	}, sink)
 	h.post(trigger("nostart", "scale", nil))
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(h.log.String(), "started event not delivered") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no error log about the lost started event:\n%s", h.log)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsupport.Eventually(t, 10*time.Second, "an error log about the lost started event", func() bool {
+		return strings.Contains(h.log.String(), "started event not delivered")
+	})
 	h.stop()
 	if runs.Load() != 0 {
 		t.Errorf("the action ran %d times without a delivered started", runs.Load())
@@ -667,7 +645,7 @@ func TestUndeliverableStartedDoesNotRunTheAction(t *testing.T) {
 }
 
 func TestMetricsCountActions(t *testing.T) {
-	h := start(t, testConfig(), map[string]action.Handler{"scale": pass("ok")}, nil)
+	h := start(t, testConfig(), map[string]action.Handler{"scale": testsupport.Passes("ok")}, nil)
 	h.post(trigger("m1", "scale", nil))
 	h.awaitFinished("m1")
 	_, m := h.get("/metrics")
@@ -716,7 +694,7 @@ func (claimer) Orphans(context.Context) ([]lifecycle.Orphan, error) {
 func TestEventClaimedByAnotherReplicaGetsNoEvent(t *testing.T) {
 	var runs atomic.Int32
 	h := startWith(t, testConfig(), map[string]action.Handler{
-		"scale": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+		"scale": testsupport.Handler(func(context.Context, action.Request) (action.Outcome, error) {
 			runs.Add(1)
 			return action.Pass("ok"), nil
 		}),
@@ -745,7 +723,7 @@ func TestEventClaimedByAnotherReplicaGetsNoEvent(t *testing.T) {
 
 func TestRefusalIsSucceededFail(t *testing.T) {
 	h := start(t, testConfig(), map[string]action.Handler{
-		"restart": action.HandlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+		"restart": testsupport.Handler(func(context.Context, action.Request) (action.Outcome, error) {
 			return action.Outcome{}, fmt.Errorf("restart: %w", action.Refuse("cooldown", "restart changed carts 1m0s ago"))
 		}),
 	}, nil)
@@ -788,7 +766,7 @@ func TestActionOfADeadReplicaIsReportedInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	claims := &orphaning{claimer: claimer{}, record: record, finished: make(chan string, 1)}
-	h := startWith(t, testConfig(), map[string]action.Handler{"scale": action.HandlerFunc(
+	h := startWith(t, testConfig(), map[string]action.Handler{"scale": testsupport.Handler(
 		func(context.Context, action.Request) (action.Outcome, error) { return action.Pass("ok"), nil })}, nil, claims)
 
 	fin := h.awaitFinished("lost")
@@ -832,9 +810,9 @@ func TestShutdownEndsWithinItsBound(t *testing.T) {
 	cfg := testConfig()
 	cfg.ShutdownGrace, cfg.ShutdownFlush = 200*time.Millisecond, time.Second
 	cfg.DeliveryRetryTime = time.Minute
-	h := startWith(t, cfg, map[string]action.Handler{"scale": pass("ok")}, brokerDown(), claims)
+	h := startWith(t, cfg, map[string]action.Handler{"scale": testsupport.Passes("ok")}, brokerDown(), claims)
 	// The orphan's finished event is being retried against the down broker.
-	waitFor(t, func() bool {
+	testsupport.Eventually(t, 10*time.Second, "the orphan's finished event retried", func() bool {
 		return strings.Contains(h.log.String(), "finished event not delivered yet") ||
 			strings.Contains(h.log.String(), "event broker did not accept the event; retrying")
 	})
@@ -855,23 +833,11 @@ func TestShutdownEndsWithinItsBound(t *testing.T) {
 func TestOpsHostBindsOneAddress(t *testing.T) {
 	cfg := testConfig()
 	cfg.OpsHost = "127.0.0.1"
-	h := start(t, cfg, map[string]action.Handler{"scale": pass("ok")}, nil)
+	h := start(t, cfg, map[string]action.Handler{"scale": testsupport.Passes("ok")}, nil)
 	if got := h.p.opsLn.Addr().(*net.TCPAddr).IP.String(); got != "127.0.0.1" {
 		t.Errorf("ops port bound to %s; want 127.0.0.1", got)
 	}
 	if code, _ := h.get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d", code)
-	}
-}
-
-// waitFor waits, bounded, until cond holds.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -34,12 +34,10 @@ SERVICE_CIDR="10.0.0.0/24"
 POD_CIDR="10.244.0.0/16"
 # Controllers run by kube-controller-manager (names as in its --help).
 KCM_CONTROLLERS="deployment-controller,replicaset-controller,statefulset-controller,daemonset-controller,job-controller,cronjob-controller,namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,endpointslice-controller,endpoints-controller,clusterrole-aggregation-controller,disruption-controller,horizontal-pod-autoscaler-controller,ttl-after-finished-controller"
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
-log() { printf 'controlplane: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# Shared process helpers: free_port, start_proc, pid_of, wait_until, ...
+PROG=controlplane
+# The script library: log, die, free_port, start_proc, wait_until,
+# stop_procs, dispatch, ...
 # shellcheck source=test/lib/proc.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/../lib/proc.sh"
 
@@ -184,11 +182,7 @@ build() {
 	command -v go >/dev/null || die "go is required to build the control plane binaries"
 	mkdir -p "$BIN_DIR"
 	# Serialize concurrent builds (e.g. parallel test packages).
-	if command -v flock >/dev/null; then
-		exec 9>"$CP_CACHE/.build.lock"
-		flock 9
-		if have_all_binaries; then exec 9>&-; return 0; fi
-	fi
+	if lock_or_done "$CP_CACHE/.build.lock" have_all_binaries; then return 0; fi
 	local start=$SECONDS
 	log "building control plane binaries into $BIN_DIR"
 	build_kubernetes
@@ -410,71 +404,15 @@ EOF
 		envline KWOK_NODE_NAME "$NODE_NAME"
 		envline CONTROLPLANE_DIR "$DIR"
 	} >"$DIR/env.tmp"
-	mv -f "$DIR/env.tmp" "$DIR/env"
-	trap - INT TERM
-	log "control plane ready after $((SECONDS - t0))s: $api_url (source $DIR/env; stop with: $0 stop $DIR)"
-	echo "$DIR/env"
+	ready "control plane" "$api_url" "$t0"
 }
 
 # ----------------------------------------------------------------- stop ---
 
-stop_all() {
-	local quiet=${1:-} c pid pids=() names=()
-	[[ -d "$DIR/pids" ]] || return 0
-	for c in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
-		if pid="$(pid_of "$c")"; then
-			pids+=("$pid")
-			names+=("$c")
-			kill -TERM "$pid" 2>/dev/null || true
-		fi
-	done
-	if ((${#pids[@]})); then
-		[[ -n $quiet ]] || log "stopping ${names[*]}"
-		local i deadline=$((SECONDS + 15)) alive
-		while :; do
-			alive=()
-			for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
-			((${#alive[@]})) || break
-			if ((SECONDS >= deadline)); then
-				log "killing ${alive[*]} (still running after TERM)"
-				for pid in "${alive[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-				sleep 0.2
-				break
-			fi
-			sleep 0.1
-		done
-	fi
-	for c in "${COMPONENTS[@]}"; do rm -f "$DIR/pids/$c.pid"; done
-}
+stop_all() { stop_procs TERM "${1:-}" kwok kube-scheduler kube-controller-manager kube-apiserver etcd; }
 
 # ----------------------------------------------------------------- main ---
 
-set_dir() {
-	[[ -n ${1:-} ]] || usage
-	mkdir -p "$1"
-	DIR="$(cd "$1" && pwd -P)"
-}
-
-main() {
-	case "${1:-}" in
-	build)
-		[[ $# -eq 1 ]] || usage
-		build
-		echo "$BIN_DIR"
-		;;
-	start)
-		[[ $# -eq 2 ]] || usage
-		set_dir "$2"
-		start
-		;;
-	stop)
-		[[ $# -eq 2 ]] || usage
-		if [[ ! -d $2 ]]; then return 0; fi
-		set_dir "$2"
-		stop_all
-		;;
-	*) usage ;;
-	esac
-}
+main() { dispatch build BIN_DIR "$@"; }
 
 { main "$@"; exit $?; }

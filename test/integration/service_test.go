@@ -1,24 +1,19 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,9 +22,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/keptn-action-provider/action-provider/examples/events"
 	"github.com/keptn-action-provider/action-provider/internal/eventsink"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/testsupport"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -46,10 +41,9 @@ func TestServiceEndToEnd(t *testing.T) {
 	carts.create(ctx, t, cp.client, ns)
 
 	sink := &eventsink.Sink{}
-	broker := httptest.NewServer(sink) // 127.0.0.1
-	t.Cleanup(broker.Close)
+	broker := testsupport.ServeSink(t, sink)
 	p := startProvider(ctx, t, map[string]string{
-		"EVENTBROKER":        broker.URL + "/event",
+		"EVENTBROKER":        broker,
 		"SCALE_MAX_REPLICAS": "10",
 	})
 
@@ -59,6 +53,7 @@ func TestServiceEndToEnd(t *testing.T) {
 	}
 
 	missing := "gone" + randomSuffix()
+	var answered [][2]string // triggered id, stage
 	for _, tc := range []struct {
 		name    string
 		example string // examples/events/ file the event is made from
@@ -88,7 +83,8 @@ func TestServiceEndToEnd(t *testing.T) {
 				t.Fatalf("POST = %d %q, want 202 accepted", code, answer)
 			}
 			fin := awaitFinished(ctx, t, sink, id)
-			checkEvents(ctx, t, sink, id, tc.stage)
+			checkEvents(t, sink, id, tc.stage)
+			answered = append(answered, [2]string{id, tc.stage})
 
 			want := strings.ReplaceAll(tc.message, "{ns}", ns)
 			// A pass goes on with how the rollout went.
@@ -126,7 +122,8 @@ func TestServiceEndToEnd(t *testing.T) {
 		if code, answer := post(ctx, t, p.rcvURL, body); code != http.StatusOK || !strings.Contains(answer, "duplicate") {
 			t.Fatalf("second POST = %d %q, want 200 naming it a duplicate", code, answer)
 		}
-		checkEvents(ctx, t, sink, id, stage)
+		checkEvents(t, sink, id, stage)
+		answered = append(answered, [2]string{id, stage})
 		if n := read(ctx, t, cp.client, carts.ref(ns)).replicas; n != 2 {
 			t.Fatalf("spec.replicas of carts on the API server = %d, want 2 (1, +1 once)", n)
 		}
@@ -140,6 +137,11 @@ func TestServiceEndToEnd(t *testing.T) {
 		if p.logLine("stopped") == nil {
 			t.Errorf("no 'stopped' log line:\n%s", p.log)
 		}
+		// The process has handled and answered all it accepted: nothing
+		// more can come for any event.
+		for _, a := range answered {
+			checkEvents(t, sink, a[0], a[1])
+		}
 		if _, err := http.Get(p.opsURL + "/readyz"); err == nil {
 			t.Errorf("/readyz still answers after the process exited")
 		}
@@ -152,9 +154,8 @@ func TestServiceSIGTERMWhenIdle(t *testing.T) {
 	requireCluster(t)
 	t.Parallel()
 	ctx := testContext(t)
-	broker := httptest.NewServer(&eventsink.Sink{})
-	t.Cleanup(broker.Close)
-	p := startProvider(ctx, t, map[string]string{"EVENTBROKER": broker.URL + "/event"})
+	broker := testsupport.ServeSink(t, &eventsink.Sink{})
+	p := startProvider(ctx, t, map[string]string{"EVENTBROKER": broker})
 	start := time.Now()
 	if err := p.terminate(t, 30*time.Second); err != nil {
 		t.Fatalf("after SIGTERM the process exited with %v, want status 0\n%s", err, p.log)
@@ -164,10 +165,8 @@ func TestServiceSIGTERMWhenIdle(t *testing.T) {
 
 // provider is the action-provider binary running as a child process.
 type provider struct {
-	cmd    *exec.Cmd
-	done   chan struct{} // closed when the process has exited; then err is set
-	err    error
-	log    *syncBuffer // stdout and stderr
+	*testsupport.Process
+	log    *testsupport.SyncBuffer // stdout and stderr
 	rcvURL string
 	opsURL string
 }
@@ -185,16 +184,19 @@ func startProvider(ctx context.Context, t *testing.T, env map[string]string) *pr
 		if err == nil {
 			return p
 		}
-		if attempt < 3 && strings.Contains(p.log.String(), "address already in use") {
+		if p != nil && attempt < 3 && p.InUse() {
 			t.Logf("attempt %d: %v; trying other ports", attempt, err)
 			continue
 		}
-		t.Fatalf("start %s: %v\n%s", providerBin, err, p.log)
+		if p != nil {
+			t.Fatalf("start %s: %v\n%s", providerBin, err, p.log)
+		}
+		t.Fatalf("start %s: %v", providerBin, err)
 	}
 }
 
 func tryStartProvider(ctx context.Context, t *testing.T, extra map[string]string) (*provider, error) {
-	rcvPort, opsPort := freePort(t), freePort(t)
+	rcvPort, opsPort := testsupport.FreePort(t), testsupport.FreePort(t)
 	env := map[string]string{
 		"KUBECONFIG":                cluster.env["KUBECONFIG"],
 		"SANDBOX":                   "false",
@@ -217,115 +219,44 @@ func tryStartProvider(ctx context.Context, t *testing.T, extra map[string]string
 	for k, v := range extra {
 		env[k] = v
 	}
-	cmd := exec.Command(providerBin)
-	cmd.Env = os.Environ() // later entries win
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+	proc, err := testsupport.Start(t, "action-provider", providerBin, nil, env)
+	if err != nil {
+		return nil, err
 	}
 	p := &provider{
-		cmd: cmd, done: make(chan struct{}), log: &syncBuffer{},
+		Process: proc, log: proc.Log,
 		rcvURL: fmt.Sprintf("http://127.0.0.1:%d/", rcvPort),
 		opsURL: fmt.Sprintf("http://127.0.0.1:%d", opsPort),
 	}
-	cmd.Stdout, cmd.Stderr = p.log, p.log
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return p, err
-	}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = cmd.Process.Kill()
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-				t.Errorf("process %d did not exit after SIGKILL", cmd.Process.Pid)
-			}
-		}
-		if t.Failed() {
-			t.Logf("action-provider log:\n%s", p.log)
-		}
-	})
-
-	ready, cancel := context.WithTimeout(ctx, waitTimeout)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ready, http.MethodGet, p.opsURL+"/readyz", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
-			}
-		}
-		select {
-		case <-p.done:
-			return p, fmt.Errorf("exited before it was ready: %v", p.err)
-		case <-ready.Done():
-			return p, fmt.Errorf("/readyz not OK within %s", waitTimeout)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return p, p.AwaitReady(ctx, p.opsURL+"/readyz", waitTimeout)
 }
 
 // terminate sends SIGTERM and waits, at most timeout, for the exit.
 func (p *provider) terminate(t *testing.T, timeout time.Duration) error {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(timeout):
-		t.Fatalf("still running %s after SIGTERM\n%s", timeout, p.log)
-		return nil
-	}
+	return p.Terminate(t, timeout)
 }
 
 // logLine returns the first JSON log line whose msg is msg.
 func (p *provider) logLine(msg string) map[string]any {
-	sc := bufio.NewScanner(strings.NewReader(p.log.String()))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var line map[string]any
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == msg {
-			return line
-		}
+	if lines := p.log.LogLines(msg); len(lines) > 0 {
+		return lines[0]
 	}
 	return nil
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // triggered makes an action.triggered event from an example: a fresh id and
 // context, project itest, the given stage, service carts, and value.
 func triggered(t *testing.T, example, stage string, value any) (id string, body []byte) {
 	t.Helper()
-	raw, err := fs.ReadFile(events.FS, example)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ev map[string]any
-	if err := json.Unmarshal(raw, &ev); err != nil {
-		t.Fatalf("%s: %v", example, err)
-	}
+	ev := testsupport.Example(t, example)
 	id = "itest-" + randomSuffix() + randomSuffix()
 	ev["id"] = id
 	ev["shkeptncontext"] = "ctx-" + id
 	data := ev["data"].(map[string]any)
 	data["project"], data["stage"], data["service"] = project, stage, "carts"
 	data["action"].(map[string]any)["value"] = value
-	body, err = json.Marshal(ev)
+	body, err := json.Marshal(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,16 +294,12 @@ func awaitFinished(ctx context.Context, t *testing.T, sink *eventsink.Sink, id s
 }
 
 // checkEvents checks that the sink got exactly a started then a finished
-// event for id, and nothing else for it even a little later, each answering
-// the triggered event.
-func checkEvents(ctx context.Context, t *testing.T, sink *eventsink.Sink, id, stage string) {
+// event for id, each answering the triggered event. Called once every
+// provider sending to sink has exited (terminate), which is after each
+// has handled every event it accepted and delivered every event it will,
+// it also shows that nothing more follows.
+func checkEvents(t *testing.T, sink *eventsink.Sink, id, stage string) {
 	t.Helper()
-	// Nothing more may follow the finished event; give a stray one a moment
-	// to show up.
-	select {
-	case <-ctx.Done():
-	case <-time.After(300 * time.Millisecond):
-	}
 	evs := sink.For(id)
 	if len(evs) != 2 || evs[0].Type != keptnevent.StartedType || evs[1].Type != keptnevent.FinishedType {
 		var types []string
@@ -391,24 +318,6 @@ func checkEvents(ctx context.Context, t *testing.T, sink *eventsink.Sink, id, st
 	}
 }
 
-// syncBuffer collects the output of a process while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRedeliveryToAnotherReplicaRunsOnce: the same triggered event reaches
 // two replicas of the provider at the same time, as when NATS or the
 // distributor delivers it twice. One claims it, runs it and reports it; the
@@ -423,9 +332,8 @@ func TestRedeliveryToAnotherReplicaRunsOnce(t *testing.T) {
 	carts.create(ctx, t, cp.client, ns)
 
 	sink := &eventsink.Sink{}
-	broker := httptest.NewServer(sink)
-	t.Cleanup(broker.Close)
-	env := map[string]string{"EVENTBROKER": broker.URL + "/event"}
+	broker := testsupport.ServeSink(t, sink)
+	env := map[string]string{"EVENTBROKER": broker}
 	a, b := startProvider(ctx, t, with(env, "POD_NAME", "replica-a")), startProvider(ctx, t, with(env, "POD_NAME", "replica-b"))
 
 	id, body := triggered(t, "01-scale-up.json", stage, map[string]string{"replicas": "+1"})
@@ -443,7 +351,7 @@ func TestRedeliveryToAnotherReplicaRunsOnce(t *testing.T) {
 		t.Fatalf("POSTs answered %v, want both 202: each replica accepts before it claims", codes)
 	}
 	fin := awaitFinished(ctx, t, sink, id)
-	checkEvents(ctx, t, sink, id, stage)
+	checkEvents(t, sink, id, stage)
 	if fin.Data.Result != keptnv2.ResultPass || !strings.HasPrefix(fin.Data.Message, "scaled deployment "+ns+"/carts from 1 to 2 replicas") {
 		t.Fatalf("finished %s/%s %q, want the scale from 1 to 2", fin.Data.Status, fin.Data.Result, fin.Data.Message)
 	}
@@ -455,6 +363,13 @@ func TestRedeliveryToAnotherReplicaRunsOnce(t *testing.T) {
 		return a.logLine("event already taken by another replica; sending nothing") != nil ||
 			b.logLine("event already taken by another replica; sending nothing") != nil, "", nil
 	})
+	// Both have handled and answered all they accepted: nothing more can come.
+	for _, p := range []*provider{a, b} {
+		if err := p.terminate(t, 30*time.Second); err != nil {
+			t.Errorf("%s exited with %v after SIGTERM", p.Name, err)
+		}
+	}
+	checkEvents(t, sink, id, stage)
 }
 
 // with returns a copy of env with k set to v.
@@ -498,10 +413,9 @@ func TestCatalogWebhookMasksItsSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &eventsink.Sink{}
-	broker := httptest.NewServer(sink)
-	t.Cleanup(broker.Close)
+	broker := testsupport.ServeSink(t, sink)
 	p := startProvider(ctx, t, map[string]string{
-		"EVENTBROKER": broker.URL + "/event", "ACTIONS_CONFIG": catalog, "PAGER_TOKEN": token,
+		"EVENTBROKER": broker, "ACTIONS_CONFIG": catalog, "PAGER_TOKEN": token,
 	})
 
 	id, body := triggered(t, "03-unknown-action.json", "production", map[string]string{"team": "carts"})
@@ -542,9 +456,8 @@ func TestKilledReplicaActionIsReportedInterrupted(t *testing.T) {
 	})
 
 	sink := &eventsink.Sink{}
-	broker := httptest.NewServer(sink)
-	t.Cleanup(broker.Close)
-	env := map[string]string{"EVENTBROKER": broker.URL + "/event", "HEARTBEAT_PERIOD": "2s", "VERIFY_TIMEOUT": "2m", "ACTION_TIMEOUT": "3m"}
+	broker := testsupport.ServeSink(t, sink)
+	env := map[string]string{"EVENTBROKER": broker, "HEARTBEAT_PERIOD": "2s", "VERIFY_TIMEOUT": "2m", "ACTION_TIMEOUT": "3m"}
 	doomed := startProvider(ctx, t, with(env, "POD_NAME", "doomed-"+randomSuffix()))
 	survivor := startProvider(ctx, t, with(env, "POD_NAME", "survivor-"+randomSuffix()))
 
@@ -568,11 +481,11 @@ func TestKilledReplicaActionIsReportedInterrupted(t *testing.T) {
 		}
 		return false, "", nil
 	})
-	if err := doomed.cmd.Process.Kill(); err != nil {
+	if err := doomed.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	fin := awaitFinished(ctx, t, sink, id)
-	checkEvents(ctx, t, sink, id, stage)
+	checkEvents(t, sink, id, stage)
 	if fin.Data.Status != keptnv2.StatusErrored || fin.Data.Result != keptnv2.ResultFailed ||
 		!strings.HasPrefix(fin.Data.Message, "interrupted: replica doomed-") {
 		t.Fatalf("finished %s/%s %q, want errored/fail \"interrupted: replica doomed-…\"", fin.Data.Status, fin.Data.Result, fin.Data.Message)
@@ -580,4 +493,9 @@ func TestKilledReplicaActionIsReportedInterrupted(t *testing.T) {
 	if survivor.logLine("reported an action orphaned by a replica that stopped") == nil {
 		t.Errorf("the survivor did not say it reported the orphan:\n%s", survivor.log)
 	}
+	// The survivor has handled and answered all it will: nothing more can come.
+	if err := survivor.terminate(t, 30*time.Second); err != nil {
+		t.Errorf("the survivor exited with %v after SIGTERM", err)
+	}
+	checkEvents(t, sink, id, stage)
 }

@@ -1,11 +1,16 @@
-# Process helpers shared by test/controlplane/controlplane.sh and
-# test/unleash/unleash.sh: free loopback ports, processes started in their
-# own session with pid files in DIR/pids and logs in DIR/logs, bounded
-# waits that show the logs on failure.
+# The script library of test/controlplane/controlplane.sh and
+# test/unleash/unleash.sh: logging, free loopback ports, processes started
+# in their own session with pid files in DIR/pids and logs in DIR/logs,
+# bounded waits that show the logs on failure, bounded stops, and the
+# command line (PREPARE | start DIR | stop DIR) both scripts take.
 #
-# The sourcing script defines DIR, TIMEOUT (seconds a wait may take), and
-# the functions log, die and stop_all.
+# The sourcing script sets PROG (its name in messages) before sourcing,
+# and defines TIMEOUT (seconds a wait may take) and the functions usage,
+# start and stop_all; DIR is set by set_dir.
 # shellcheck shell=bash
+
+log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
 
 declare -A USED_PORTS=()
 STARTED=()
@@ -116,3 +121,98 @@ envline() { # NAME VALUE: shell-sourceable, unquoted when safe
 	fi
 }
 
+
+# stop_procs SIGNAL QUIET NAME...: send SIGNAL to the processes started for
+# the NAMEs, wait up to 15s for them all, then KILL those left; remove
+# their pid files.
+stop_procs() {
+	local sig=$1 quiet=$2 name pid pids=() names=()
+	shift 2
+	[[ -d "$DIR/pids" ]] || return 0
+	for name in "$@"; do
+		if pid="$(pid_of "$name")"; then
+			pids+=("$pid")
+			names+=("$name")
+			kill "-$sig" "$pid" 2>/dev/null || true
+		fi
+	done
+	if ((${#pids[@]})); then
+		[[ -n $quiet ]] || log "stopping ${names[*]} (pid ${pids[*]})"
+		local deadline=$((SECONDS + 15)) alive
+		while :; do
+			alive=()
+			for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
+			((${#alive[@]})) || break
+			if ((SECONDS >= deadline)); then
+				log "killing ${alive[*]} (still running after $sig)"
+				for pid in "${alive[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+				sleep 0.2
+				break
+			fi
+			sleep 0.1
+		done
+	fi
+	for name in "$@"; do rm -f "$DIR/pids/$name.pid"; done
+}
+
+# ready WHAT URL T0: make DIR/env.tmp, written by the caller, DIR/env
+# (private: it may hold a token), end the start's cleanup on signals, say
+# WHAT is ready at URL since T0 (SECONDS), and print the env file's path.
+ready() {
+	chmod 600 "$DIR/env.tmp"
+	mv -f "$DIR/env.tmp" "$DIR/env"
+	trap - INT TERM
+	log "$1 ready after $((SECONDS - $3))s: $2 (source $DIR/env; stop with: $0 stop $DIR)"
+	echo "$DIR/env"
+}
+
+# lock_or_done LOCKFILE CHECK...: serialize with other runs on LOCKFILE
+# (flock on fd 9, held until the script exits); succeed if CHECK holds
+# once the lock is taken, that is, another run did the work meanwhile.
+lock_or_done() {
+	local lock=$1
+	shift
+	command -v flock >/dev/null || return 1
+	exec 9>"$lock"
+	flock 9
+	if "$@"; then
+		exec 9>&-
+		return 0
+	fi
+	return 1
+}
+
+# set_dir DIR: create DIR and set DIR to its absolute path.
+set_dir() {
+	[[ -n ${1:-} ]] || usage
+	mkdir -p "$1"
+	DIR="$(cd "$1" && pwd -P)"
+}
+
+# dispatch PREPARE OUTPUT ARGS...: the command line of both scripts.
+# PREPARE (build, install) runs the function of that name and prints the
+# value of the variable OUTPUT; start DIR runs start; stop DIR runs
+# stop_all, and does nothing if DIR does not exist.
+dispatch() {
+	local prepare=$1 output=$2
+	shift 2
+	case "${1:-}" in
+	"$prepare")
+		[[ $# -eq 1 ]] || usage
+		"$prepare"
+		echo "${!output}"
+		;;
+	start)
+		[[ $# -eq 2 ]] || usage
+		set_dir "$2"
+		start
+		;;
+	stop)
+		[[ $# -eq 2 ]] || usage
+		if [[ ! -d $2 ]]; then return 0; fi
+		set_dir "$2"
+		stop_all
+		;;
+	*) usage ;;
+	esac
+}

@@ -17,6 +17,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/testsupport"
 )
 
 // request is one POST a recipient got from a bridge.
@@ -450,7 +451,7 @@ func TestBridgeBehavesLikeTheDistributor(t *testing.T) {
 		ctx := testContext(t)
 		srv := startNATS(t)
 		keptn := srv.connect(t, "shipyard-controller")
-		closed := fmt.Sprintf("http://127.0.0.1:%d/", freePort(t)) // nothing listens there
+		closed := "http://" + testsupport.NewRefusingPort(t).Addr + "/" // bound, not listening: refused
 		b := startBridge(ctx, t, &Bridge{NATSURL: srv.URL, Topic: triggeredTopic, Group: "g", Recipient: closed})
 		publish(t, keptn, newTrigger(t, "01-scale-up.json", true), newTrigger(t, "01-scale-up.json", true))
 		settle(ctx, t, keptn, b)

@@ -13,14 +13,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
-	"net"
 	"net/http"
-	"net/url"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,17 +27,16 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/keptn-action-provider/action-provider/examples/events"
-	"github.com/keptn-action-provider/action-provider/internal/envfile"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/testsupport"
+	"github.com/keptn-action-provider/action-provider/internal/testsupport/controlplane"
 )
 
 // controlPlaneEnv names the env file of a running control plane, as
 // test/controlplane/controlplane.sh start DIR writes it (DIR/env: KUBECONFIG=...).
 // make test starts one and sets it.
-const controlPlaneEnv = "CONTROLPLANE_ENV"
+const controlPlaneEnv = controlplane.EnvVar
 
 const (
 	// clusterProject is the Keptn project of the tests' events: their
@@ -78,11 +72,12 @@ type controlPlane struct {
 	client     kubernetes.Interface
 }
 
-var (
-	clusterOnce sync.Once
-	cluster     *controlPlane
-	clusterErr  error
-)
+// cluster is the control plane of CONTROLPLANE_ENV.
+var cluster = &testsupport.Component[*controlPlane]{
+	EnvVar:  controlPlaneEnv,
+	What:    "control plane (the cross-replica ledger exists only against a real cluster)",
+	Connect: connectCluster,
+}
 
 // requireCluster skips the test when nats-server is not installed or no
 // control plane is configured, and fails it when either is there but
@@ -90,58 +85,16 @@ var (
 func requireCluster(t *testing.T) *controlPlane {
 	t.Helper()
 	requireSetup(t)
-	path := os.Getenv(controlPlaneEnv)
-	if path == "" {
-		t.Skip("no control plane: the cross-replica ledger exists only against a real cluster; set " + controlPlaneEnv +
-			" to the env file test/controlplane/controlplane.sh start DIR writes (make test starts one and sets it)")
-	}
-	clusterOnce.Do(func() { cluster, clusterErr = connectCluster(path) })
-	if clusterErr != nil {
-		t.Fatalf("%s=%s: %v", controlPlaneEnv, path, clusterErr)
-	}
-	return cluster
+	return cluster.Require(t)
 }
 
-// connectCluster reads the env file, checks that the API server is on
-// loopback (the tests create and delete namespaces) and waits, bounded,
-// until it answers /readyz.
+// connectCluster connects to the control plane of the env file.
 func connectCluster(envPath string) (*controlPlane, error) {
-	env, err := envfile.Read(envPath)
+	c, err := controlplane.Connect(envPath)
 	if err != nil {
 		return nil, err
 	}
-	if env["KUBECONFIG"] == "" {
-		return nil, fmt.Errorf("%s sets no KUBECONFIG", envPath)
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", env["KUBECONFIG"])
-	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", env["KUBECONFIG"], err)
-	}
-	u, err := url.Parse(cfg.Host)
-	if err != nil {
-		return nil, fmt.Errorf("API server URL %q: %w", cfg.Host, err)
-	}
-	if ip := net.ParseIP(u.Hostname()); (ip == nil || !ip.IsLoopback()) && u.Hostname() != "localhost" {
-		return nil, fmt.Errorf("refusing to run against %s: these tests create and delete namespaces, and only run against a loopback control plane", cfg.Host)
-	}
-	cfg.QPS, cfg.Burst = 50, 100
-	cfg.Timeout = 30 * time.Second
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for {
-		if _, err = client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err == nil {
-			return &controlPlane{kubeconfig: env["KUBECONFIG"], host: cfg.Host, client: client}, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("the API server at %s is not reachable (started by controlplane.sh start?): %w", cfg.Host, err)
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
+	return &controlPlane{kubeconfig: c.Env["KUBECONFIG"], host: c.Config.Host, client: c.Client}, nil
 }
 
 // clusterContext bounds a whole test against the control plane.
@@ -270,9 +223,32 @@ func (cp *controlPlane) startNATSReplica(ctx context.Context, t *testing.T, name
 	// (startProvider still sets them).
 	p := startProvider(ctx, t, name, "http://127.0.0.1:1/event", all)
 	if line := p.logLine("using Kubernetes cluster"); line == nil || line["cluster"] != cp.host {
-		t.Fatalf("%s: no log line saying it uses the cluster at %s:\n%s", name, cp.host, p.log)
+		t.Fatalf("%s: no log line saying it uses the cluster at %s:\n%s", name, cp.host, p.Log)
 	}
 	return p
+}
+
+// awaitNothingToRecover waits until no record in the ledger namespace ns
+// is one a replica's search for orphans takes over (started, finishing or
+// recovering): from then on no replica can report an action again, so a
+// doubled report, if any, has been sent already.
+func (cp *controlPlane) awaitNothingToRecover(ctx context.Context, t *testing.T, ns string) {
+	t.Helper()
+	const selector = "keptn-action-provider.io/state in (started,finishing,recovering)"
+	var left []string
+	if !testsupport.Poll(ctx, waitTimeout, func() bool {
+		leases, err := cp.client.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			t.Fatal(err)
+		}
+		left = left[:0]
+		for _, l := range leases.Items {
+			left = append(left, l.Annotations["keptn-action-provider.io/triggeredid"]+" "+l.Labels["keptn-action-provider.io/state"])
+		}
+		return len(left) == 0
+	}) {
+		t.Fatalf("records an orphan search would take, still there after %s: %v", waitTimeout, left)
+	}
 }
 
 // awaitSubscribed returns once every one of ps has its queue subscription
@@ -329,23 +305,23 @@ func (p *provider) gauge(ctx context.Context, t *testing.T, name string) float64
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.opsURL+"/metrics", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s: GET /metrics: %v", p.name, err)
+		t.Fatalf("%s: GET /metrics: %v", p.Name, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s: GET /metrics: %v", p.name, err)
+		t.Fatalf("%s: GET /metrics: %v", p.Name, err)
 	}
 	for _, line := range strings.Split(string(body), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil {
-				t.Fatalf("%s: %s: %v", p.name, line, err)
+				t.Fatalf("%s: %s: %v", p.Name, line, err)
 			}
 			return f
 		}
 	}
-	t.Fatalf("%s: no metric %s in /metrics", p.name, name)
+	t.Fatalf("%s: no metric %s in /metrics", p.Name, name)
 	return 0
 }
 
@@ -374,14 +350,7 @@ type clusterTrigger struct {
 // clusterProject, stage and service, and the action's value (nil: none).
 func newClusterTrigger(t *testing.T, example, stage, service string, value any) clusterTrigger {
 	t.Helper()
-	raw, err := fs.ReadFile(events.FS, example)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ev map[string]any
-	if err := json.Unmarshal(raw, &ev); err != nil {
-		t.Fatalf("%s: %v", example, err)
-	}
+	ev := testsupport.Example(t, example)
 	tr := clusterTrigger{trigger: trigger{ID: uuid.NewString(), KeptnContext: uuid.NewString(), Known: true}, Stage: stage, Service: service}
 	ev["id"], ev["shkeptncontext"] = tr.ID, tr.KeptnContext
 	ev["time"] = time.Now().UTC().Format(time.RFC3339Nano)
@@ -394,6 +363,7 @@ func newClusterTrigger(t *testing.T, example, stage, service string, value any) 
 	} else {
 		act["value"] = value
 	}
+	var err error
 	if tr.Body, err = json.Marshal(ev); err != nil {
 		t.Fatal(err)
 	}

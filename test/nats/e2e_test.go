@@ -41,7 +41,7 @@ func TestEndToEnd(t *testing.T) {
 			publish(t, keptn, triggers...)
 			rec.awaitFinished(ctx, t, waitTimeout, ids(triggers, true))
 			t.Logf("%d finished events on NATS %s after publishing", len(ids(triggers, true)), time.Since(start).Round(time.Millisecond))
-			rec.quiet(ctx, t, time.Second, 10*time.Second)
+			rec.settle(ctx, t, replicas)
 			checkExactlyOnce(t, rec, triggers)
 			// DRY_RUN: each scale is decided and reported, and passes.
 			for _, ev := range rec.Events() {
@@ -112,7 +112,7 @@ func TestEventEndpointDownThenUp(t *testing.T) {
 	rec.awaitFinished(ctx, t, 40*time.Second, ids(triggers, true))
 	t.Logf("all finished events on NATS %s after the endpoint went down for %s; %d requests refused",
 		time.Since(down).Round(time.Millisecond), outage, b.Refused())
-	rec.quiet(ctx, t, time.Second, 10*time.Second)
+	rec.settle(ctx, t, []*replica{r})
 	checkExactlyOnce(t, rec, triggers)
 
 	if b.Refused() == 0 {
@@ -194,14 +194,14 @@ func TestSIGTERMWithActionsInFlight(t *testing.T) {
 		t.Fatalf("only %d actions in flight at SIGTERM: the test would prove little", len(inFlight))
 	}
 	sigterm := time.Now()
-	victim.provider.signal(t, syscall.SIGTERM)
+	victim.provider.Signal(t, syscall.SIGTERM)
 
 	// Events published after SIGTERM go to the other two.
 	after := newTriggers(t, 30, 10)
 	publish(t, keptn, after...)
 
 	// SHUTDOWN_GRACE and SHUTDOWN_FLUSH, and a little more.
-	exited, err := victim.provider.wait(30 * time.Second)
+	exited, err := victim.provider.Wait(30 * time.Second)
 	if !exited {
 		t.Fatalf("%s still running 30s after SIGTERM", victim.name)
 	}
@@ -218,7 +218,7 @@ func TestSIGTERMWithActionsInFlight(t *testing.T) {
 
 	every := append(append([]trigger(nil), burst...), after...)
 	rec.awaitFinished(ctx, t, waitTimeout, ids(every, true))
-	rec.quiet(ctx, t, time.Second, 10*time.Second)
+	rec.settle(ctx, t, all)
 	checkExactlyOnce(t, rec, every)
 	for _, r := range others {
 		t.Logf("%s handled %d events", r.name, len(r.bridge.Forwards()))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"slices"
 	"strings"
 	"sync"
@@ -15,8 +14,8 @@ import (
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 	natsgo "github.com/nats-io/nats.go"
 
-	"github.com/keptn-action-provider/action-provider/examples/events"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/testsupport"
 )
 
 // trigger is one action.triggered event a test publishes.
@@ -30,17 +29,11 @@ type trigger struct {
 // examples/events, with a fresh id and shkeptncontext.
 func newTrigger(t *testing.T, example string, known bool) trigger {
 	t.Helper()
-	raw, err := fs.ReadFile(events.FS, example)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ev map[string]any
-	if err := json.Unmarshal(raw, &ev); err != nil {
-		t.Fatalf("%s: %v", example, err)
-	}
+	ev := testsupport.Example(t, example)
 	tr := trigger{ID: uuid.NewString(), KeptnContext: uuid.NewString(), Known: known}
 	ev["id"], ev["shkeptncontext"] = tr.ID, tr.KeptnContext
 	ev["time"] = time.Now().UTC().Format(time.RFC3339Nano)
+	var err error
 	if tr.Body, err = json.Marshal(ev); err != nil {
 		t.Fatal(err)
 	}
@@ -98,16 +91,31 @@ type recorder struct {
 	mu      sync.Mutex
 	events  []keptnEvent
 	bad     []string // messages that are not Keptn events
+	markers int      // barrier markers received
 	changed chan struct{}
+	nc      *natsgo.Conn // the connection it records through
 }
+
+// barrierSubject carries the markers of recorder.barrier.
+const barrierSubject = "test.barrier"
 
 // record subscribes to every subject (">"); it returns once the server has
 // the subscription.
 func record(t *testing.T, nc *natsgo.Conn) *recorder {
 	t.Helper()
-	r := &recorder{}
+	r := &recorder{nc: nc}
 	sub, err := nc.Subscribe(">", func(m *natsgo.Msg) {
 		if m.Subject == triggeredTopic {
+			return
+		}
+		if m.Subject == barrierSubject {
+			r.mu.Lock()
+			r.markers++
+			if r.changed != nil {
+				close(r.changed)
+				r.changed = nil
+			}
+			r.mu.Unlock()
 			return
 		}
 		var ev keptnEvent
@@ -178,24 +186,59 @@ func (r *recorder) awaitFinished(ctx context.Context, t *testing.T, timeout time
 	}
 }
 
-// quiet waits until no event has arrived for d, bounded by timeout: what
-// comes after the last expected event, if anything, has then had its
-// chance to show up.
-func (r *recorder) quiet(ctx context.Context, t *testing.T, d, timeout time.Duration) {
+// barrier waits, bounded, until the recorder holds every message the
+// server took before the call: a marker published through the recorder's
+// own connection reaches it after them, since the server routes a message
+// before it confirms it, and keeps the order of what it routes to one
+// connection. Called once every sender has stopped (settle), it shows that
+// nothing more is coming.
+func (r *recorder) barrier(ctx context.Context, t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	n := len(r.Events())
+	r.mu.Lock()
+	want := r.markers + 1
+	r.mu.Unlock()
+	if err := r.nc.Publish(barrierSubject, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, waitTimeout)
+	defer cancel()
 	for {
-		sleep(ctx, d)
-		m := len(r.Events())
-		if m == n {
+		r.mu.Lock()
+		got := r.markers
+		if r.changed == nil {
+			r.changed = make(chan struct{})
+		}
+		changed := r.changed
+		r.mu.Unlock()
+		if got >= want {
 			return
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("events keep coming on NATS %s on (%d, then %d)", timeout, n, m)
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the barrier marker did not come back within %s", waitTimeout)
+		case <-changed:
 		}
-		n = m
 	}
+}
+
+// settle stops every sender, then waits at the recorder's barrier: each
+// replica's provider exits on SIGTERM once it has handled and answered all
+// it accepted, and then its bridge, flushing what it published, closes;
+// each provider, publishing to NATS itself, exits once NATS has confirmed
+// what it sent. What the recorder holds then is all there will ever be.
+func (r *recorder) settle(ctx context.Context, t *testing.T, replicas []*replica, providers ...*provider) {
+	t.Helper()
+	for _, rp := range replicas {
+		rp.provider.Stop(t)
+		rp.bridge.Close()
+	}
+	for _, p := range providers {
+		p.Stop(t)
+	}
+	r.barrier(ctx, t)
 }
 
 func missingFinished(evs []keptnEvent, ids []string) []string {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keptn-action-provider/action-provider/internal/testsupport"
 	natsgo "github.com/nats-io/nats.go"
 )
 
@@ -29,31 +30,18 @@ type restartableNATS struct {
 func startRestartableNATS(t *testing.T) *restartableNATS {
 	t.Helper()
 	store := t.TempDir()
-	for attempt := 1; ; attempt++ {
-		port := freePort(t)
-		s, err := startNATSAt(t, port, store)
-		if err == nil {
-			r := &restartableNATS{port: port, storeDir: store, URL: s.URL, cur: s}
-			t.Cleanup(func() { r.cur.stop(t) })
-			return r
-		}
-		if attempt < 3 && s != nil && strings.Contains(s.log.String(), "address already in use") {
-			t.Logf("attempt %d: %v; trying another port", attempt, err)
-			continue
-		}
-		if s != nil {
-			t.Fatalf("nats-server: %v\n%s", err, s.log)
-		}
-		t.Fatalf("nats-server: %v", err)
-	}
+	s, port := startNATSOnFreePort(t, store)
+	r := &restartableNATS{port: port, storeDir: store, URL: s.URL, cur: s}
+	t.Cleanup(func() { r.cur.Stop(t) })
+	return r
 }
 
 // stop stops the server with SIGTERM, as Kubernetes stops a pod, and waits
 // for it to exit: every client's connection drops.
 func (r *restartableNATS) stop(t *testing.T) {
 	t.Helper()
-	r.cur.stop(t)
-	if !r.cur.exited() {
+	r.cur.Stop(t)
+	if !r.cur.Exited() {
 		t.Fatal("nats-server did not stop")
 	}
 }
@@ -85,44 +73,47 @@ func (r *restartableNATS) start(t *testing.T) {
 			r.cur = s
 			return
 		}
-		if s != nil && strings.Contains(s.log.String(), "address already in use") && time.Now().Before(deadline) {
+		if s != nil && s.InUse() && time.Now().Before(deadline) {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
 		if s != nil {
-			t.Fatalf("nats-server again on port %d: %v\n%s", r.port, err, s.log)
+			t.Fatalf("nats-server again on port %d: %v\n%s", r.port, err, s.Log)
 		}
 		t.Fatalf("nats-server again on port %d: %v", r.port, err)
 	}
 }
 
-// startNATSAt starts nats-server on 127.0.0.1:port with JetStream storing
-// in store, and waits until it takes clients. The process is killed, if
-// still running, when the test ends.
+// startNATSAt starts nats-server on 127.0.0.1:port, with JetStream storing
+// in store unless it is "", and waits until it takes clients. The process
+// is killed, if still running, when the test ends.
 func startNATSAt(t *testing.T, port int, store string) (*natsServer, error) {
 	// -a/-p: loopback only. No -m: the monitoring port stays off.
-	p, err := start(t, "nats-server", natsServerBin, []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", store}, nil)
+	args := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}
+	if store != "" {
+		args = append(args, "-js", "-sd", store)
+	}
+	p, err := testsupport.Start(t, "nats-server", natsServerBin, args, nil)
 	if err != nil {
 		return nil, err
 	}
-	s := &natsServer{process: p, URL: fmt.Sprintf("nats://127.0.0.1:%d", port)}
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		if s.exited() {
-			return s, fmt.Errorf("exited before it was ready: %v", s.err)
+	s := &natsServer{Process: p, URL: fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	ready := func() bool {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+		if err != nil {
+			return false
 		}
-		if c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second); err == nil {
-			c.Close()
-			if strings.Contains(s.log.String(), "Server is ready") {
-				return s, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			p.kill(t)
-			return s, fmt.Errorf("not ready within %s", waitTimeout)
-		}
-		time.Sleep(pollEvery)
+		c.Close()
+		return strings.Contains(s.Log.String(), "Server is ready")
 	}
+	if !testsupport.Poll(context.Background(), waitTimeout, func() bool { return s.Exited() || ready() }) {
+		p.Kill(t)
+		return s, fmt.Errorf("not ready within %s", waitTimeout)
+	}
+	if s.Exited() {
+		return s, fmt.Errorf("exited before it was ready: %v", s.Err())
+	}
+	return s, nil
 }
 
 // streamRecorder is a JetStream stream on the server that keeps every

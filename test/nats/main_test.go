@@ -1,18 +1,16 @@
 package nats
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/keptn-action-provider/action-provider/internal/testsupport"
 )
 
 // natsServerVersion is what Keptn 1.4.5 runs (go-utils v0.20.4 pins it).
@@ -24,7 +22,6 @@ const (
 	waitTimeout  = 30 * time.Second // one condition: readiness, an event
 	testTimeout  = time.Minute      // one top-level test
 	buildTimeout = 10 * time.Minute // go build of the provider, cold cache
-	stopTimeout  = 10 * time.Second // a process's exit after a signal
 )
 
 // Set once by TestMain, read-only afterwards.
@@ -51,7 +48,7 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
-	providerBin, setupErr = buildProvider(filepath.Join(tmp, "action-provider"))
+	providerBin, setupErr = testsupport.BuildProvider(filepath.Join(tmp, "action-provider"), buildTimeout)
 	if setupErr != nil {
 		fmt.Fprintf(os.Stderr, "nats test setup failed: %v\n", setupErr)
 	}
@@ -94,9 +91,7 @@ func checkNATSServer(bin string) error {
 func requireSetup(t *testing.T) {
 	t.Helper()
 	if natsServerBin == "" {
-		t.Skip("nats-server " + natsServerVersion + " not found: set NATS_SERVER_BIN, or install it with " +
-			"test/nats/nats-server.sh (go install github.com/nats-io/nats-server/v2@" + natsServerVersion +
-			" into ~/.cache/action-provider/nats-server-" + natsServerVersion + "/bin); make test installs it")
+		testsupport.Skip(t, "nats-server "+natsServerVersion+" not found: NATS_SERVER_BIN is not set, nor installed by test/nats/nats-server.sh")
 	}
 	if setupErr != nil {
 		t.Fatal(setupErr)
@@ -108,55 +103,6 @@ func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// buildProvider builds ./cmd/action-provider from the module root to out.
-func buildProvider(out string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	defer cancel()
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(gomod))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("go env GOMOD: not inside the module")
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/action-provider")
-	cmd.Dir = filepath.Dir(mod)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/action-provider: %w\n%s", err, b)
-	}
-	return out, nil
-}
-
-// freePort returns a port that was free on 127.0.0.1 a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer collects the output of a process while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // sleep waits d, or less if ctx ends first.

@@ -1,19 +1,16 @@
 package nats
 
 import (
-	"fmt"
-	"net"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/keptn-action-provider/action-provider/internal/testsupport"
 	natsgo "github.com/nats-io/nats.go"
 )
 
 // natsServer is a nats-server process on 127.0.0.1.
 type natsServer struct {
-	*process
+	*testsupport.Process
 	URL string // nats://127.0.0.1:PORT
 }
 
@@ -23,49 +20,32 @@ type natsServer struct {
 // every test's bridges subscribe to the same topic.
 func startNATS(t *testing.T) *natsServer {
 	t.Helper()
-	// The port is picked free and then given to the process, so another
-	// process may take it in between: a start that fails on a port in use is
-	// tried again on another port.
+	s, _ := startNATSOnFreePort(t, "")
+	t.Cleanup(func() { s.Stop(t) })
+	return s
+}
+
+// startNATSOnFreePort starts nats-server on a free port of 127.0.0.1, with
+// JetStream storing in store unless it is "" (startNATSAt), and returns it
+// and the port. The port is picked free and then given to the process, so
+// another process may take it in between: a start that fails on a port in
+// use is tried again on another port.
+func startNATSOnFreePort(t *testing.T, store string) (*natsServer, int) {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
-		s, err := tryStartNATS(t)
+		port := testsupport.FreePort(t)
+		s, err := startNATSAt(t, port, store)
 		if err == nil {
-			t.Cleanup(func() { s.stop(t) })
-			return s
+			return s, port
 		}
-		if attempt < 3 && s != nil && strings.Contains(s.log.String(), "address already in use") {
+		if attempt < 3 && s != nil && s.InUse() {
 			t.Logf("attempt %d: %v; trying another port", attempt, err)
 			continue
 		}
 		if s != nil {
-			t.Fatalf("nats-server: %v\n%s", err, s.log)
+			t.Fatalf("nats-server: %v\n%s", err, s.Log)
 		}
 		t.Fatalf("nats-server: %v", err)
-	}
-}
-
-func tryStartNATS(t *testing.T) (*natsServer, error) {
-	port := freePort(t)
-	// -a/-p: loopback only. No -m: the monitoring port stays off.
-	p, err := start(t, "nats-server", natsServerBin, []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}, nil)
-	if err != nil {
-		return nil, err
-	}
-	s := &natsServer{process: p, URL: fmt.Sprintf("nats://127.0.0.1:%d", port)}
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		if s.exited() {
-			return s, fmt.Errorf("exited before it was ready: %v", s.err)
-		}
-		if c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second); err == nil {
-			c.Close()
-			if strings.Contains(s.log.String(), "Server is ready") {
-				return s, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return s, fmt.Errorf("not ready within %s", waitTimeout)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

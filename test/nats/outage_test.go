@@ -61,15 +61,17 @@ func TestNATSKillDuringAnOutage(t *testing.T) {
 		return false
 	})
 	t.Logf("SIGKILL to %s during the outage, its finished event in its connection's buffer", victimName)
-	victim.kill(t)
+	victim.Kill(t)
 	srv.start(t)
 
 	stream.await(ctx, t, waitTimeout, "the restart's finished event, from the survivor", func(evs []keptnEvent) bool {
 		return len(missingFinished(evs, []string{restart.ID})) == 0
 	})
-	// Anything doubled has had its chance to show up: more rounds of the
-	// survivor's search for orphans.
-	sleep(ctx, 3*heartbeatPeriod)
+	// Nothing is left for a search for orphans to report, and the
+	// survivor has stopped, its events confirmed by the server and so on
+	// the stream: anything doubled is there.
+	cp.awaitNothingToRecover(ctx, t, ledgerNS)
+	survivor.Stop(t)
 	evs, err := stream.Events()
 	if err != nil {
 		t.Fatal(err)

@@ -1,20 +1,17 @@
 package nats
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
-	"strings"
 	"testing"
-	"time"
+
+	"github.com/keptn-action-provider/action-provider/internal/testsupport"
 )
 
 // provider is the action-provider binary running as a child process.
 type provider struct {
-	*process
+	*testsupport.Process
 	rcvURL string // where the bridge POSTs triggered events
 	opsURL string
 }
@@ -33,19 +30,19 @@ func startProvider(ctx context.Context, t *testing.T, name, eventBroker string, 
 		if err == nil {
 			return p
 		}
-		if p != nil && attempt < 3 && strings.Contains(p.log.String(), "address already in use") {
+		if p != nil && attempt < 3 && p.InUse() {
 			t.Logf("%s: attempt %d: %v; trying other ports", name, attempt, err)
 			continue
 		}
 		if p != nil {
-			t.Fatalf("%s: %v\n%s", name, err, p.log)
+			t.Fatalf("%s: %v\n%s", name, err, p.Log)
 		}
 		t.Fatalf("%s: %v", name, err)
 	}
 }
 
 func tryStartProvider(ctx context.Context, t *testing.T, name, eventBroker string, env map[string]string) (*provider, error) {
-	rcvPort, opsPort := freePort(t), freePort(t)
+	rcvPort, opsPort := testsupport.FreePort(t), testsupport.FreePort(t)
 	all := map[string]string{
 		// The distributor's way: triggered events POSTed to the receiver,
 		// replies POSTed to EVENTBROKER.
@@ -71,33 +68,16 @@ func tryStartProvider(ctx context.Context, t *testing.T, name, eventBroker strin
 	for k, v := range env {
 		all[k] = v
 	}
-	proc, err := start(t, name, providerBin, nil, all)
+	proc, err := testsupport.Start(t, name, providerBin, nil, all)
 	if err != nil {
 		return nil, err
 	}
 	p := &provider{
-		process: proc,
+		Process: proc,
 		rcvURL:  fmt.Sprintf("http://127.0.0.1:%d/", rcvPort),
 		opsURL:  fmt.Sprintf("http://127.0.0.1:%d", opsPort),
 	}
-	ready, cancel := context.WithTimeout(ctx, waitTimeout)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ready, http.MethodGet, p.opsURL+"/readyz", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
-			}
-		}
-		select {
-		case <-p.done:
-			return p, fmt.Errorf("exited before it was ready: %v", p.err)
-		case <-ready.Done():
-			return p, fmt.Errorf("/readyz not OK within %s", waitTimeout)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return p, p.AwaitReady(ctx, p.opsURL+"/readyz", waitTimeout)
 }
 
 // logLine returns the first JSON log line whose msg is msg.
@@ -110,18 +90,7 @@ func (p *provider) logLine(msg string) map[string]any {
 }
 
 // logLines returns the JSON log lines whose msg is msg.
-func (p *provider) logLines(msg string) []map[string]any {
-	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(p.log.String()))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var line map[string]any
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == msg {
-			out = append(out, line)
-		}
-	}
-	return out
-}
+func (p *provider) logLines(msg string) []map[string]any { return p.Log.LogLines(msg) }
 
 // replica is one pod: a provider and its distributor, the bridge.
 type replica struct {

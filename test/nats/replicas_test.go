@@ -91,7 +91,7 @@ func TestNATSKilledReplicaMidRun(t *testing.T) {
 		t.Fatal("the victim got none of the batch: the test would prove less than it says")
 	}
 	t.Logf("SIGKILL to %s, running the restart, with %d of the %d events of the batch in its queue", victimName, queued, len(batch))
-	victim.kill(t)
+	victim.Kill(t)
 	killed := time.Now()
 
 	after := dryScales(t, 20, stage, "carts")
@@ -104,9 +104,10 @@ func TestNATSKilledReplicaMidRun(t *testing.T) {
 			len(missingFinished(evs, clusterIDs(batch))) == queued
 	})
 	t.Logf("the restart was reported %s after the kill", time.Since(killed).Round(time.Millisecond))
-	// Anything doubled has had its chance to show up: another round of
-	// orphan searches, by both survivors.
-	rec.quiet(ctx, t, 3*heartbeatPeriod, 20*time.Second)
+	// Nothing is left for an orphan search to report, and the survivors
+	// have stopped: anything doubled has been sent and recorded.
+	cp.awaitNothingToRecover(ctx, t, ledgerNS)
+	rec.settle(ctx, t, nil, survivors...)
 
 	all := append(append([]clusterTrigger{restart}, batch...), after...)
 	lost := 0
@@ -193,11 +194,11 @@ func TestNATSSIGTERMWithActionsInFlight(t *testing.T) {
 	batch := dryScales(t, 30, stage, "carts")
 	publishCluster(t, keptn, batch...)
 	sigterm := time.Now()
-	victim.signal(t, syscall.SIGTERM)
+	victim.Signal(t, syscall.SIGTERM)
 	after := dryScales(t, 20, stage, "carts")
 	publishCluster(t, keptn, after...)
 
-	exited, err := victim.wait(grace + 20*time.Second)
+	exited, err := victim.Wait(grace + 20*time.Second)
 	if !exited {
 		t.Fatalf("%s still running %s after SIGTERM", victimName, grace+20*time.Second)
 	}
@@ -224,10 +225,11 @@ func TestNATSSIGTERMWithActionsInFlight(t *testing.T) {
 	awaitEvents(ctx, t, rec, "the finished events", func(evs []keptnEvent) bool {
 		return len(missingFinished(evs, clusterIDs(all))) == 0
 	})
-	// Once the stopped replica's heartbeat has lapsed, the other one looks
-	// for its orphans: there must be none.
-	sleep(ctx, 4*heartbeatPeriod)
-	rec.quiet(ctx, t, 2*heartbeatPeriod, 20*time.Second)
+	// The stopped replica left nothing for the other one's search for
+	// orphans to report; once the other one has stopped too, all it sent
+	// is recorded.
+	cp.awaitNothingToRecover(ctx, t, ledgerNS)
+	rec.settle(ctx, t, nil, other)
 	finished := checkAnswered(t, rec.Events(), all, nil)
 	checkDryRunPassed(t, finished, append(append([]clusterTrigger(nil), batch...), after...))
 	for _, tr := range restarts {
@@ -322,7 +324,7 @@ func TestNATSServerRestartMidRun(t *testing.T) {
 	t.Logf("nats-server down for %s", time.Since(down).Round(time.Millisecond))
 	for _, p := range replicas {
 		if p.logLine(logDisconnected) == nil {
-			t.Errorf("%s did not log that it lost NATS", p.name)
+			t.Errorf("%s did not log that it lost NATS", p.Name)
 		}
 	}
 
@@ -331,7 +333,7 @@ func TestNATSServerRestartMidRun(t *testing.T) {
 	})
 	t.Logf("all finished events on NATS %s after the outage began", time.Since(down).Round(time.Millisecond))
 	for _, p := range replicas {
-		waitUntil(ctx, t, waitTimeout, p.name+" reconnected", func() bool { return p.logLine(logReconnected) != nil })
+		waitUntil(ctx, t, waitTimeout, p.Name+" reconnected", func() bool { return p.logLine(logReconnected) != nil })
 	}
 	waitUntil(ctx, t, waitTimeout, "the test's connection back", keptn.IsConnected)
 	awaitSubscribed(ctx, t, keptn, replicas...)
@@ -341,9 +343,12 @@ func TestNATSServerRestartMidRun(t *testing.T) {
 	stream.await(ctx, t, waitTimeout, "the events published after the restart finished", func(evs []keptnEvent) bool {
 		return len(missingFinished(evs, clusterIDs(afterwards))) == 0
 	})
-	// Anything doubled, such as a buffer flushed twice, has had its chance
-	// to show up.
-	sleep(ctx, time.Second)
+	// Anything doubled, such as a buffer flushed twice, is on the stream
+	// once the providers have stopped: they exit after the server has
+	// confirmed all they sent.
+	for _, p := range replicas {
+		p.Stop(t)
+	}
 	evs, err := stream.Events()
 	if err != nil {
 		t.Fatal(err)
@@ -420,13 +425,13 @@ func TestNATSSameEventTwiceToTwoReplicas(t *testing.T) {
 			var ran, taken, dup []string
 			for _, p := range replicas {
 				for range p.logLinesFor(logFinished, tr.ID) {
-					ran = append(ran, p.name)
+					ran = append(ran, p.Name)
 				}
 				for range p.logLinesFor(logTaken, tr.ID) {
-					taken = append(taken, p.name)
+					taken = append(taken, p.Name)
 				}
 				for range p.logLinesFor(logDuplicate, tr.ID) {
-					dup = append(dup, p.name)
+					dup = append(dup, p.Name)
 				}
 			}
 			switch {
@@ -446,7 +451,7 @@ func TestNATSSameEventTwiceToTwoReplicas(t *testing.T) {
 	if split == 0 {
 		t.Fatalf("in %d events, no two copies of one went to different replicas: the claim on the cluster was not put to the test", len(all))
 	}
-	rec.quiet(ctx, t, time.Second, 10*time.Second)
+	rec.settle(ctx, t, nil, replicas...)
 	finished := checkAnswered(t, rec.Events(), all, nil)
 	checkDryRunPassed(t, finished, all)
 }

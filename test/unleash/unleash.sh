@@ -30,12 +30,9 @@ SERVER_JS="$INSTALL_DIR/node_modules/unleash-server/dist/server.js"
 # database migrations on first start, which takes most of its start time.
 TIMEOUT="${UNLEASH_TIMEOUT:-120}"
 
-log() { printf 'unleash: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# Shared process helpers: free_port, start_proc, pid_of, wait_until, ...
+PROG=unleash # as log and die of test/lib/proc.sh name this script
 # shellcheck source=test/lib/proc.sh
-source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/../lib/proc.sh"
+source "$SCRIPT_DIR/../lib/proc.sh"
 
 usage() {
 	cat >&2 <<EOF
@@ -75,11 +72,7 @@ install() {
 	command -v npm >/dev/null || die "npm is required (apt-get install -y npm)"
 	mkdir -p "$CACHE_ROOT"
 	# Serialize concurrent installs (e.g. two test runs).
-	if command -v flock >/dev/null; then
-		exec 9>"$CACHE_ROOT/.unleash-install.lock"
-		flock 9
-		if installed; then exec 9>&-; return 0; fi
-	fi
+	if lock_or_done "$CACHE_ROOT/.unleash-install.lock" installed; then return 0; fi
 	log "first run installs unleash-server $UNLEASH_VERSION from npm, ~30 s, longer on a slow network (~180 MB, into $INSTALL_DIR)"
 	local start=$SECONDS tmp="$INSTALL_DIR.tmp.$$"
 	rm -rf "$tmp" && mkdir -p "$tmp"
@@ -259,73 +252,23 @@ start() {
 		envline UNLEASH_POSTGRES_PID "$(<"$DIR/pids/postgres.pid")"
 		envline UNLEASH_DIR "$DIR"
 	} >"$DIR/env.tmp"
-	chmod 600 "$DIR/env.tmp"
-	mv -f "$DIR/env.tmp" "$DIR/env"
-	trap - INT TERM
-	log "Unleash ready after $((SECONDS - t0))s: $url (source $DIR/env; stop with: $0 stop $DIR)"
-	echo "$DIR/env"
+	ready Unleash "$url" "$t0"
 }
 
 # ----------------------------------------------------------------- stop ---
 
-# stop_one NAME SIGNAL: signal NAME's process, wait up to 15s, then KILL.
-stop_one() {
-	local name=$1 sig=$2 quiet=$3 pid
-	pid="$(pid_of "$name")" || { rm -f "$DIR/pids/$name.pid"; return 0; }
-	[[ -n $quiet ]] || log "stopping $name (pid $pid)"
-	kill "-$sig" "$pid" 2>/dev/null || true
-	local deadline=$((SECONDS + 15))
-	while kill -0 "$pid" 2>/dev/null; do
-		if ((SECONDS >= deadline)); then
-			log "killing $name (pid $pid, still running after $sig)"
-			kill -KILL "$pid" 2>/dev/null || true
-			sleep 0.2
-			break
-		fi
-		sleep 0.1
-	done
-	rm -f "$DIR/pids/$name.pid"
-}
-
 stop_all() {
 	local quiet=${1:-}
-	[[ -d "$DIR/pids" ]] || return 0
 	# Unleash first, so that it does not log a lost database. PostgreSQL's
 	# TERM waits for every client to leave; INT is its "fast" shutdown.
-	stop_one unleash TERM "$quiet"
-	stop_one postgres INT "$quiet"
+	stop_procs TERM "$quiet" unleash
+	stop_procs INT "$quiet" postgres
 }
 
 # ----------------------------------------------------------------- main ---
 
-set_dir() {
-	[[ -n ${1:-} ]] || usage
-	mkdir -p "$1"
-	DIR="$(cd "$1" && pwd -P)"
-}
-
 PG_USER="${UNLEASH_PG_USER:-postgres}"
 
-main() {
-	case "${1:-}" in
-	install)
-		[[ $# -eq 1 ]] || usage
-		install
-		echo "$INSTALL_DIR"
-		;;
-	start)
-		[[ $# -eq 2 ]] || usage
-		set_dir "$2"
-		start
-		;;
-	stop)
-		[[ $# -eq 2 ]] || usage
-		if [[ ! -d $2 ]]; then return 0; fi
-		set_dir "$2"
-		stop_all
-		;;
-	*) usage ;;
-	esac
-}
+main() { dispatch install INSTALL_DIR "$@"; }
 
 { main "$@"; exit $?; }

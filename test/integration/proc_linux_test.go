@@ -1,9 +1,0 @@
-package integration
-
-import "syscall"
-
-// sysProcAttr makes the kernel kill the provider if the test binary dies
-// first (go test's -timeout, a crash), so that no process outlives the test.
-func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
