@@ -300,3 +300,61 @@ var (
 	schemaLeases     = coordinationv1.SchemeGroupVersion.WithResource("leases")
 	metav1GetOptions = metav1.GetOptions{}
 )
+
+// A process judges others only once its own heartbeats have gone through
+// for a whole heartbeat TTL (three periods), not an instant before; and a
+// record younger than a TTL is no orphan even when its process has no
+// heartbeat on record: it may have taken the event before its first beat.
+func TestOrphansWaitForWholeTTLs(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		// setup leaves a record of a's that b may judge, and returns the
+		// instant from which b takes it over.
+		setup func(t *testing.T, clk *clock, a, b *Ledger) time.Time
+	}{
+		{"b has beaten for a whole TTL", func(t *testing.T, clk *clock, a, b *Ledger) time.Time {
+			beat(t, clk, 0, a)
+			start(t, a, "a-1")
+			clk.advance(5 * time.Second) // a's heartbeat has lapsed
+			beat(t, clk, 0, b)
+			return clk.Now().Add(3 * time.Second)
+		}},
+		{"a's record is a TTL old", func(t *testing.T, clk *clock, a, b *Ledger) time.Time {
+			beat(t, clk, 4*time.Second, b) // b judges
+			start(t, a, "a-1")             // a never beats at all
+			return clk.Now().Add(3 * time.Second)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := fake.NewClientset()
+			clk := &clock{now: t0}
+			a, b := newProcess(t, client, "a", clk), newProcess(t, client, "b", clk)
+			from := tc.setup(t, clk, a, b)
+			started := eventStart(t, client, "a-1")
+			clk.advance(from.Sub(clk.Now()) - time.Millisecond)
+			if got, err := b.Orphans(ctx); err != nil || len(got) != 0 {
+				t.Fatalf("a millisecond early, b took %+v (%v) for orphans", got, err)
+			}
+			clk.advance(time.Millisecond)
+			got, err := b.Orphans(ctx)
+			if err != nil || len(got) != 1 {
+				t.Fatalf("orphans = %+v, %v; want a-1", got, err)
+			}
+			if o := got[0]; o.ID != "a-1" || o.Replica != a.Holder() || !o.Since.Equal(started) {
+				t.Errorf("orphan = %+v; want a-1, started by %s at %s", o, a.Holder(), started)
+			}
+		})
+	}
+}
+
+// eventStart is when the event's claim was taken, as its record says.
+func eventStart(t *testing.T, client *fake.Clientset, id string) time.Time {
+	t.Helper()
+	lease, err := client.CoordinationV1().Leases("keptn").Get(context.Background(), eventLeaseName(id), metav1GetOptions)
+	if err != nil || lease.Spec.AcquireTime == nil {
+		t.Fatalf("record of %s: %+v, %v", id, lease, err)
+	}
+	return lease.Spec.AcquireTime.Time
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
@@ -244,5 +245,101 @@ func wantRefusal(t *testing.T, err error, rule, text string) {
 	var r *action.Refusal
 	if !errors.As(err, &r) || r.Rule != rule || !strings.Contains(err.Error(), text) {
 		t.Fatalf("got %v, want a %q refusal containing %q", err, rule, text)
+	}
+}
+
+func TestNewChecksItsConfig(t *testing.T) {
+	valid := Config{Namespace: "keptn", Identity: "sts-0", EventTTL: time.Minute, LockTTL: time.Minute}
+	for _, tc := range []struct {
+		name   string
+		nilCli bool
+		edit   func(*Config)
+		want   string // in the error; "" for none
+	}{
+		{"valid", false, func(*Config) {}, ""},
+		{"no client", true, func(*Config) {}, "nil Kubernetes client"},
+		{"bad namespace", false, func(c *Config) { c.Namespace = "Keptn_NS" }, "invalid namespace"},
+		{"no event TTL", false, func(c *Config) { c.EventTTL = 0 }, "must be positive"},
+		{"negative event TTL", false, func(c *Config) { c.EventTTL = -time.Second }, "must be positive"},
+		{"no lock TTL", false, func(c *Config) { c.LockTTL = 0 }, "must be positive"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := valid
+			tc.edit(&cfg)
+			var client kubernetes.Interface
+			if !tc.nilCli {
+				client = fake.NewClientset()
+			}
+			l, err := New(client, cfg)
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("New = %v; want an error containing %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The defaults, and a holder of the pod name and a nonce.
+			if l.cfg.HeartbeatPeriod != DefaultHeartbeat || l.cfg.IdleTTL != DefaultIdleTTL ||
+				l.cfg.WriteBound != DefaultWriteBound || l.cfg.Now == nil {
+				t.Errorf("defaults: %+v", l.cfg)
+			}
+			if h := l.Holder(); !strings.HasPrefix(h, "sts-0.") || len(h) != len("sts-0.")+6 {
+				t.Errorf("holder %q; want sts-0.<6 hex digits>", h)
+			}
+		})
+	}
+}
+
+// A hold whose lock expired and was taken by another event releases only
+// what is its own: the new holder keeps the target, and the cooldown of
+// the late action still starts.
+func TestLateReleaseLeavesTheNewHolder(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	a, b := newLedger(t, client, "a", clk), newLedger(t, client, "b", clk)
+	late, err := a.Lock(ctx, carts, "restart", "id-1", fiveMinutes, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(6*time.Minute + time.Second) // a's lock expired
+	hold, err := b.Lock(ctx, carts, "scale", "id-2", fiveMinutes, false)
+	if err != nil {
+		t.Fatalf("lock after the TTL: %v", err)
+	}
+	if err := late.Release(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Lock(ctx, carts, "delete-pods", "id-3", fiveMinutes, false)
+	wantRefusal(t, err, RuleLock, "busy: action scale (triggeredid id-2)")
+	_, err = b.Lock(ctx, carts, "scale", "id-2", fiveMinutes, false)
+	wantRefusal(t, err, RuleLock, "this event is already being handled on deployment sockshop-production/carts by replica "+b.Holder())
+	clk.advance(time.Minute)
+	if err := hold.Release(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Lock(ctx, carts, "restart", "id-4", fiveMinutes, false)
+	wantRefusal(t, err, RuleCooldown, "restart changed deployment sockshop-production/carts 1m0s ago (triggeredid id-1)")
+}
+
+// A claim is this process's own only until something was recorded on it: a
+// redelivery of an event it already started is not run again.
+func TestClaimOfOwnStartedEvent(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	l := newLedger(t, fake.NewClientset(), "a", clk)
+	if first, err := l.Claim(ctx, "id"); err != nil || !first {
+		t.Fatalf("Claim = %v, %v", first, err)
+	}
+	if first, err := l.Claim(ctx, "id"); err != nil || !first {
+		t.Fatalf("Claim again before anything was recorded (a retried create) = %v, %v; want true", first, err)
+	}
+	if err := l.Started(ctx, "id", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if first, err := l.Claim(ctx, "id"); err != nil || first {
+		t.Fatalf("Claim of an event this process started = %v, %v; want false", first, err)
 	}
 }
