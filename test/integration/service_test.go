@@ -490,12 +490,13 @@ func TestKilledReplicaActionIsReportedInterrupted(t *testing.T) {
 		!strings.HasPrefix(fin.Data.Message, "interrupted: replica doomed-") {
 		t.Fatalf("finished %s/%s %q, want errored/fail \"interrupted: replica doomed-…\"", fin.Data.Status, fin.Data.Result, fin.Data.Message)
 	}
-	if survivor.logLine("reported an action orphaned by a replica that stopped") == nil {
-		t.Errorf("the survivor did not say it reported the orphan:\n%s", survivor.log)
-	}
-	// The survivor has handled and answered all it will: nothing more can come.
+	// The survivor has handled and answered all it will, and logged it:
+	// nothing more can come.
 	if err := survivor.terminate(t, 30*time.Second); err != nil {
 		t.Errorf("the survivor exited with %v after SIGTERM", err)
 	}
 	checkEvents(t, sink, id, stage)
+	if survivor.logLine("reported an action orphaned by a replica that stopped") == nil {
+		t.Errorf("the survivor did not say it reported the orphan:\n%s", survivor.log)
+	}
 }
