@@ -3,14 +3,19 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
@@ -235,8 +240,17 @@ func TestLeaseNames(t *testing.T) {
 	if got := targetLeaseName(long); !strings.HasPrefix(got, "target-") || len(got) > 253 {
 		t.Errorf("lease name of a long target: %q", got)
 	}
-	if got := lastRunKey("toggle feature/flag"); got != "keptn-action-provider.io/last-toggle-feature-flag" {
-		t.Errorf("last-run key %q", got)
+	for name, want := range map[string]string{
+		"toggle feature/flag": "keptn-action-provider.io/last-toggle-feature-flag",
+		"az-AZ.09_":           "keptn-action-provider.io/last-az-AZ.09_",
+		"`{@[/:":              "keptn-action-provider.io/last-------",
+		// An annotation's name is at most 63 characters: "last-" and 58.
+		strings.Repeat("a", 58): "keptn-action-provider.io/last-" + strings.Repeat("a", 58),
+		strings.Repeat("a", 59): "keptn-action-provider.io/last-" + digest(strings.Repeat("a", 59))[:16],
+	} {
+		if got := lastRunKey(name); got != want {
+			t.Errorf("last-run key of %q: %q; want %q", name, got, want)
+		}
 	}
 }
 
@@ -341,5 +355,127 @@ func TestClaimOfOwnStartedEvent(t *testing.T) {
 	}
 	if first, err := l.Claim(ctx, "id"); err != nil || first {
 		t.Fatalf("Claim of an event this process started = %v, %v; want false", first, err)
+	}
+}
+
+// An expired claim is taken over with the resourceVersion read. When the
+// API server refuses that write as a conflict, another process took the
+// event first: the claim is lost, not retried into a win. (That the API
+// server does refuse it is tested in test/integration, TestLedgerClaimRace.)
+func TestClaimOfAnExpiredRecordLostToAConflict(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	a, b := newLedger(t, client, "a", clk), newLedger(t, client, "b", clk)
+	if first, err := a.Claim(ctx, "id"); err != nil || !first {
+		t.Fatalf("Claim = %v, %v", first, err)
+	}
+	clk.advance(11 * time.Minute)
+	client.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewConflict(schemaLeases.GroupResource(), eventLeaseName("id"), errors.New("modified"))
+	})
+	if first, err := b.Claim(ctx, "id"); err != nil || first {
+		t.Fatalf("Claim of an expired record whose takeover conflicted = %v, %v; want false", first, err)
+	}
+}
+
+// One Sweep deletes at most maxSweepDeletes records; the next goes on.
+func TestSweepIsBounded(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	// Claims of 11 minutes ago, made as Claim makes them; put in place
+	// directly, which is much quicker than through the fake's Create.
+	var claims []runtime.Object
+	for i := range maxSweepDeletes + 2 {
+		id := fmt.Sprintf("id-%d", i)
+		claims = append(claims, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: eventLeaseName(id), Namespace: "keptn",
+				Labels: map[string]string{recordLabel: recordEvent, managedByLabel: managedBy}},
+			Spec: new(Ledger).spec("a", clk.Now(), 10*time.Minute),
+		})
+	}
+	clk.advance(11 * time.Minute)
+	l := newLedger(t, fake.NewClientset(claims...), "a", clk)
+	for _, want := range []int{maxSweepDeletes, 2, 0} {
+		if n, err := l.Sweep(ctx); err != nil || n != want {
+			t.Fatalf("Sweep = %d, %v; want %d", n, err, want)
+		}
+	}
+}
+
+// A Lock that fails says why: contention only when the API server kept
+// answering with conflicts, and any other error as it came.
+func TestLockErrorsSayWhy(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		verb           string
+		err            error
+		want, unwanted string
+	}{
+		{"forbidden", "get", apierrors.NewForbidden(schemaLeases.GroupResource(), "x", errors.New("RBAC")), "forbidden", "contended"},
+		{"always a conflict", "create", apierrors.NewConflict(schemaLeases.GroupResource(), "x", errors.New("modified")), "still contended after retries", "\x00"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := fake.NewClientset()
+			clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+			l := newLedger(t, client, "a", clk)
+			client.PrependReactor(tc.verb, "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+				return true, nil, tc.err
+			})
+			_, err := l.Lock(context.Background(), carts, "scale", "id", fiveMinutes, false)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), tc.unwanted) {
+				t.Fatalf("Lock = %v; want an error saying %q, not %q", err, tc.want, tc.unwanted)
+			}
+		})
+	}
+}
+
+// Each action's cooldown is its own: a second action's release keeps the
+// first one's.
+func TestCooldownsOfTwoActionsOnOneTarget(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	l := newLedger(t, fake.NewClientset(), "a", clk)
+	for _, run := range []struct{ action, id string }{{"restart", "id-1"}, {"scale", "id-2"}} {
+		h, err := l.Lock(ctx, carts, run.action, run.id, fiveMinutes, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Release(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+		clk.advance(time.Minute)
+	}
+	_, err := l.Lock(ctx, carts, "restart", "id-3", fiveMinutes, false)
+	wantRefusal(t, err, RuleCooldown, "restart changed deployment sockshop-production/carts 2m0s ago (triggeredid id-1)")
+	_, err = l.Lock(ctx, carts, "scale", "id-4", fiveMinutes, false)
+	wantRefusal(t, err, RuleCooldown, "scale changed deployment sockshop-production/carts 1m0s ago (triggeredid id-2)")
+}
+
+func TestLeaseSpecAndExpiry(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		ttl  time.Duration
+		secs int32
+	}{
+		{10 * time.Minute, 600},
+		{1500 * time.Millisecond, 2},
+		{time.Second, 1},
+		{100 * time.Millisecond, 1}, // a Lease counts whole seconds, at least one
+	} {
+		s := new(Ledger).spec("a", now, tc.ttl)
+		if *s.LeaseDurationSeconds != tc.secs || *s.HolderIdentity != "a" || !s.RenewTime.Time.Equal(now) {
+			t.Errorf("spec for %s: %d s, holder %s, renewed %s; want %d s, a, %s", tc.ttl, *s.LeaseDurationSeconds, *s.HolderIdentity, s.RenewTime, tc.secs, now)
+		}
+		if expired(s, now.Add(time.Duration(tc.secs)*time.Second)) || !expired(s, now.Add(time.Duration(tc.secs)*time.Second+1)) {
+			t.Errorf("a lease of %d s expires other than just after %d s", tc.secs, tc.secs)
+		}
+	}
+	// A Lease missing either field (written by hand, say) holds nothing.
+	s := new(Ledger).spec("a", now, time.Minute)
+	noRenew, noDuration := s, s
+	noRenew.RenewTime, noDuration.LeaseDurationSeconds = nil, nil
+	if !expired(noRenew, now) || !expired(noDuration, now) {
+		t.Error("a lease without a renew time or a duration counts as held")
 	}
 }

@@ -6,7 +6,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
+
+	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
 )
 
@@ -102,5 +106,85 @@ func TestRecoverReportsOrphans(t *testing.T) {
 				t.Fatalf("sent %d finished events; want one containing %s:\n%s", n, tc.want, pub)
 			}
 		})
+	}
+}
+
+// run and Report turn what a handler did into the finished event's status,
+// result and message: a panic, a timeout and a shutdown each become an
+// error a person can read; a handler that returns normally is never
+// reported as crashed.
+func TestRunAndReport(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		handler  handlerFunc
+		shutdown bool // the provider shut down before the action could start
+		status   keptnv2.StatusType
+		result   keptnv2.ResultType
+		message  string // in the message
+	}{
+		{"passes", func(context.Context, action.Request) (action.Outcome, error) { return action.Pass("scaled"), nil },
+			false, keptnv2.StatusSucceeded, keptnv2.ResultPass, "scaled"},
+		{"warns", func(context.Context, action.Request) (action.Outcome, error) { return action.Warning("slow"), nil },
+			false, keptnv2.StatusSucceeded, keptnv2.ResultWarning, "slow"},
+		{"no result", func(context.Context, action.Request) (action.Outcome, error) {
+			return action.Outcome{Message: "done"}, nil
+		},
+			false, keptnv2.StatusSucceeded, keptnv2.ResultPass, "done"},
+		{"fails", func(context.Context, action.Request) (action.Outcome, error) {
+			return action.Outcome{}, errors.New("boom")
+		},
+			false, keptnv2.StatusErrored, keptnv2.ResultFailed, "boom"},
+		{"refuses", func(context.Context, action.Request) (action.Outcome, error) {
+			return action.Outcome{}, action.Refuse("cooldown", "not yet")
+		}, false, keptnv2.StatusSucceeded, keptnv2.ResultFailed, "refused (cooldown): not yet"},
+		{"panics", func(context.Context, action.Request) (action.Outcome, error) { panic("boom") },
+			false, keptnv2.StatusErrored, keptnv2.ResultFailed, "action scale crashed (panic: boom)"},
+		{"times out", func(ctx context.Context, _ action.Request) (action.Outcome, error) {
+			<-ctx.Done()
+			return action.Outcome{}, ctx.Err()
+		}, false, keptnv2.StatusErrored, keptnv2.ResultFailed, "timed out after 10ms"},
+		{"shut down first", func(context.Context, action.Request) (action.Outcome, error) { return action.Pass("ran"), nil },
+			true, keptnv2.StatusErrored, keptnv2.ResultFailed, "not run: the provider shut down"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newContractLifecycle(t, nil, &broker{}, nil)
+			l.cfg.ActionTimeout = 10 * time.Millisecond
+			parent, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tc.shutdown {
+				cancel()
+			}
+			out, err := l.run(parent, job{event: contractEvent(), action: "scale", handler: tc.handler, log: l.log})
+			status, result, message := Report(out, err)
+			if status != tc.status || result != tc.result || !strings.Contains(message, tc.message) {
+				t.Errorf("reported %s/%s %q; want %s/%s containing %q", status, result, message, tc.status, tc.result, tc.message)
+			}
+		})
+	}
+}
+
+// listing is a Claimer whose Orphans hands over a fixed list, in order.
+type listing struct {
+	*claims
+	orphans []Orphan
+}
+
+func (c *listing) Orphans(context.Context) ([]Orphan, error) { return c.orphans, nil }
+
+// An orphan that cannot be answered does not keep Recover from the ones
+// after it.
+func TestRecoverGoesOnAfterAnUnusableOrphan(t *testing.T) {
+	book := &book{records: map[string]*rec{}, dead: map[string]bool{}}
+	pub := &broker{}
+	c := &listing{claims: book.process("b", nil), orphans: []Orphan{
+		{ID: "unusable", Record: []byte(`{"id":`), Replica: "dead"},
+		{ID: contractTriggeredID, Record: inFlight(contractEvent()), Replica: "dead"},
+	}}
+	book.records[contractTriggeredID] = &rec{holder: "b", state: "recovering"}
+	b := newContractLifecycle(t, c.claims, pub, nil)
+	b.claims = c
+	b.Recover(context.Background())
+	if n := pub.count(keptnevent.FinishedType); n != 1 {
+		t.Fatalf("sent %d finished events; want one, for the usable orphan after the unusable one:\n%s", n, pub)
 	}
 }

@@ -222,3 +222,37 @@ func wantRefusal(t *testing.T, err error, rule string) {
 		t.Fatalf("error %v, want a %q refusal", err, rule)
 	}
 }
+
+// The audit event says what changed, before → after when the mutator says
+// both, and is a Warning when the change did not fully succeed.
+func TestRunAuditsTheChange(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		result        keptnv2.ResultType
+		before, after string
+		typ, change   string
+	}{
+		{"passed", keptnv2.ResultPass, "2 replicas", "3 replicas", "Normal", "keptn remediation scale: 2 replicas → 3 replicas ("},
+		{"warned", keptnv2.ResultWarning, "2 replicas", "3 replicas", "Warning", "keptn remediation scale: 2 replicas → 3 replicas ("},
+		{"failed", keptnv2.ResultFailed, "2 replicas", "3 replicas", "Warning", "keptn remediation scale: 2 replicas → 3 replicas ("},
+		{"only before", keptnv2.ResultPass, "2 replicas", "", "Normal", "keptn remediation scale: 2 replicas →  ("},
+		{"only after", keptnv2.ResultPass, "", "3 replicas", "Normal", "keptn remediation scale:  → 3 replicas ("},
+		{"neither", keptnv2.ResultPass, "", "", "Normal", "keptn remediation scale: scaled deployment sockshop-production/carts ("},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, carts(nil, 2, 2))
+			change := pipeline.Change{Message: "scaled deployment sockshop-production/carts", Reason: "Scaled",
+				Before: tc.before, After: tc.after, Result: tc.result, Changed: true}
+			if _, err := f.pipeline.Run(context.Background(), "scale", request("t1"), pipeline.Options{}, f.mutator(change, nil)); err != nil {
+				t.Fatal(err)
+			}
+			list, err := f.client.CoreV1().Events("sockshop-production").List(context.Background(), metav1.ListOptions{})
+			if err != nil || len(list.Items) != 1 {
+				t.Fatalf("audit events %v, %v; want one", list, err)
+			}
+			if ev := list.Items[0]; ev.Type != tc.typ || !strings.HasPrefix(ev.Message, tc.change) {
+				t.Errorf("audit event %s %q; want %s, starting %q", ev.Type, ev.Message, tc.typ, tc.change)
+			}
+		})
+	}
+}
