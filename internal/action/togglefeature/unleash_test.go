@@ -44,6 +44,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/receiver"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 	"github.com/keptn-action-provider/action-provider/internal/server"
+	"github.com/keptn-action-provider/action-provider/internal/testsupport"
 )
 
 // unleashEnvVar names the env file that unleash.sh start writes.
@@ -69,7 +70,7 @@ func requireUnleash(t *testing.T) *realUnleash {
 	t.Helper()
 	path := os.Getenv(unleashEnvVar)
 	if path == "" {
-		t.Skip("no Unleash server: set UNLEASH_ENV to the env file of test/unleash/unleash.sh start DIR")
+		testsupport.Skip(t, "no Unleash server: UNLEASH_ENV names the env file of test/unleash/unleash.sh start DIR")
 	}
 	realOnce.Do(func() { unleashSrv, realErr = connectUnleash(path) })
 	if realErr != nil {
