@@ -51,7 +51,9 @@ type Triggered struct {
 	GitCommitID  string
 	SpecVersion  string
 	Data         keptnv2.ActionTriggeredEventData
-	// Value is Data.Action.Value as raw JSON, for the action to decode.
+	// Value is data.action.value as the sender wrote it (compacted), for
+	// the action to decode; Data.Action.Value is left nil, so that no
+	// second, rounded copy of it exists.
 	Value json.RawMessage
 }
 
@@ -106,17 +108,12 @@ func Decode(header http.Header, body []byte) (Triggered, error) {
 	if ev.Type() != TriggeredType {
 		return Triggered{}, &InvalidError{ID: t.ID, Reason: fmt.Sprintf("event type %q is not %s", ev.Type(), TriggeredType)}
 	}
-	if err := decodeData(ev.Data(), &t.Data); err != nil {
+	if t.Data, t.Value, err = decodeData(ev.Data()); err != nil {
 		return Triggered{}, &InvalidError{ID: t.ID, Reason: "invalid data", Err: err}
 	}
 	if missing := t.missing(); len(missing) > 0 {
 		return Triggered{}, &InvalidError{ID: t.ID, Reason: "missing required " + strings.Join(missing, ", ")}
 	}
-	value, err := rawValue(ev.Data())
-	if err != nil {
-		return Triggered{}, &InvalidError{ID: t.ID, Reason: "invalid data", Err: err}
-	}
-	t.Value = value
 	if t.SpecVersion == "" {
 		t.SpecVersion = defaultSpecVersion
 	}
@@ -136,15 +133,17 @@ func parse(header http.Header, body []byte) (*event.Event, error) {
 		// Structured mode. The content type is not insisted on: the
 		// distributor sends application/cloudevents+json, hand-written
 		// tests often send application/json.
-		if err := single(body); err != nil {
-			return nil, err
+		// The SDK's parser reads the first JSON value and ignores what
+		// follows, and says little about broken JSON: one scan, which
+		// allocates nothing, catches both; the reason is worked out only
+		// on that slow path.
+		if !json.Valid(body) {
+			if err := single(body); err != nil {
+				return nil, err
+			}
+			return nil, &InvalidError{Reason: "malformed JSON body"}
 		}
 		if err := ev.UnmarshalJSON(body); err != nil {
-			// The SDK's parser says little about broken JSON; tell the
-			// two failures apart only on this slow path.
-			if !json.Valid(body) {
-				return nil, &InvalidError{Reason: "malformed JSON body"}
-			}
 			return nil, &InvalidError{Reason: "not a structured-mode CloudEvent", Err: err}
 		}
 	}
@@ -154,11 +153,10 @@ func parse(header http.Header, body []byte) (*event.Event, error) {
 	return &ev, nil
 }
 
-// single refuses a structured-mode body that holds more than the event:
-// the SDK's parser reads the first JSON value and ignores what follows, so
-// that `{event} {other event}` or `{event} garbage` would pass as the first
-// event, and what a sender meant by the rest would be silently dropped. A
-// body whose first value is broken is left to the parser's own errors.
+// single says why a body that is not valid JSON was refused when its first
+// value is whole: something follows the event, which the SDK's parser would
+// silently drop (`{event} {other event}`, `{event} garbage`). It returns nil
+// when the first value itself is broken.
 func single(body []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var first json.RawMessage
@@ -195,54 +193,55 @@ func stringExtension(ev *event.Event, name string) string {
 	return s
 }
 
-// rawValue is data.action.value exactly as the sender wrote it, compacted,
-// or nil when there is none. go-utils' type holds it as an interface{},
-// where every number is a float64: 9007199254740993 would come back as
-// 9007199254740992, and the actions promise numbers kept as written. So
-// the value is taken from the data's bytes, not re-encoded from go-utils'.
-func rawValue(data []byte) (json.RawMessage, error) {
-	// encoding/json, as for keptnv2.ActionTriggeredEventData: the same key
-	// matching and the same winner among repeated keys.
-	var raw struct {
-		Action struct {
-			Value json.RawMessage `json:"value"`
-		} `json:"action"`
-	}
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("decode data.action.value: %w", err)
-	}
-	v := bytes.TrimSpace(raw.Action.Value)
-	if len(v) == 0 || bytes.Equal(v, []byte("null")) {
-		return nil, nil
-	}
-	var b bytes.Buffer
-	if err := json.Compact(&b, v); err != nil {
-		return nil, fmt.Errorf("decode data.action.value: %w", err)
-	}
-	return b.Bytes(), nil
+// triggeredData is keptnv2.ActionTriggeredEventData with its action's
+// value kept as raw JSON: go-utils holds it as an interface{}, where every
+// number becomes a float64 (9007199254740993 would come back as …992), and
+// the actions promise numbers kept as written. The outer Action shadows the
+// embedded one, so data is decoded once.
+type triggeredData struct {
+	keptnv2.ActionTriggeredEventData
+	Action struct {
+		Name        string          `json:"name"`
+		Action      string          `json:"action"`
+		Description string          `json:"description,omitempty"`
+		Value       json.RawMessage `json:"value,omitempty"`
+	} `json:"action"`
 }
 
-// decodeData decodes data into out, turning encoding/json's type errors into
-// the path a Keptn user recognises, e.g. "data.action must be an object".
-func decodeData(data []byte, out *keptnv2.ActionTriggeredEventData) error {
+// decodeData decodes data, turning encoding/json's type errors into the
+// path a Keptn user recognises, e.g. "data.action must be an object". The
+// value comes back apart, compacted, nil when there is none.
+func decodeData(data []byte) (keptnv2.ActionTriggeredEventData, json.RawMessage, error) {
+	var none keptnv2.ActionTriggeredEventData
 	if len(bytes.TrimSpace(data)) == 0 {
-		return errors.New("the event has no data")
+		return none, nil, errors.New("the event has no data")
 	}
-	err := json.Unmarshal(data, out)
+	var d triggeredData
+	err := json.Unmarshal(data, &d)
 	var typeErr *json.UnmarshalTypeError
 	switch {
 	case err == nil:
-		return nil
 	case errors.As(err, &typeErr) && typeErr.Field != "":
-		// Fields of the embedded keptnv2.EventData are reported with its
-		// name in the path; the JSON has no such level.
-		field := strings.ReplaceAll(typeErr.Field, "EventData.", "")
-		return fmt.Errorf("data.%s must be %s, not %s", field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
+		// Fields of the embedded structs are reported with their names in
+		// the path; the JSON has no such levels.
+		field := strings.ReplaceAll(strings.ReplaceAll(typeErr.Field, "ActionTriggeredEventData.", ""), "EventData.", "")
+		return none, nil, fmt.Errorf("data.%s must be %s, not %s", field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
 	case errors.As(err, &typeErr):
-		return fmt.Errorf("data must be an object, not %s", typeErr.Value)
+		return none, nil, fmt.Errorf("data must be an object, not %s", typeErr.Value)
 	default:
-		return fmt.Errorf("decode data: %w", err)
+		return none, nil, fmt.Errorf("decode data: %w", err)
 	}
+	out := d.ActionTriggeredEventData
+	out.Action = keptnv2.ActionInfo{Name: d.Action.Name, Action: d.Action.Action, Description: d.Action.Description}
+	v := bytes.TrimSpace(d.Action.Value)
+	if len(v) == 0 || bytes.Equal(v, []byte("null")) {
+		return out, nil, nil
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, v); err != nil {
+		return none, nil, fmt.Errorf("decode data.action.value: %w", err) // cannot happen: Unmarshal checked it
+	}
+	return out, b.Bytes(), nil
 }
 
 func jsonKind(goKind string) string {
