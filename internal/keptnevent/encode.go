@@ -160,12 +160,6 @@ func (r Replier) encode(t Triggered, eventType string, data any) (Outgoing, erro
 		KeptnContext: t.KeptnContext, TriggeredID: t.ID, Action: t.Data.Action.Action}, nil
 }
 
-// encodedLen is the length of s as a JSON string, without the quotes.
-func encodedLen(s string) int {
-	b, _ := json.Marshal(s) // a string always encodes
-	return len(b) - 2
-}
-
 // cut shortens s to at most n bytes without splitting a UTF-8 sequence.
 func cut(s string, n int) string {
 	if n <= 0 {

@@ -147,3 +147,9 @@ func TestFinishedThatCannotFitIsAnError(t *testing.T) {
 		t.Fatalf("err = %v, want an over-the-limit error", err)
 	}
 }
+
+// encodedLen is the length of s as a JSON string, without the quotes.
+func encodedLen(s string) int {
+	b, _ := json.Marshal(s) // a string always encodes
+	return len(b) - 2
+}

@@ -85,9 +85,8 @@ type Orphan struct {
 // load) and reports it: this one must not report it again.
 var ErrTakenOver = errors.New("another process took the event over and reports it")
 
-// claimTimeout bounds the claim and each write of the event's record; the
-// API server answers in milliseconds, and the ledger retries transient
-// errors within this.
+// claimTimeout bounds the claim; the API server answers in milliseconds,
+// and the ledger retries transient errors within this.
 const claimTimeout = 10 * time.Second
 
 // RecordReserve is how long a record write may still take after deliveries
