@@ -147,8 +147,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.ready.Store(true)
 	s.log.WithFields(logrus.Fields{"events": s.intake.Describe(), "ops": s.OpsURL()}).Info("ready")
 	recovering, stopRecovery := context.WithCancel(context.WithoutCancel(ctx))
-	recovered := make(chan struct{})
-	go func() { defer close(recovered); s.recover(recovering) }()
+	recovered, stopping := make(chan struct{}), make(chan struct{})
+	go func() { defer close(recovered); s.recover(recovering, stopping) }()
 
 	var failure error
 	select {
@@ -168,12 +168,20 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.log.WithError(err).Warn("the event intake did not stop cleanly")
 	}
 	s.lifecycle.Close()
-	s.drain(grace, grace.Add(s.cfg.ShutdownFlush))
+	flush := grace.Add(s.cfg.ShutdownFlush)
+	s.drain(grace, flush)
 	// The heartbeat goes on while actions drain: a process that stopped
 	// beating would have its running actions reported as orphans by
-	// another, and then again by itself.
-	stopRecovery()
+	// another, and then again by itself. Then recovery makes one last pass
+	// at what is undelivered, and a delivery under way finishes, within
+	// what is left of SHUTDOWN_FLUSH: cut short, a finished event the
+	// broker took would stay unrecorded, and be sent again by another
+	// replica.
+	close(stopping)
+	cut := time.AfterFunc(time.Until(flush), stopRecovery)
 	<-recovered
+	cut.Stop()
+	stopRecovery()
 	if n := s.lifecycle.Pending(); n > 0 {
 		s.log.WithField("pending", n).Error("finished events not delivered before the shutdown's bound; " +
 			"they stay on the cluster's record, and another replica sends them")
@@ -194,9 +202,10 @@ const sweepPeriod = time.Minute
 // recover beats this process's heartbeat and retries and reports finished
 // events not yet delivered (its own, and those of processes that died), at
 // once and then every HEARTBEAT_PERIOD; and cleans up old records every
-// minute; until ctx ends. Each runs on its own, so that a slow one never
-// delays the heartbeat.
-func (s *Server) recover(ctx context.Context) {
+// minute; until stop is closed, when recovery makes one last pass, or ctx
+// ends. Each runs on its own, so that a slow one never delays the
+// heartbeat.
+func (s *Server) recover(ctx context.Context, stop <-chan struct{}) {
 	period := s.cfg.HeartbeatPeriod
 	if period <= 0 {
 		period = 10 * time.Second // HEARTBEAT_PERIOD's default
@@ -205,10 +214,11 @@ func (s *Server) recover(ctx context.Context) {
 	for _, job := range []struct {
 		run    func(context.Context)
 		period time.Duration
+		last   bool // one more run once stop is closed
 	}{
-		{s.lifecycle.Beat, period},
-		{s.lifecycle.Recover, period},
-		{s.lifecycle.Sweep, sweepPeriod},
+		{s.lifecycle.Beat, period, false},
+		{s.lifecycle.Recover, period, true},
+		{s.lifecycle.Sweep, sweepPeriod, false},
 	} {
 		wg.Add(1)
 		go func() {
@@ -219,6 +229,11 @@ func (s *Server) recover(ctx context.Context) {
 				job.run(ctx)
 				select {
 				case <-ctx.Done():
+					return
+				case <-stop:
+					if job.last {
+						job.run(ctx)
+					}
 					return
 				case <-tick.C:
 				}

@@ -841,3 +841,48 @@ func TestOpsHostBindsOneAddress(t *testing.T) {
 		t.Errorf("/healthz = %d", code)
 	}
 }
+
+// A finished event on its way when SIGTERM arrives is let through, within
+// SHUTDOWN_FLUSH: cut short after the broker took it, it would stay
+// unrecorded, and another replica would send it again.
+func TestShutdownLetsADeliveryUnderWayFinish(t *testing.T) {
+	ev, err := keptnevent.Decode(http.Header{"Content-Type": []string{"application/cloudevents+json"}}, trigger("lost", "scale", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	record, _ := json.Marshal(ev)
+	claims := &orphaning{claimer: claimer{}, record: record, finished: make(chan string, 1)}
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	sink := &eventsink.Sink{Refuse: func() int {
+		once.Do(func() { close(arrived); <-release })
+		return 0
+	}}
+	cfg := testConfig()
+	cfg.ShutdownGrace, cfg.ShutdownFlush = 200*time.Millisecond, 20*time.Second
+	h := startWith(t, cfg, map[string]action.Handler{"scale": testsupport.Passes("ok")}, sink, claims)
+	var unblockOnce sync.Once
+	unblock := func() { unblockOnce.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before the sink's server closes, whatever happens
+	<-arrived          // the orphan's finished event is at the broker
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.stop() }()
+	testsupport.Eventually(t, 10*time.Second, "shutdown to begin", func() bool {
+		return strings.Contains(h.log.String(), "shutting down")
+	})
+	unblock()
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-claims.finished:
+		if id != "lost" {
+			t.Errorf("recorded finished for %q", id)
+		}
+	default:
+		t.Fatalf("the delivered finished event was not recorded as such:\n%s", h.log)
+	}
+	if evs := h.sink.For("lost"); len(evs) != 1 {
+		t.Errorf("%d events for the orphan; want its one finished", len(evs))
+	}
+}
