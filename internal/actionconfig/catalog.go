@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/action/job"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
@@ -45,7 +46,7 @@ type Entry struct {
 	// Name is what remediation.yaml's "action" says.
 	Name string `json:"name"`
 	// Kind is the handler: scale, restart, rollback, delete-pods,
-	// toggle-feature or webhook.
+	// toggle-feature, webhook or job.
 	Kind string `json:"kind"`
 	// Aliases are further names the entry answers to.
 	Aliases []string `json:"aliases,omitempty"`
@@ -129,6 +130,9 @@ type Deps struct {
 	// Secrets is where secrets are read from; the zero value is the
 	// process environment and the file system.
 	Secrets secret.Source
+	// JobLogs reads the log of a job action's container; nil reads it
+	// through the API server. The sandbox has no kubelet to ask.
+	JobLogs job.LogReader
 	// KubernetesServiceHost is the API server's service address
 	// (KUBERNETES_SERVICE_HOST in a pod), which webhooks may not call
 	// unless allowed.

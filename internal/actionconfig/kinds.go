@@ -3,9 +3,11 @@ package actionconfig
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/action/deletepods"
+	"github.com/keptn-action-provider/action-provider/internal/action/job"
 	"github.com/keptn-action-provider/action-provider/internal/action/restart"
 	"github.com/keptn-action-provider/action-provider/internal/action/rollback"
 	"github.com/keptn-action-provider/action-provider/internal/action/scale"
@@ -32,6 +34,7 @@ func kinds() map[string]kind {
 		"delete-pods":    {workload: true, build: buildDeletePods},
 		"toggle-feature": {build: buildToggleFeature},
 		"webhook":        {build: buildWebhook},
+		"job":            {build: buildJob},
 	}
 }
 
@@ -108,5 +111,20 @@ func buildWebhook(_ config.Config, e Entry, _ *pipeline.Pipeline, d Deps) (actio
 	}
 	return webhook.New(e.Name, c, webhook.Options{
 		Masker: d.Masker, Source: d.Secrets, KubernetesServiceHost: d.KubernetesServiceHost,
+	})
+}
+
+func buildJob(cfg config.Config, e Entry, p *pipeline.Pipeline, d Deps) (action.Handler, error) {
+	var c job.Config
+	if err := decodeSettings(e.Settings, &c); err != nil {
+		return nil, err
+	}
+	deadline := cfg.ActionTimeout
+	if t := time.Duration(e.Guardrails.Timeout); t > 0 && t < deadline {
+		deadline = t
+	}
+	return job.New(e.Name, c, job.Options{
+		Client: d.Client, Policy: p.Policy, Audit: d.Audit, Masker: d.Masker,
+		Deadline: deadline, Logs: d.JobLogs, Log: d.Log,
 	})
 }

@@ -75,7 +75,7 @@ func (r *Recorder) Record(ctx context.Context, ref workload.Ref, obj metav1.Obje
 			Namespace: ref.Namespace,
 		},
 		InvolvedObject: corev1.ObjectReference{
-			APIVersion:      "apps/v1",
+			APIVersion:      apiVersion(ref.Kind),
 			Kind:            string(ref.Kind),
 			Namespace:       ref.Namespace,
 			Name:            ref.Name,
@@ -97,6 +97,15 @@ func (r *Recorder) Record(ctx context.Context, ref workload.Ref, obj metav1.Obje
 		return fmt.Errorf("record the %s event on %s: %w", e.Reason, ref, err)
 	}
 	return nil
+}
+
+// apiVersion is the group of a kind the actions record events on: the
+// workloads', and the job action's Jobs.
+func apiVersion(k workload.Kind) string {
+	if k == "Job" {
+		return "batch/v1"
+	}
+	return "apps/v1"
 }
 
 // truncate cuts s to at most n bytes on a rune boundary, marking the cut.
