@@ -224,7 +224,7 @@ func (h *Handler) secrets(ctx context.Context, ns string) (*secret.Masker, error
 		}
 		if r.Key != "" {
 			if _, ok := s.Data[r.Key]; !ok {
-				return nil, fmt.Errorf("Secret %s/%s has no key %q, which the job references", ns, r.SecretName, r.Key)
+				return nil, fmt.Errorf("the job references key %q of Secret %s/%s, which has no such key", r.Key, ns, r.SecretName)
 			}
 		}
 		for _, v := range s.Data {

@@ -343,7 +343,7 @@ func TestUnreadableSecretStopsBeforeAnythingRuns(t *testing.T) {
 	}{
 		{"missing", nil, `read Secret sockshop-production/cache-admin, which the job references (to mask its values in the job's log): secrets "cache-admin" not found`},
 		{"no such key", []runtime.Object{&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cache-admin", Namespace: ns}}},
-			`Secret sockshop-production/cache-admin has no key "token", which the job references`},
+			`the job references key "token" of Secret sockshop-production/cache-admin, which has no such key`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(tc.objs...)
