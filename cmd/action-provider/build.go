@@ -70,6 +70,7 @@ func build(cfg config.Config, client kubernetes.Interface, sandboxed bool, log l
 	// The actions, from the catalog.
 	catalog, err := actionconfig.Load(cfg, actionconfig.Deps{
 		Client: client, Ledger: book, Audit: audit.New(client, identity), Log: log, Masker: masker,
+		JobLogs: jobLogs(client, sandboxed),
 		// Set by the kubelet in every pod; webhooks may not call it.
 		KubernetesServiceHost: os.Getenv("KUBERNETES_SERVICE_HOST"),
 	})

@@ -11,16 +11,20 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	examplecatalog "github.com/keptn-action-provider/action-provider/examples/catalog"
 	"github.com/keptn-action-provider/action-provider/examples/events"
 	sandboxseed "github.com/keptn-action-provider/action-provider/examples/sandbox"
+	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/eventsink"
@@ -47,6 +51,22 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 		log.SetLevel(logrus.WarnLevel) // the demo's own output tells the story
 	}
 	sandboxPolicy(&cfg, log)
+	if cfg.ActionsConfig == "" {
+		// The built-in actions and a first job (examples/catalog/sandbox.yaml).
+		f, err := os.CreateTemp("", "action-provider-demo-*.yaml")
+		if err != nil {
+			return fmt.Errorf("write the demo's catalog: %w", err)
+		}
+		defer os.Remove(f.Name())
+		_, err = f.Write(examplecatalog.Sandbox)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write the demo's catalog: %w", err)
+		}
+		cfg.ActionsConfig = f.Name()
+	}
 
 	client, err := sandbox.New(sandboxseed.FS)
 	if err != nil {
@@ -141,6 +161,7 @@ func demoEvent(ctx context.Context, out io.Writer, url string, client kubernetes
 					strings.ToLower(string(target.Kind)), e.Type, e.Reason, e.Source.Component, e.Message)
 			}
 		}
+		describeJobs(ctx, out, client, t.ID)
 	case http.StatusOK:
 		// The answer came after the lifecycle decided not to queue the
 		// event: nothing for it exists that could send an event later.
@@ -255,6 +276,31 @@ func auditEvents(ctx context.Context, client kubernetes.Interface, ref workload.
 		}
 	}
 	return evs
+}
+
+// describeJobs shows the Jobs a job action created for the event, as
+// kubectl get and describe would.
+func describeJobs(ctx context.Context, out io.Writer, client kubernetes.Interface, id string) {
+	list, err := client.BatchV1().Jobs("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	for _, j := range list.Items {
+		if j.Annotations[action.AnnotationPrefix+"triggeredid"] != id {
+			continue
+		}
+		state := "running"
+		for _, c := range j.Status.Conditions {
+			if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+				state = string(c.Type)
+			}
+		}
+		fmt.Fprintf(out, "   kubectl get job -n %s %s: %s, image %s\n", j.Namespace, j.Name, state, j.Spec.Template.Spec.Containers[0].Image)
+		ref := workload.Ref{Kind: "Job", Namespace: j.Namespace, Name: j.Name}
+		for _, e := range auditEvents(ctx, client, ref, id) {
+			fmt.Fprintf(out, "   kubectl describe job shows: %s %s %s\n      %q\n", e.Type, e.Reason, e.Source.Component, e.Message)
+		}
+	}
 }
 
 func orNone(v []byte) string {

@@ -49,6 +49,13 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 		"== 08-scale-cooldown.json",
 		"<- sh.keptn.event.action.finished status=succeeded result=fail",
 		`"refused (cooldown): scale changed deployment sockshop-production/carts `,
+		"== 09-health-check.json",
+		`"job sockshop-production/health-check-82648d6aa5 completed in 0s; last 4 log lines of pod health-check-82648d6aa5-`,
+		`  command: [\"curl\" \"-fsS\" \"--max-time\" \"10\"`,
+		`\"http://carts:8080/health\"]`,
+		"kubectl get job -n sockshop-production health-check-82648d6aa5: Complete, image curlimages/curl:8.11.1",
+		"kubectl describe job shows: Normal JobCreated keptn-action-provider",
+		"kubectl describe job shows: Normal JobCompleted keptn-action-provider",
 		"All example events behaved as the Keptn contract requires.",
 	} {
 		if !strings.Contains(got, want) {
@@ -75,6 +82,7 @@ func TestDemoInDryRunChangesNothing(t *testing.T) {
 		`"dry run: would roll back deployment sockshop-production/carts from revision 2 to revision 1`,
 		`"dry run: would restart deployment sockshop-production/carts`,
 		`"dry run: would evict 1 pod of statefulset sockshop-production/carts-db: carts-db-0 (CrashLoopBackOff)`,
+		`"dry run: would create job sockshop-production/health-check-82648d6aa5: image curlimages/curl:8.11.1, command [\"curl\"]`,
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("dry-run demo lacks %q:\n%s", want, out.String())

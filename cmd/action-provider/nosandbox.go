@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/keptn-action-provider/action-provider/internal/action/job"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 )
 
@@ -22,3 +23,5 @@ func startSandbox(config.Config, logrus.FieldLogger, string) (kubernetes.Interfa
 }
 
 func demo(context.Context, io.Writer, io.Writer) error { return errNoSandbox }
+
+func jobLogs(kubernetes.Interface, bool) job.LogReader { return nil }

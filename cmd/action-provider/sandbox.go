@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	sandboxseed "github.com/keptn-action-provider/action-provider/examples/sandbox"
+	"github.com/keptn-action-provider/action-provider/internal/action/job"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 )
@@ -32,4 +33,13 @@ func startSandbox(cfg config.Config, log logrus.FieldLogger, why string) (kubern
 	log.WithFields(logrus.Fields{"reason": why, "seed": from}).
 		Warn("SANDBOX MODE: actions change an in-memory cluster, not a real one. Set KUBECONFIG, or SANDBOX=false to require a cluster")
 	return client, nil
+}
+
+// jobLogs is the sandbox's stand-in for a kubelet's logs: it says what a
+// job's container would have run. Outside the sandbox, nil: the API server.
+func jobLogs(client kubernetes.Interface, sandboxed bool) job.LogReader {
+	if !sandboxed {
+		return nil
+	}
+	return sandbox.JobLogs{Client: client}
 }

@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	appsv1 "k8s.io/client-go/kubernetes/typed/apps/v1"
 	autoscalingv2 "k8s.io/client-go/kubernetes/typed/autoscaling/v2"
+	batchv1 "k8s.io/client-go/kubernetes/typed/batch/v1"
 	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	corev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	eventsv1 "k8s.io/client-go/kubernetes/typed/events/v1"
@@ -68,6 +69,7 @@ func New(seed fs.FS) (*Cluster, error) {
 	}
 	addScaleReactors(cs)
 	addEvictionReactor(cs)
+	addJobReactor(cs)
 	return &Cluster{Clientset: cs}, nil
 }
 
@@ -97,6 +99,7 @@ func (c *Cluster) AutoscalingV2() autoscalingv2.AutoscalingV2Interface {
 	return c.Clientset.AutoscalingV2()
 }
 func (c *Cluster) PolicyV1() policyv1.PolicyV1Interface { c.forget(); return c.Clientset.PolicyV1() }
+func (c *Cluster) BatchV1() batchv1.BatchV1Interface    { c.forget(); return c.Clientset.BatchV1() }
 func (c *Cluster) CoordinationV1() coordinationv1.CoordinationV1Interface {
 	c.forget()
 	return c.Clientset.CoordinationV1()
