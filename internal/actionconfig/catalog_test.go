@@ -378,3 +378,42 @@ func TestEntryTargetErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestJobEntry(t *testing.T) {
+	catalog := `
+actions:
+  - name: flush-cache
+    kind: job
+    settings:
+      image: busybox:1.37
+      command: [sh, /keptn/flush.sh, "$(ADMIN_TOKEN)"]
+      env: [{name: CACHE, value: "{{.Value.cache}}"}]
+      secrets: [{secretName: cache-admin, key: token, env: ADMIN_TOKEN}]
+      files: {configMap: flush-scripts}
+    guardrails: {timeout: 2m}
+`
+	c := loadOn(t, newSandbox(t), catalog, func(c *config.Config) { c.AllowedNamespaces = []string{"sockshop-*"} })
+	out, err := run(t, c, "flush-cache", `{"cache": "sessions"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The entry's timeout bounds the Job's deadline, less the reserve.
+	if !strings.HasPrefix(out.Message, "dry run: would create job sockshop-production/flush-cache-") || !strings.HasSuffix(out.Message, "deadline 1m45s") {
+		t.Errorf("got %q", out.Message)
+	}
+	h, _, _ := c.Registry.Lookup("flush-cache")
+	if err := h.(action.Validator).Validate(json.RawMessage(`{"other": 1}`)); err == nil || !strings.Contains(err.Error(), "env CACHE") {
+		t.Errorf("lint of a value the template cannot use: %v", err)
+	}
+
+	for _, tc := range []struct{ yaml, want string }{
+		{"actions:\n  - {name: j, kind: job, settings: {command: [x]}}\n", `actions[0] "j": settings: "image" is missing`},
+		{"actions:\n  - {name: j, kind: job, settings: {image: i, args: ['$(TOKEN)']}}\n", `actions[0] "j": settings: "args": $(TOKEN) names no variable`},
+		{"actions:\n  - {name: j, kind: job, settings: {image: i, privileged: true}}\n", `actions[0] "j": settings: unknown field "privileged"`},
+		{"actions:\n  - {name: j, kind: job, target: {override: [name]}, settings: {image: i}}\n", `target: a job action changes no workload`},
+	} {
+		if _, err := load(t, tc.yaml); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v\nwant %q", err, tc.want)
+		}
+	}
+}
