@@ -120,7 +120,7 @@ func TestCatalogErrorsNameFileEntryAndField(t *testing.T) {
 		name, yaml, want string
 	}{
 		{"unknown kind", "actions:\n  - {name: page, kind: pager}\n",
-			`actions[0] "page": kind: "pager" is not a kind of action; known: delete-pods, restart, rollback, scale`},
+			`actions[0] "page": kind: "pager" is not a kind of action; known: delete-pods, job, restart, rollback, scale`},
 		{"unknown setting", "actions:\n  - {name: scale, kind: scale, settings: {maxReplica: 3}}\n",
 			`actions[0] "scale": settings: unknown field "maxReplica"`},
 		{"settings of the wrong type", "actions:\n  - {name: scale, kind: scale, settings: {maxReplicas: many}}\n",
