@@ -2,7 +2,9 @@
 # controlplane.sh - build (cached) and run a real, local Kubernetes control
 # plane for integration tests: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler and kwok (a simulated kubelet, so pods become Running/Ready
-# and rollouts converge). Everything listens on 127.0.0.1 only, on free ports.
+# and rollouts converge; the image of a Job's pod decides whether it succeeds,
+# fails or hangs, and `kubectl logs` returns a fixed 300-line log).
+# Everything listens on 127.0.0.1 only, on free ports.
 #
 # Usage:
 #   controlplane.sh build       build/cache all binaries, print their directory
@@ -24,7 +26,8 @@ CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/action-provider"
 CP_CACHE="$CACHE_ROOT/controlplane"
 VERSION_DIR="$CP_CACHE/k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}"
 BIN_DIR="$VERSION_DIR/bin"
-STAGES_FILE="$VERSION_DIR/kwok-stages.yaml"
+# kwok's stages: kwok's kustomize/stage/fast plus the Job outcome stages.
+STAGES_FILE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/kwok-stages.yaml"
 K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
 # Seconds each start phase may take before start gives up.
@@ -71,7 +74,6 @@ have_all_binaries() {
 	for b in "${K8S_BINARIES[@]}" etcd kwok; do
 		[[ -x "$BIN_DIR/$b" ]] || return 1
 	done
-	[[ -s "$STAGES_FILE" ]]
 }
 
 build_kubernetes() {
@@ -155,26 +157,16 @@ build_etcd() {
 }
 
 build_kwok() {
-	if [[ ! -x "$BIN_DIR/kwok" ]]; then
-		log "building kwok $KWOK_VERSION"
-		local start=$SECONDS gobin="$BIN_DIR/.tmp-kwok.$$"
-		rm -rf "$gobin" && mkdir -p "$gobin"
-		(cd "$CP_CACHE" && env GOBIN="$gobin" GOWORK=off GOFLAGS= CGO_ENABLED=0 \
-			go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION") >&2 ||
-			{ rm -rf "$gobin"; die "building kwok failed"; }
-		mv -f "$gobin/kwok" "$BIN_DIR/kwok"
-		rm -rf "$gobin"
-		log "built kwok in $((SECONDS - start))s"
-	fi
-	if [[ ! -s "$STAGES_FILE" ]]; then
-		local dir
-		dir="$(module_field "sigs.k8s.io/kwok@$KWOK_VERSION" Dir)"
-		[[ -d "$dir/kustomize/stage/fast" ]] || die "kwok stages not found in $dir"
-		log "rendering kwok stages from $dir/kustomize/stage/fast"
-		"$BIN_DIR/kubectl" kustomize "$dir/kustomize/stage/fast" >"$STAGES_FILE.tmp.$$" ||
-			{ rm -f "$STAGES_FILE.tmp.$$"; die "kubectl kustomize failed"; }
-		mv -f "$STAGES_FILE.tmp.$$" "$STAGES_FILE"
-	fi
+	[[ -x "$BIN_DIR/kwok" ]] && return 0
+	log "building kwok $KWOK_VERSION"
+	local start=$SECONDS gobin="$BIN_DIR/.tmp-kwok.$$"
+	rm -rf "$gobin" && mkdir -p "$gobin"
+	(cd "$CP_CACHE" && env GOBIN="$gobin" GOWORK=off GOFLAGS= CGO_ENABLED=0 \
+		go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION") >&2 ||
+		{ rm -rf "$gobin"; die "building kwok failed"; }
+	mv -f "$gobin/kwok" "$BIN_DIR/kwok"
+	rm -rf "$gobin"
+	log "built kwok in $((SECONDS - start))s"
 }
 
 build() {
@@ -204,6 +196,47 @@ build() {
 
 
 
+# The container log that kwok serves for every container of every pod
+# (`kubectl logs`), in the CRI log format that kubelets read:
+# "TIMESTAMP stdout F TEXT". kubectl shows TEXT: "line N of 300", and line
+# 299 carries a fake secret. The timestamps are fixed (2024-01-01T00:00:01Z
+# for line 1, one second more per line); see README.md.
+JOB_LOG_LINES=300
+JOB_LOG_SECRET="token=kwok-s3cr3t-token-value"
+
+write_job_log() { # FILE
+	local i text
+	for ((i = 1; i <= JOB_LOG_LINES; i++)); do
+		text="line $i of $JOB_LOG_LINES"
+		((i == JOB_LOG_LINES - 1)) && text+=" $JOB_LOG_SECRET"
+		printf '2024-01-01T%02d:%02d:%02d.000000000Z stdout F %s\n' \
+			$((i / 3600)) $((i / 60 % 60)) $((i % 60)) "$text"
+	done >"$1"
+}
+
+# kwok configuration besides the stages: every container's log is LOGFILE.
+write_kwok_logs_config() { # FILE LOGFILE
+	cat >"$1" <<EOF
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterLogs
+metadata:
+  name: job-log
+spec:
+  logs:
+  - logsFile: $2
+EOF
+}
+
+# pick_port VAR: set VAR to a free port. free_port runs in this shell, not in
+# a $(...) subshell, so that it reads /proc/net/tcp only once (reading it
+# takes bash ~0.2-1 s when there are a few hundred sockets) and remembers the
+# ports it has handed out.
+pick_port() {
+	free_port >"$DIR/port.tmp"
+	read -r "$1" <"$DIR/port.tmp"
+	rm -f "$DIR/port.tmp"
+}
+
 tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 kc() { "$BIN_DIR/kubectl" --kubeconfig "$DIR/kubeconfig" --request-timeout=10s "$@"; }
@@ -230,6 +263,18 @@ make_pki() {
 		EOF
 		openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
 			-out apiserver.crt -days 3650 -extfile apiserver.ext
+		# kwok's kubelet endpoint; kube-apiserver checks it against ca.crt.
+		# (kube-apiserver presents no client certificate: kwok asks for none.)
+		openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+			-keyout kwok.key -out kwok.csr -subj "/CN=$NODE_NAME"
+		cat >kwok.ext <<-EOF
+			basicConstraints=CA:FALSE
+			keyUsage=critical,digitalSignature,keyEncipherment
+			extendedKeyUsage=serverAuth
+			subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:$NODE_NAME
+		EOF
+		openssl x509 -req -in kwok.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+			-out kwok.crt -days 3650 -extfile kwok.ext
 		openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
 		openssl pkey -in sa.key -pubout -out sa.pub
 	) >"$DIR/logs/openssl.log" 2>&1 || { show_log openssl; die "generating certificates with openssl failed"; }
@@ -282,10 +327,11 @@ start() {
 	token="$(openssl rand -hex 32)"
 	(umask 077 && printf '%s,admin,admin,system:masters\n' "$token" >"$DIR/pki/tokens.csv")
 
-	local etcd_port etcd_peer_port api_port
-	etcd_port="$(free_port)"
-	etcd_peer_port="$(free_port)"
-	api_port="$(free_port)"
+	local etcd_port etcd_peer_port api_port kwok_port
+	pick_port etcd_port
+	pick_port etcd_peer_port
+	pick_port api_port
+	pick_port kwok_port
 	local api_url="https://127.0.0.1:$api_port" etcd_url="http://127.0.0.1:$etcd_port"
 	write_kubeconfig "$token" "$api_url"
 
@@ -322,6 +368,8 @@ start() {
 		--service-account-issuer=https://kubernetes.default.svc \
 		--service-cluster-ip-range="$SERVICE_CIDR" \
 		--allow-privileged=true \
+		--kubelet-preferred-address-types=InternalIP \
+		--kubelet-certificate-authority="$DIR/pki/ca.crt" \
 		--profiling=false
 	STARTED+=(kube-apiserver)
 	wait_until "kube-apiserver" kube-apiserver kc get --raw=/readyz
@@ -347,13 +395,23 @@ start() {
 		--leader-elect=false \
 		--profiling=false
 	STARTED+=(kube-scheduler)
-	# No --server-address/--node-port: kwok then opens no listener at all.
-	# --node-ip=127.0.0.1: anything that would talk to the "kubelet" stays on loopback.
+	# kwok's kubelet endpoint (container logs) listens on 127.0.0.1:$kwok_port;
+	# --node-port puts that port into the node's status.daemonEndpoints, and
+	# --node-ip makes 127.0.0.1 the node's InternalIP, where kube-apiserver
+	# connects (--kubelet-preferred-address-types=InternalIP).
+	local job_log="$DIR/job.log"
+	write_job_log "$job_log"
+	write_kwok_logs_config "$DIR/kwok-logs.yaml" "$job_log"
 	start_proc kwok "$BIN_DIR/kwok" \
 		--kubeconfig="$DIR/kubeconfig" \
 		--config="$STAGES_FILE" \
+		--config="$DIR/kwok-logs.yaml" \
 		--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
 		--node-ip=127.0.0.1 \
+		--node-port="$kwok_port" \
+		--server-address="127.0.0.1:$kwok_port" \
+		--tls-cert-file="$DIR/pki/kwok.crt" \
+		--tls-private-key-file="$DIR/pki/kwok.key" \
 		--cidr="$POD_CIDR"
 	STARTED+=(kwok)
 
@@ -391,6 +449,7 @@ EOF
 	kc taint node "$NODE_NAME" node.kubernetes.io/unreachable- >/dev/null 2>&1 || true
 	wait_until "node $NODE_NAME untainted" kube-apiserver node_untainted
 	wait_until "ServiceAccount default/default" kube-controller-manager kc -n default get serviceaccount default
+	wait_until "kwok's kubelet endpoint on 127.0.0.1:$kwok_port" kwok tcp_open "$kwok_port"
 	check_alive
 
 	{
@@ -402,6 +461,7 @@ EOF
 		envline KUBECACHEDIR "$DIR/kube-cache"
 		envline ETCD_ENDPOINT "$etcd_url"
 		envline KWOK_NODE_NAME "$NODE_NAME"
+		envline KWOK_JOB_LOG_FILE "$job_log"
 		envline CONTROLPLANE_DIR "$DIR"
 	} >"$DIR/env.tmp"
 	ready "control plane" "$api_url" "$t0"
