@@ -30,6 +30,21 @@ BIN_DIR="$VERSION_DIR/bin"
 STAGES_FILE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/kwok-stages.yaml"
 K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
+# The CRDs of the tools that may own a workload the provider acts on, so that
+# tests read the same objects those tools write (no controller runs): Argo CD
+# Applications, Flux Kustomizations and HelmReleases, KEDA ScaledObjects,
+# Argo Rollouts. Each is "module version path-in-the-module's-zip", taken from
+# the Go module proxy's zip of the module (a newer Go than ours may be needed
+# to build them, not to read their files).
+CRDS=(
+	"github.com/argoproj/argo-cd/v2 v2.14.21 manifests/crds/application-crd.yaml"
+	"github.com/fluxcd/kustomize-controller v1.10.1 config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml"
+	"github.com/fluxcd/helm-controller v1.4.0 config/crd/bases/helm.toolkit.fluxcd.io_helmreleases.yaml"
+	"github.com/kedacore/keda/v2 v2.21.1 config/crd/bases/keda.sh_scaledobjects.yaml"
+	"github.com/argoproj/argo-rollouts v1.10.2 manifests/crds/rollout-crd.yaml"
+)
+CRDS_FILE="$CP_CACHE/crds-$(printf '%s\n' "${CRDS[@]}" | cksum | cut -d' ' -f1).yaml"
+
 # Seconds each start phase may take before start gives up.
 TIMEOUT="${CONTROLPLANE_TIMEOUT:-60}"
 NODE_NAME="kwok-node-0"
@@ -169,7 +184,27 @@ build_kwok() {
 	log "built kwok in $((SECONDS - start))s"
 }
 
+# build_crds writes CRDS_FILE once: the CRDs above, from the proxy's zips.
+build_crds() {
+	[[ -s "$CRDS_FILE" ]] && return 0
+	command -v curl >/dev/null && command -v unzip >/dev/null || die "curl and unzip are required (apt-get install -y curl unzip)"
+	local proxy entry mod ver path tmp start=$SECONDS
+	proxy="$(go env GOPROXY | tr ',|' '\n\n' | grep -m1 '^http')" || die "no module proxy in GOPROXY ($(go env GOPROXY))"
+	tmp="$(mktemp -d)"
+	for entry in "${CRDS[@]}"; do
+		read -r mod ver path <<<"$entry"
+		log "fetching the CRD $path of $mod@$ver"
+		curl -fsS --retry 3 -m 300 -o "$tmp/mod.zip" "${proxy%/}/$mod/@v/$ver.zip" || { rm -rf "$tmp"; die "download $mod@$ver from $proxy failed"; }
+		{ printf -- '---\n'; unzip -p "$tmp/mod.zip" "$mod@$ver/$path"; } >>"$tmp/crds.yaml" || { rm -rf "$tmp"; die "$path is not in $mod@$ver"; }
+		rm -f "$tmp/mod.zip"
+	done
+	mv -f "$tmp/crds.yaml" "$CRDS_FILE"
+	rm -rf "$tmp"
+	log "CRDs ready in $((SECONDS - start))s: $CRDS_FILE"
+}
+
 build() {
+	build_crds
 	if have_all_binaries; then return 0; fi
 	command -v go >/dev/null || die "go is required to build the control plane binaries"
 	mkdir -p "$BIN_DIR"
@@ -448,6 +483,10 @@ EOF
 	kc taint node "$NODE_NAME" node.kubernetes.io/not-ready- >/dev/null 2>&1 || true
 	kc taint node "$NODE_NAME" node.kubernetes.io/unreachable- >/dev/null 2>&1 || true
 	wait_until "node $NODE_NAME untainted" kube-apiserver node_untainted
+	# Server-side: a Rollout's CRD is too big for the last-applied annotation.
+	kc apply --server-side -f "$CRDS_FILE" >"$DIR/logs/crds-apply.log" 2>&1 || fail "applying the CRDs failed" crds-apply
+	kc wait --for=condition=Established --timeout="${TIMEOUT}s" crd --all >>"$DIR/logs/crds-apply.log" 2>&1 ||
+		fail "the CRDs were not established" crds-apply
 	wait_until "ServiceAccount default/default" kube-controller-manager kc -n default get serviceaccount default
 	wait_until "kwok's kubelet endpoint on 127.0.0.1:$kwok_port" kwok tcp_open "$kwok_port"
 	check_alive
