@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/actionconfig"
@@ -50,7 +51,7 @@ const lockMargin = 30 * time.Second
 // it all. Nothing is defaulted further down: each part gets what it uses
 // from here. sandboxed says the cluster is this process's own in-memory
 // one, which no other replica shares.
-func build(cfg config.Config, client kubernetes.Interface, sandboxed bool, log logrus.FieldLogger, masker *secret.Masker) (*service, error) {
+func build(cfg config.Config, client kubernetes.Interface, dyn dynamic.Interface, sandboxed bool, log logrus.FieldLogger, masker *secret.Masker) (*service, error) {
 	identity := cfg.PodName
 	if identity == "" {
 		identity, _ = os.Hostname()
@@ -67,10 +68,14 @@ func build(cfg config.Config, client kubernetes.Interface, sandboxed bool, log l
 		return nil, err
 	}
 
+	prom := prometheus.NewRegistry()
+	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(prom)
+
 	// The actions, from the catalog.
 	catalog, err := actionconfig.Load(cfg, actionconfig.Deps{
-		Client: client, Ledger: book, Audit: audit.New(client, identity), Log: log, Masker: masker,
-		JobLogs: jobLogs(client, sandboxed),
+		Client: client, Dynamic: dyn, Ledger: book, Audit: audit.New(client, identity), Log: log, Masker: masker,
+		Metrics: prom, Identity: identity, JobLogs: jobLogs(client, sandboxed),
 		// Set by the kubelet in every pod; webhooks may not call it.
 		KubernetesServiceHost: os.Getenv("KUBERNETES_SERVICE_HOST"),
 	})
@@ -80,10 +85,6 @@ func build(cfg config.Config, client kubernetes.Interface, sandboxed bool, log l
 	log.WithFields(logrus.Fields{
 		"version": version, "catalog": catalog.Source, "actions": strings.Join(catalog.Registry.Names(), ","),
 	}).Info("starting")
-
-	prom := prometheus.NewRegistry()
-	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(prom)
 
 	// The publisher: the distributor's /event, or NATS.
 	svc := &service{close: func(context.Context) {}}

@@ -83,7 +83,7 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 	cfg.EventBroker = "http://" + sinkLn.Addr().String() + "/event"
 
 	// The sandbox is the demo's own: no other replica to share claims with.
-	svc, err := build(cfg, client, true, log, masker)
+	svc, err := build(cfg, client, sandbox.NewDynamic(), true, log, masker)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action/job"
@@ -18,8 +19,8 @@ const sandboxBuild = "without sandbox"
 
 var errNoSandbox = errors.New("this binary was built without the sandbox (-tags nosandbox); configure a cluster with KUBECONFIG or run in a pod")
 
-func startSandbox(config.Config, logrus.FieldLogger, string) (kubernetes.Interface, error) {
-	return nil, errNoSandbox
+func startSandbox(config.Config, logrus.FieldLogger, string) (kubernetes.Interface, dynamic.Interface, error) {
+	return nil, nil, errNoSandbox
 }
 
 func demo(context.Context, io.Writer, io.Writer) error { return errNoSandbox }

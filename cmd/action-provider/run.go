@@ -10,6 +10,7 @@ import (
 	"runtime"
 
 	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/config"
@@ -86,14 +87,14 @@ func serve(ctx context.Context, logOut io.Writer) error {
 	}
 	masker := &secret.Masker{}
 	log := newLogger(cfg, logOut, masker)
-	client, sandboxed, err := connect(cfg, log)
+	client, dyn, sandboxed, err := connect(cfg, log)
 	if err != nil {
 		return err
 	}
 	if sandboxed {
 		sandboxPolicy(&cfg, log)
 	}
-	svc, err := build(cfg, client, sandboxed, log, masker)
+	svc, err := build(cfg, client, dyn, sandboxed, log, masker)
 	if err != nil {
 		return err
 	}
@@ -131,23 +132,28 @@ func newLogger(cfg config.Config, out io.Writer, masker *secret.Masker) *logrus.
 
 // connect finds the cluster: in-cluster config, KUBECONFIG or ~/.kube/config,
 // else (with SANDBOX=auto) the in-memory sandbox.
-func connect(cfg config.Config, log logrus.FieldLogger) (client kubernetes.Interface, sandboxed bool, err error) {
+// The dynamic client reads the objects of other tools (Argo CD, Flux, KEDA,
+// Argo Rollouts).
+func connect(cfg config.Config, log logrus.FieldLogger) (client kubernetes.Interface, dyn dynamic.Interface, sandboxed bool, err error) {
 	home, _ := os.UserHomeDir()
 	switch {
 	case cfg.Sandbox == config.SandboxOn:
-		client, err = startSandbox(cfg, log, "SANDBOX=true")
-		return client, true, err
+		client, dyn, err = startSandbox(cfg, log, "SANDBOX=true")
+		return client, dyn, true, err
 	case cfg.Sandbox == config.SandboxAuto && !kube.Available(os.LookupEnv, home):
-		client, err = startSandbox(cfg, log, "no in-cluster config, KUBECONFIG or ~/.kube/config")
-		return client, true, err
+		client, dyn, err = startSandbox(cfg, log, "no in-cluster config, KUBECONFIG or ~/.kube/config")
+		return client, dyn, true, err
 	}
 	rc, source, err := kube.RESTConfig(os.LookupEnv, home)
 	if err != nil {
-		return nil, false, fmt.Errorf("connect to Kubernetes: %w", err)
+		return nil, nil, false, fmt.Errorf("connect to Kubernetes: %w", err)
 	}
 	if client, err = kubernetes.NewForConfig(rc); err != nil {
-		return nil, false, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
+		return nil, nil, false, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
+	}
+	if dyn, err = dynamic.NewForConfig(rc); err != nil {
+		return nil, nil, false, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
 	}
 	log.WithFields(logrus.Fields{"cluster": rc.Host, "from": source}).Info("using Kubernetes cluster")
-	return client, false, nil
+	return client, dyn, false, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	sandboxseed "github.com/keptn-action-provider/action-provider/examples/sandbox"
@@ -20,7 +21,7 @@ const sandboxBuild = "with sandbox"
 
 // startSandbox builds the in-memory cluster, and says so loudly: nothing a
 // sandboxed action does reaches a real cluster.
-func startSandbox(cfg config.Config, log logrus.FieldLogger, why string) (kubernetes.Interface, error) {
+func startSandbox(cfg config.Config, log logrus.FieldLogger, why string) (kubernetes.Interface, dynamic.Interface, error) {
 	var seed fs.FS = sandboxseed.FS
 	from := "built-in examples/sandbox"
 	if cfg.SandboxSeed != "" {
@@ -28,11 +29,11 @@ func startSandbox(cfg config.Config, log logrus.FieldLogger, why string) (kubern
 	}
 	client, err := sandbox.New(seed)
 	if err != nil {
-		return nil, fmt.Errorf("start sandbox from %s (SANDBOX_SEED): %w", from, err)
+		return nil, nil, fmt.Errorf("start sandbox from %s (SANDBOX_SEED): %w", from, err)
 	}
 	log.WithFields(logrus.Fields{"reason": why, "seed": from}).
 		Warn("SANDBOX MODE: actions change an in-memory cluster, not a real one. Set KUBECONFIG, or SANDBOX=false to require a cluster")
-	return client, nil
+	return client, sandbox.NewDynamic(), nil
 }
 
 // jobLogs is the sandbox's stand-in for a kubelet's logs: it says what a

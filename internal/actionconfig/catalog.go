@@ -21,7 +21,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
@@ -39,6 +41,8 @@ import (
 // File is the catalog as written in YAML.
 type File struct {
 	Actions []Entry `json:"actions"`
+	// Gates decide, for every entry, when not to act (gates.go).
+	Gates
 }
 
 // Entry declares one action.
@@ -81,6 +85,12 @@ type Guardrails struct {
 	// Cooldown overrides ACTION_COOLDOWN for the workload kinds; "0s"
 	// disables it.
 	Cooldown *Duration `json:"cooldown,omitempty"`
+	// GitOps overrides the catalog's gitops.policy for this entry: refuse,
+	// warn or suspend.
+	GitOps string `json:"gitops,omitempty"`
+	// Approval is "required" to have every run of the entry approved,
+	// "never" to exempt it from the approval defaults, or empty for them.
+	Approval string `json:"approval,omitempty"`
 }
 
 // Duration is a duration written as a string, "90s"; zero is allowed.
@@ -133,6 +143,14 @@ type Deps struct {
 	// JobLogs reads the log of a job action's container; nil reads it
 	// through the API server. The sandbox has no kubelet to ask.
 	JobLogs job.LogReader
+	// Dynamic reads and changes the objects of other tools (Argo CD, Flux,
+	// KEDA, Argo Rollouts) that the gates look at; nil when there is none
+	// (lint), which the gates that need it refuse to be configured without.
+	Dynamic dynamic.Interface
+	// Metrics is where the gates register their metrics; nil, nowhere.
+	Metrics prometheus.Registerer
+	// Identity names this replica in the records gates keep.
+	Identity string
 	// KubernetesServiceHost is the API server's service address
 	// (KUBERNETES_SERVICE_HOST in a pod), which webhooks may not call
 	// unless allowed.
@@ -203,6 +221,9 @@ func build(cfg config.Config, f File, source string, d Deps) (*Catalog, error) {
 		VerifyTimeout: cfg.VerifyTimeout, Log: d.Log,
 		Cooldown: ledger.Cooldown{Period: cfg.Cooldown, Setting: "ACTION_COOLDOWN"},
 	}
+	if base.Gates, err = buildGates(cfg, f.Gates, d); err != nil {
+		return nil, err
+	}
 	var reg action.Registry
 	for i, e := range f.Actions {
 		where := fmt.Sprintf("actions[%d]", i)
@@ -250,6 +271,10 @@ func entryHandler(cfg config.Config, e Entry, base pipeline.Pipeline, d Deps, wh
 	if g.Cooldown != nil {
 		base.Cooldown = ledger.Cooldown{Period: time.Duration(*g.Cooldown), Setting: fmt.Sprintf("guardrails.cooldown of %q", e.Name)}
 	}
+	if err := checkGateSettings(g); err != nil {
+		return nil, fmt.Errorf("guardrails.%w", err)
+	}
+	base.Entry, base.GateSettings = e.Name, map[string]string{GateGitOps: g.GitOps, GateApproval: g.Approval}
 	if e.Target != nil && !k.workload {
 		return nil, fmt.Errorf("target: a %s action changes no workload; target applies to workload actions only", e.Kind)
 	}
@@ -277,7 +302,8 @@ func entryHandler(cfg config.Config, e Entry, base pipeline.Pipeline, d Deps, wh
 			l.SetOutput(io.Discard)
 			log = l
 		}
-		h = serialized{handler: h, name: e.Name, ledger: base.Ledger, cooldown: base.Cooldown, log: log}
+		h = serialized{handler: h, name: e.Name, kind: e.Kind, ledger: base.Ledger, cooldown: base.Cooldown,
+			gates: base.Gates, settings: base.GateSettings, log: log}
 	}
 	if g.Timeout > 0 || g.DryRun {
 		h = guarded{handler: h, name: e.Name, timeout: time.Duration(g.Timeout), dryRun: g.DryRun}

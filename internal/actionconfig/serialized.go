@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/gate"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -28,8 +29,11 @@ import (
 type serialized struct {
 	handler  action.Handler
 	name     string
+	kind     string
 	ledger   *ledger.Ledger
 	cooldown ledger.Cooldown
+	gates    gate.Chain
+	settings map[string]string
 	log      logrus.FieldLogger
 }
 
@@ -41,14 +45,29 @@ func entryRef(entry string, req action.Request) workload.Ref {
 
 func (s serialized) Run(ctx context.Context, req action.Request) (action.Outcome, error) {
 	ref := entryRef(s.name, req)
-	hold, err := s.ledger.Lock(ctx, ref, s.name, req.TriggeredID, s.cooldown, req.DryRun)
+	admission, err := s.gates.Admit(ctx, gate.Subject{
+		Entry: s.name, Kind: s.kind, Request: req, Namespace: req.Project + "-" + req.Stage,
+		DryRun: req.DryRun, Settings: s.settings,
+	})
 	if err != nil {
 		return action.Outcome{}, err
 	}
-	out, err := s.handler.Run(ctx, req)
 	// A run that failed may still have changed something (a webhook that
 	// timed out after the server acted): only a dry run surely did not.
 	changed := !req.DryRun
+	hold, err := s.ledger.Lock(ctx, ref, s.name, req.TriggeredID, s.cooldown, req.DryRun)
+	if err != nil {
+		admission.Finish(ctx, false)
+		return action.Outcome{}, err
+	}
+	out, err := s.handler.Run(ctx, req)
+	admission.Finish(ctx, changed)
+	if err == nil && admission.Warning != "" {
+		out.Message += "; " + admission.Warning
+		if out.Result == "" || out.Result == keptnv2.ResultPass {
+			out.Result = keptnv2.ResultWarning
+		}
+	}
 	if rerr := hold.Release(ctx, changed); rerr != nil {
 		s.log.WithError(rerr).WithField("triggeredid", req.TriggeredID).Warn("could not release the entry's lock; it expires by itself")
 	}

@@ -2,7 +2,7 @@
 // (restart, rollback, scale, delete-pods), each through the same stages,
 // in this order:
 //
-//	resolve → guard → lock → mutate → audit → verify → release
+//	resolve → guard → gates → lock → mutate → audit → verify → release
 //
 // An action package supplies only the mutate stage, as a Mutator; the
 // rest is here, once, so that every action refuses, records and checks its
@@ -21,6 +21,7 @@ import (
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
+	"github.com/keptn-action-provider/action-provider/internal/gate"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/rollout"
@@ -43,6 +44,12 @@ type Pipeline struct {
 	VerifyTimeout time.Duration
 	// VerifyInterval is the poll interval of the wait; 0 means the default.
 	VerifyInterval time.Duration
+	// Entry is the catalog entry that runs, and Gates decide whether it may
+	// act now (package gate); GateSettings are the entry's own settings of
+	// them. The zero values admit everything.
+	Entry        string
+	Gates        gate.Chain
+	GateSettings map[string]string
 	// Log receives what is worth knowing but not worth failing for, such
 	// as an audit event that could not be written. Nil discards it.
 	Log logrus.FieldLogger
@@ -71,6 +78,17 @@ func (p *Pipeline) Run(ctx context.Context, name string, req action.Request, opt
 		return action.Outcome{}, err
 	}
 
+	// Gates: whether it may act now, whatever the value says.
+	admission, err := p.Gates.Admit(ctx, gate.Subject{
+		Entry: p.Entry, Kind: name, Request: req, Namespace: ns, Target: ref, Object: obj,
+		DryRun: dryRun, Settings: p.GateSettings,
+	})
+	if err != nil {
+		return action.Outcome{}, err
+	}
+	changed := false
+	defer func() { admission.Finish(ctx, changed) }()
+
 	// Lock: one action at a time per target, and the cooldown.
 	var hold *ledger.Hold
 	if p.Ledger != nil {
@@ -78,7 +96,6 @@ func (p *Pipeline) Run(ctx context.Context, name string, req action.Request, opt
 			return action.Outcome{}, err
 		}
 	}
-	changed := false
 	defer func() {
 		if err := hold.Release(ctx, changed); err != nil {
 			p.log(req).WithError(err).Warn("could not release the target's lock; it expires by itself")
@@ -94,6 +111,14 @@ func (p *Pipeline) Run(ctx context.Context, name string, req action.Request, opt
 	message := change.Message
 	if dryRun {
 		message = "dry run: " + message
+	}
+	if admission.Warning != "" {
+		// A gate admitted it with a caveat (GitOps will revert it): the
+		// action did its part, but its effect may not last.
+		message += "; " + admission.Warning
+		if change.Result == "" || change.Result == keptnv2.ResultPass {
+			change.Result = keptnv2.ResultWarning
+		}
 	}
 	if !change.Changed {
 		return outcome(change.Result, message), nil
