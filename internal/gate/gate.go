@@ -101,3 +101,13 @@ func (a Admission) Finish(ctx context.Context, changed bool) {
 		a.Done(context.WithoutCancel(ctx), changed)
 	}
 }
+
+// Maintainer is a gate with work to do on its own, between actions: undo,
+// when its bound ends, what it did for one (resume a suspended GitOps
+// owner, unpause an autoscaler). Every replica calls Maintain every
+// HEARTBEAT_PERIOD, so that the work is done even when the replica that
+// started it died; Maintain must therefore keep its state on the cluster,
+// and be safe to run on several replicas at once.
+type Maintainer interface {
+	Maintain(ctx context.Context)
+}
