@@ -217,7 +217,7 @@ func build(cfg config.Config, f File, source string, d Deps) (*Catalog, error) {
 		return nil, err
 	}
 	base := pipeline.Pipeline{
-		Client: d.Client, Policy: policy, Ledger: d.Ledger, Audit: d.Audit,
+		Client: d.Client, Dynamic: d.Dynamic, Policy: policy, Ledger: d.Ledger, Audit: d.Audit,
 		VerifyTimeout: cfg.VerifyTimeout, Log: d.Log,
 		Cooldown: ledger.Cooldown{Period: cfg.Cooldown, Setting: "ACTION_COOLDOWN"},
 	}

@@ -17,6 +17,7 @@ import (
 
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
@@ -33,6 +34,9 @@ import (
 // (unit tests of one action use neither).
 type Pipeline struct {
 	Client kubernetes.Interface
+	// Dynamic reads and changes the kinds of other tools (an Argo Rollout);
+	// nil where there is none.
+	Dynamic dynamic.Interface
 	Policy guard.Policy
 	Ledger *ledger.Ledger
 	Audit  *audit.Recorder
