@@ -37,9 +37,9 @@ type Pipeline struct {
 	// Dynamic reads and changes the kinds of other tools (an Argo Rollout);
 	// nil where there is none.
 	Dynamic dynamic.Interface
-	Policy guard.Policy
-	Ledger *ledger.Ledger
-	Audit  *audit.Recorder
+	Policy  guard.Policy
+	Ledger  *ledger.Ledger
+	Audit   *audit.Recorder
 	// Cooldown is the least time between two changes of one target by one
 	// action; zero, none.
 	Cooldown ledger.Cooldown
