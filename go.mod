@@ -9,6 +9,7 @@ require (
 	github.com/keptn/go-utils v0.20.4
 	github.com/nats-io/nats.go v1.31.0
 	github.com/prometheus/client_golang v1.25.0
+	github.com/robfig/cron/v3 v3.0.1
 	github.com/sirupsen/logrus v1.10.2
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
