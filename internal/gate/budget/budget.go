@@ -249,7 +249,8 @@ func (g *Gate) spent(st state, namespace string) (*action.Refusal, string) {
 			n, g.cfg.Max, human(g.cfg.Window), g.cfg.MaxSetting,
 			st.frees("", g.cfg.Max, g.cfg.Window).UTC().Format(time.RFC3339), g.resetHint()), ""
 	}
-	if n := st.count(namespace); n >= g.cfg.PerNamespace {
+	// An action without a namespace (none today) counts for the cluster only.
+	if n := st.count(namespace); namespace != "" && n >= g.cfg.PerNamespace {
 		return action.Refuse(Rule, "remediation budget spent: %d of %d actions in namespace %s in the last %s (%s); resets at %s, as the oldest leaves the window; %s",
 			n, g.cfg.PerNamespace, namespace, human(g.cfg.Window), g.cfg.PerNamespaceSetting,
 			st.frees(namespace, g.cfg.PerNamespace, g.cfg.Window).UTC().Format(time.RFC3339), g.resetHint()), namespace

@@ -338,6 +338,9 @@ func TestBreakerOpensOnce(t *testing.T) {
 			t.Fatalf("action %d in a: %v", i, err)
 		}
 	}
+	if _, err := g2.Admit(ctx, subject("", false)); err != nil {
+		t.Errorf("an action without a namespace counts for the cluster only: %v", err)
+	}
 	events = spentEvents(t, c2)
 	if len(events) != 1 || !strings.HasPrefix(events[0], "circuit breaker open: every action in namespace a is refused; remediation budget spent: 2 of 2") {
 		t.Errorf("events %q, want one for namespace a", events)
