@@ -30,6 +30,10 @@ const (
 	SuspendedBy = action.AnnotationPrefix + "suspended-by"
 )
 
+// undoTimeout bounds the end of a suspension an action did not use: Done's
+// context outlives the action's deadline, and has none of its own.
+const undoTimeout = 30 * time.Second
+
 // state is an owner's reconciliation, as far as reverting goes.
 type state int
 
@@ -172,6 +176,8 @@ func (g *Gate) suspend(ctx context.Context, s gate.Subject, o *owner, from strin
 		// unless another action has extended it since.
 		a.Done = func(ctx context.Context, changed bool) {
 			if !changed {
+				ctx, cancel := context.WithTimeout(ctx, undoTimeout)
+				defer cancel()
 				g.resume(ctx, o, until)
 			}
 		}
