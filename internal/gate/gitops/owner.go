@@ -133,13 +133,15 @@ func (g *Gate) find(ctx context.Context, ref workload.Ref, obj metav1.Object) (*
 }
 
 // trackedApp reads a tracking id, and returns its application when the id
-// names ref (a Deployment, StatefulSet or DaemonSet: group apps).
+// names ref: its kind, namespace and name (the group follows from the
+// kind among the workloads the provider acts on).
 func trackedApp(id string, ref workload.Ref) (string, bool) {
 	parts := strings.Split(id, ":")
 	if len(parts) != 3 || parts[0] == "" {
 		return "", false
 	}
-	return parts[0], parts[1] == "apps/"+string(ref.Kind) && parts[2] == ref.Namespace+"/"+ref.Name
+	_, kind, _ := strings.Cut(parts[1], "/")
+	return parts[0], kind == string(ref.Kind) && parts[2] == ref.Namespace+"/"+ref.Name
 }
 
 // application finds the Application an instance name (tracking id or
