@@ -9,7 +9,8 @@
 #    get-action step and Keptn's side of NATS, for the live test) and
 #    nats-server (test/nats/nats-server.sh).
 # 2. Static: the Keptn examples as Keptn 1.x reads them; `helm lint` and
-#    `helm template` in both RBAC scopes and both transports (sidecar: the
+#    `helm template` in both RBAC scopes and both transports, and with job
+#    entries in the catalog in both scopes (exact rules) (sidecar: the
 #    render does not depend on the nats values; nats: one container, the
 #    NATS variables, TLS and credentials Secrets, its grace period); wrong
 #    values must fail with the schema's (or the chart's) message.
@@ -22,15 +23,20 @@
 #    - the manifest applied for real: exact RBAC rules, `kubectl auth can-i`
 #      matrix; deploy/service-nats.yaml applied over it leaves one container;
 #      `kubectl delete -f` leaves namespace keptn alone;
-#    - helm install --wait (namespaced RBAC), exact rules, can-i matrix;
+#    - helm install --wait (namespaced RBAC), exact rules, can-i matrix (the
+#      built-in catalog: no Job, pod log or Secret permission);
 #    - the provider binary run with the chart's ServiceAccount token: scale
 #      events built from examples/keptn change replicas on the server; the
 #      guardrails refuse (succeeded/fail); restart, rollback, delete-pods
 #      (a PodDisruptionBudget refusing, then an eviction) and an HPA-aware
 #      scale work; audit Events and Leases are written; an event for a
 #      namespace outside its RBAC ends errored with "forbidden";
-#    - helm test, helm upgrade (to cluster scope: the forbidden namespace now
-#      works), helm upgrade to transport=nats (the sidecar goes), the provider
+#    - helm test; helm upgrade -f test/deploy/values-jobs.yaml (job entries:
+#      their rules where their Jobs run, exact, and a can-i matrix); helm
+#      upgrade (to cluster scope: the forbidden namespace now works; the job
+#      rules in the ClusterRole and the job namespaces' Roles), helm upgrade
+#      to transport=nats and the built-in catalog (the sidecar and every job
+#      permission go), the provider
 #      binary with that Deployment's environment against a real nats-server:
 #      unready until NATS is up, an event published twice runs once, its
 #      replies arrive on NATS, its heartbeat Lease follows heartbeatPeriod;
@@ -73,6 +79,18 @@ WANT_RULES+='[""]|["events"]|["create"];'
 WANT_RULES+='["policy"]|["poddisruptionbudgets"]|["list"];'
 WANT_RULES+='["autoscaling"]|["horizontalpodautoscalers"]|["get","list","update"];'
 WANT_LEASE_RULES='["coordination.k8s.io"]|["leases"]|["get","list","create","update","delete"];'
+# With job entries in the catalog (test/deploy/values-jobs.yaml; the rules of
+# chart/templates/_helpers.tpl, ap.jobRules), as rules4_of and rules_in print
+# them: apiGroups|resources|resourceNames|verbs. WANT_RULES4 is WANT_RULES so.
+JOBS_NAME="$CLUSTER_NAME-jobs" # the chart's Roles of job entries with settings.namespace
+WANT_RULES4=$(sed -E 's/\|([^|;]*);/||\1;/g' <<<"$WANT_RULES")
+J_JOBS='["batch"]|["jobs"]||["create","get","watch","delete"];'
+J_PODS='[""]|["pods"]||["list"];'
+J_LOG='[""]|["pods/log"]||["get"];'
+J_EVENTS='[""]|["events"]||["create"];'
+J_SECRETS_TARGET='[""]|["secrets"]|["cache-admin","locust-secret"]|["get"];' # entries without a namespace
+J_SECRETS_RJ='[""]|["secrets"]|["jobs-token"]|["get"];'                       # the entry in remediation-jobs
+J_SECRETS_BOTH='[""]|["secrets"]|["cache-admin","jobs-token","locust-secret"]|["get"];'
 
 # ------------------------------------------------------------- reporting ---
 
@@ -256,6 +274,7 @@ static_checks() {
 	must_fail "--set catalog.actions[0].kind=pager" "at '/catalog/actions/0/kind': value must be one of" \
 		"${tpl[@]}" --set 'catalog.actions[0].name=x' --set 'catalog.actions[0].kind=pager'
 
+	jobs_static_checks
 	nats_static_checks
 
 	step "wrong values fail with a clear message"
@@ -291,6 +310,120 @@ static_checks() {
 	must_fail "remote mode with 2 replicas" "replicaCount > 1 with distributor.keptnApiEndpoint" \
 		"${tpl[@]}" --set distributor.keptnApiEndpoint=https://keptn.example.com/api \
 		--set distributor.keptnApiTokenSecret=keptn-api-token --set replicaCount=2
+}
+
+# jobs_static_checks: job entries in the catalog (test/deploy/values-jobs.yaml)
+# add exactly their rules, only where their Jobs run, in both RBAC scopes;
+# catalogs without job entries add none.
+jobs_static_checks() {
+	local tpl=("$HELM" template "$RELEASE" chart/ -n "$NS" --kube-version "$KUBE_VERSION")
+	local jobs=(-f test/deploy/values-jobs.yaml) f got
+
+	step "job entries in the catalog: RBAC where their Jobs run, both scopes"
+	"$HELM" lint --strict chart/ -n "$NS" --kube-version "$KUBE_VERSION" "${jobs[@]}" --set 'rbac.namespaces={sockshop-production}' >"$TMP/lint.log" 2>&1 ||
+		fail "helm lint (values-jobs.yaml): $(cat "$TMP/lint.log")"
+	ok "helm lint --strict chart/ -f test/deploy/values-jobs.yaml"
+	# Namespaced: remediation-jobs is one of rbac.namespaces (its entry's
+	# rules join that Role), batch-ops is not (a Role of its own).
+	"${tpl[@]}" "${jobs[@]}" --set 'rbac.namespaces={sockshop-production,remediation-jobs}' >"$TMP/jobs-namespaced.yaml" ||
+		fail "helm template -f test/deploy/values-jobs.yaml (namespaced)"
+	kinds=$(grep -E '^kind: ' "$TMP/jobs-namespaced.yaml" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $3, $1; sep=","}')
+	[[ $kinds == "ConfigMap=1,Deployment=1,Pod=1,Role=4,RoleBinding=4,Service=1,ServiceAccount=1" ]] ||
+		fail "job entries, namespaced scope: renders $kinds"
+	expect_rules_in "$TMP/jobs-namespaced.yaml" Role "$CLUSTER_NAME" sockshop-production "$WANT_RULES4$J_JOBS$J_LOG$J_SECRETS_TARGET"
+	expect_rules_in "$TMP/jobs-namespaced.yaml" Role "$CLUSTER_NAME" remediation-jobs "$WANT_RULES4$J_JOBS$J_LOG$J_SECRETS_BOTH"
+	expect_rules_in "$TMP/jobs-namespaced.yaml" Role "$JOBS_NAME" batch-ops "$J_JOBS$J_PODS$J_LOG$J_EVENTS"
+	got=$(binding_in "$TMP/jobs-namespaced.yaml" "$JOBS_NAME" batch-ops)
+	[[ $got == "Role/$JOBS_NAME ServiceAccount:$NS:$SA" ]] || fail "job entries, namespaced scope: RoleBinding $JOBS_NAME in batch-ops: '$got'"
+	! grep -qE "^  namespace: (other-ns|sockshop-staging)$" "$TMP/jobs-namespaced.yaml" || fail "job entries, namespaced scope: RBAC outside the job namespaces"
+	env_is "$TMP/jobs-namespaced.yaml" ALLOWED_NAMESPACES "sockshop-production,remediation-jobs,batch-ops" ||
+		fail "job entries, namespaced scope: ALLOWED_NAMESPACES is not rbac.namespaces and then batch-ops"
+	ok "namespaced scope (rbac.namespaces sockshop-production, remediation-jobs): $kinds"
+	ok "  Role in sockshop-production: the rules, and create,get,watch,delete jobs; get pods/log; get secrets cache-admin, locust-secret (the entries without a namespace)"
+	ok "  Role in remediation-jobs: the same, and secret jobs-token of the entry there; Role $JOBS_NAME in batch-ops (bound to $SA): create,get,watch,delete jobs; list pods; get pods/log; create events; no secrets"
+	ok "  ALLOWED_NAMESPACES=sockshop-production,remediation-jobs,batch-ops (rbac.namespaces, then the job namespaces)"
+
+	"${tpl[@]}" "${jobs[@]}" --set rbac.scope=cluster --set 'allowedNamespaces={*}' >"$TMP/jobs-cluster.yaml" ||
+		fail "helm template -f test/deploy/values-jobs.yaml (cluster)"
+	kinds=$(grep -E '^kind: ' "$TMP/jobs-cluster.yaml" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $3, $1; sep=","}')
+	[[ $kinds == "ClusterRole=1,ClusterRoleBinding=1,ConfigMap=1,Deployment=1,Pod=1,Role=3,RoleBinding=3,Service=1,ServiceAccount=1" ]] ||
+		fail "job entries, cluster scope: renders $kinds"
+	expect_rules_in "$TMP/jobs-cluster.yaml" ClusterRole "$CLUSTER_NAME" "" "$WANT_RULES4$J_JOBS$J_LOG$J_SECRETS_TARGET"
+	expect_rules_in "$TMP/jobs-cluster.yaml" Role "$JOBS_NAME" remediation-jobs "$J_JOBS$J_LOG$J_SECRETS_RJ"
+	expect_rules_in "$TMP/jobs-cluster.yaml" Role "$JOBS_NAME" batch-ops "$J_JOBS$J_LOG"
+	for f in remediation-jobs batch-ops; do
+		got=$(binding_in "$TMP/jobs-cluster.yaml" "$JOBS_NAME" "$f")
+		[[ $got == "Role/$JOBS_NAME ServiceAccount:$NS:$SA" ]] || fail "job entries, cluster scope: RoleBinding $JOBS_NAME in $f: '$got'"
+	done
+	env_is "$TMP/jobs-cluster.yaml" ALLOWED_NAMESPACES "*" || fail "job entries, cluster scope: ALLOWED_NAMESPACES is not allowedNamespaces"
+	ok "cluster scope: $kinds"
+	ok "  ClusterRole: the rules, and create,get,watch,delete jobs; get pods/log; get secrets cache-admin, locust-secret"
+	ok "  Role $JOBS_NAME in remediation-jobs: create,get,watch,delete jobs; get pods/log; get secrets jobs-token; in batch-ops: the same without secrets"
+
+	# A job entry that references no Secret: no secrets rule at all.
+	"${tpl[@]}" --set rbac.scope=cluster --set 'allowedNamespaces={*}' \
+		--set-json 'catalog={"actions":[{"name":"j","kind":"job","settings":{"image":"busybox:1.37.0"}}]}' >"$TMP/jobs-nosecret.yaml" ||
+		fail "helm template, a job entry without secrets"
+	expect_rules_in "$TMP/jobs-nosecret.yaml" ClusterRole "$CLUSTER_NAME" "" "$WANT_RULES4$J_JOBS$J_LOG"
+	# Never secrets without resourceNames, in any render.
+	for f in "$TMP"/jobs-*.yaml; do
+		awk '/^ *resources: \["secrets"\]$/ {getline n; if (n !~ /^ *resourceNames: \["[a-z0-9]/) bad = 1} END {exit bad}' "$f" ||
+			fail "$f: a secrets rule without resourceNames"
+	done
+	# No job entry, no job rule: the defaults, and a catalog of other kinds.
+	for f in default cluster namespaced catalog; do
+		! grep -qE '^ *resources: \[("jobs"|"pods/log"|"secrets")\]$' "$TMP/$f.yaml" ||
+			fail "$f render (no job entry) has a rule on jobs, pods/log or secrets"
+	done
+	ok "a job entry without secrets: no secrets rule; every secrets rule has resourceNames; without job entries (defaults, values-catalog.yaml) no rule on jobs, pods/log or secrets"
+	# The catalog is one the binary loads.
+	awk '/^  actions.yaml: \|$/ {on=1; next} on && /^    / {print substr($0, 5); next} on {exit}' "$TMP/jobs-cluster.yaml" >"$TMP/jobs-actions.yaml"
+	ACTIONS_CONFIG="$TMP/jobs-actions.yaml" "$TMP/bin/action-provider" lint examples/keptn/remediation.yaml >"$TMP/lint-jobs.log" 2>&1 ||
+		fail "action-provider lint against values-jobs.yaml's catalog: $(cat "$TMP/lint-jobs.log")"
+	ok "action-provider lint examples/keptn/remediation.yaml against values-jobs.yaml's catalog: $(tail -1 "$TMP/lint-jobs.log")"
+	must_fail "a job entry with settings.namespace=Bad_NS" "at '/catalog/actions/0/settings/namespace': 'Bad_NS' does not match pattern" \
+		"${tpl[@]}" --set 'rbac.namespaces={sockshop-production}' \
+		--set-json 'catalog={"actions":[{"name":"j","kind":"job","settings":{"image":"x","namespace":"Bad_NS"}}]}'
+	must_fail "a job entry's secret without secretName" "at '/catalog/actions/0/settings/secrets/0': missing property 'secretName'" \
+		"${tpl[@]}" --set 'rbac.namespaces={sockshop-production}' \
+		--set-json 'catalog={"actions":[{"name":"j","kind":"job","settings":{"image":"x","secrets":[{"key":"token"}]}}]}'
+}
+
+# rules_in FILE KIND NAME NAMESPACE: the rules of that Role or ClusterRole
+# ("" for no namespace) in FILE (helm template output), as rules4_of prints
+# them; "!" marks a rule without a comment above it.
+rules_in() {
+	awk -v kind="kind: $2" -v name="  name: $3" -v ns="$4" '
+		function val(s) { sub(/^[^:]*: /, "", s); gsub(/, /, ",", s); return s }
+		function emit() { if (g != "") out = out mark g "|" r "|" rn "|" v ";"; g = r = rn = v = mark = "" }
+		function done() { emit(); if (k && n && d == ns && inr != "") print out; k = n = 0; d = inr = out = prev = "" }
+		/^---/ { done(); next }
+		$0 == kind { k = 1 } $0 == name { n = 1 }
+		/^  namespace: / { d = substr($0, 14) }
+		/^rules:$/ { inr = 1; next }
+		inr == 1 && /^[^ ]/ { emit(); inr = 2 }
+		inr == 1 && /^  - apiGroups: / { emit(); g = val($0); if (prev !~ /^ *#/) mark = "!" }
+		inr == 1 && /^    resources: / { r = val($0) }
+		inr == 1 && /^    resourceNames: / { rn = val($0) }
+		inr == 1 && /^    verbs: / { v = val($0) }
+		{ prev = $0 }
+		END { done() }' "$1"
+}
+# expect_rules_in FILE KIND NAME NAMESPACE WANT
+expect_rules_in() {
+	local got
+	got=$(rules_in "$1" "$2" "$3" "$4")
+	[[ $got == "$5" ]] || fail "$(basename "$1"): $2 $3${4:+ in $4} has rules '$got'; want exactly '$5'"
+}
+# binding_in FILE NAME NAMESPACE: the RoleBinding's roleRef and subjects.
+binding_in() {
+	awk -v name="  name: $2" -v ns="  namespace: $3" '
+		/^---/ { if (k && n && d) print out; k = n = d = 0; out = ""; next }
+		$0 == "kind: RoleBinding" { k = 1 } $0 == name { n = 1 } $0 == ns { d = 1 }
+		/^  kind: Role$/ { out = "Role/" } /^  name: / && out == "Role/" { out = out substr($0, 9) }
+		/^  - kind: ServiceAccount$/ { out = out " ServiceAccount:" }
+		/^    name: / { sa = substr($0, 11) } /^    namespace: / { out = out substr($0, 16) ":" sa }
+		END { if (k && n && d) print out }' "$1"
 }
 
 # nats_static_checks: the chart with transport=nats, and the default
@@ -450,6 +583,29 @@ expect_lease_rules() {
 	ok "role $1 (namespace $2, bound to $sa): exactly get,list,create,update,delete leases"
 }
 
+# rules4_of KIND NAME [NAMESPACE] -> the rules as WANT_RULES4 spells them
+# (with resourceNames).
+rules4_of() {
+	local args=("$1" "$2")
+	[[ -z ${3:-} ]] || args+=(-n "$3")
+	kc get "${args[@]}" -o jsonpath='{range .rules[*]}{.apiGroups}|{.resources}|{.resourceNames}|{.verbs};{end}'
+}
+# expect_rules4 KIND NAME NAMESPACE|"" WANT DESCRIPTION: exactly WANT.
+expect_rules4() {
+	local got
+	got=$(rules4_of "$1" "$2" "$3") || fail "cannot read $1 $2"
+	[[ $got == "$4" ]] || fail "$1 $2${3:+ in $3} has rules $got; want exactly $4"
+	ok "$1 $2${3:+ (namespace $3)}: exactly $5"
+}
+# expect_binding NAME NAMESPACE: RoleBinding NAME binds Role NAME to the
+# chart's ServiceAccount.
+expect_binding() {
+	local got
+	got=$(kc get rolebinding "$1" -n "$2" -o jsonpath='{.roleRef.kind}/{.roleRef.name} {range .subjects[*]}{.kind}:{.namespace}:{.name}{end}') ||
+		fail "cannot read rolebinding $1 in $2"
+	[[ $got == "Role/$1 ServiceAccount:$NS:$SA" ]] || fail "rolebinding $1 in $2: $got"
+}
+
 # can USER yes|no VERB RESOURCE NAMESPACE|--all [SUBRESOURCE]
 can() {
 	local user=$1 want=$2 verb=$3 res=$4 ns=$5 sub=${6:-} got
@@ -461,6 +617,41 @@ can() {
 	[[ $got == "$want" ]] || fail "can-i as $user: $what: got '$got', want '$want'"
 	printf '   ok  can-i %-3s %s\n' "$want" "$what"
 	echo "can-i $want $what" >>"$TMP/checks"
+}
+
+# can_all USER: the checks of can, one a line on stdin ("yes|no VERB RESOURCE
+# NAMESPACE|--all [SUBRESOURCE]"), asked concurrently (12 at a time), then
+# checked and reported in order.
+can_all() {
+	local user=$1 dir line want verb res ns sub i=0 got what
+	local -a lines pids args
+	mapfile -t lines
+	dir=$(mktemp -d "$TMP/can.XXXXXX")
+	for line in "${lines[@]}"; do
+		read -r want verb res ns sub <<<"$line"
+		args=(auth can-i "$verb" "$res" --as "$user")
+		if [[ $ns == --all ]]; then args+=(--all-namespaces); else args+=(-n "$ns"); fi
+		[[ -z $sub ]] || args+=(--subresource "$sub")
+		{ kc "${args[@]}" >"$dir/$i" 2>/dev/null || true; } &
+		pids+=($!)
+		i=$((i + 1))
+		if ((${#pids[@]} == 12)); then
+			wait "${pids[@]}"
+			pids=()
+		fi
+	done
+	((${#pids[@]} == 0)) || wait "${pids[@]}"
+	i=0
+	for line in "${lines[@]}"; do
+		read -r want verb res ns sub <<<"$line"
+		got=$(<"$dir/$i")
+		what="$verb $res${sub:+/$sub} in ${ns/--all/all namespaces}"
+		[[ $got == "$want" ]] || fail "can-i as $user: $what: got '$got', want '$want'"
+		printf '   ok  can-i %-3s %s\n' "$want" "$what"
+		echo "can-i $want $what" >>"$TMP/checks"
+		i=$((i + 1))
+	done
+	rm -rf "$dir"
 }
 
 # What the provider may do in any scope: only what the code calls.
@@ -492,7 +683,7 @@ can_matrix_common() {
 	for verb in get watch patch delete; do can "$u" no "$verb" replicasets "$p"; done
 	can "$u" no get controllerrevisions "$p"
 	for verb in watch create update patch delete deletecollection; do can "$u" no "$verb" pods "$p"; done
-	can "$u" no get pods "$p" log
+	can "$u" "${JOB_RULES:-no}" get pods "$p" log # yes with job entries without a namespace
 	can "$u" no create pods "$p" exec
 	can "$u" no update pods "$p" status
 	for verb in get list update patch delete; do can "$u" no "$verb" events "$p"; done
@@ -569,6 +760,90 @@ can_matrix_cluster() {
 	can "$u" no delete deployments kube-system
 	can "$u" no delete pods kube-system
 	can "$u" no create leases other-ns
+}
+
+# can_no_jobs USER: the built-in catalog has no job entry, so no permission
+# on Jobs, pod logs or the job entries' Secrets, anywhere.
+can_no_jobs() {
+	local u=$1 ns verb
+	{
+		for ns in sockshop-production remediation-jobs; do
+			for verb in create get watch delete; do echo "no $verb jobs.batch $ns"; done
+			echo "no get pods $ns log"
+			echo "no get secrets/cache-admin $ns"
+		done
+		echo "no create jobs.batch batch-ops"
+		echo "no create jobs.batch other-ns"
+	} | can_all "$u"
+}
+
+# can_matrix_jobs_namespaced USER: test/deploy/values-jobs.yaml with
+# rbac.namespaces={sockshop-production}: the entries without a namespace run
+# in sockshop-production, load-test in remediation-jobs, notify in batch-ops.
+can_matrix_jobs_namespaced() {
+	local u=$1
+	say "job entries: RBAC as $u (kubectl auth can-i --as)"
+	{
+		local ns verb
+		for ns in sockshop-production remediation-jobs; do
+			for verb in create get watch delete; do echo "yes $verb jobs.batch $ns"; done
+			echo "yes get pods $ns log"
+		done
+		printf 'yes %s jobs.batch batch-ops\n' create delete
+		echo "yes get pods batch-ops log"
+		for verb in list update patch deletecollection; do echo "no $verb jobs.batch sockshop-production"; done
+		echo "no update jobs.batch remediation-jobs status"
+		# Only the referenced Secrets, by name, in the namespace of their entry.
+		cat <<-EOF
+			yes get secrets/cache-admin sockshop-production
+			yes get secrets/locust-secret sockshop-production
+			no get secrets/jobs-token sockshop-production
+			no get secrets/db-password sockshop-production
+			yes get secrets/jobs-token remediation-jobs
+			no get secrets/cache-admin remediation-jobs
+			no get secrets/jobs-token batch-ops
+			no list secrets sockshop-production
+			no list secrets remediation-jobs
+			no watch secrets remediation-jobs
+		EOF
+		# A job namespace of its own: what a job needs, nothing else.
+		cat <<-EOF
+			yes list pods remediation-jobs
+			yes create events batch-ops
+			no get pods remediation-jobs
+			no create pods batch-ops
+			no patch deployments remediation-jobs
+			no create pods batch-ops eviction
+		EOF
+		# Not where no job runs.
+		for verb in create get watch delete; do echo "no $verb jobs.batch other-ns"; done
+		echo "no get pods other-ns log"
+		echo "no get secrets/cache-admin other-ns"
+		echo "no create jobs.batch kube-system"
+	} | can_all "$u"
+}
+
+# can_matrix_jobs_cluster USER: the same entries with rbac.scope=cluster: the
+# entries without a namespace may run anywhere (the ClusterRole), the named
+# Secrets anywhere too; jobs-token only in remediation-jobs.
+can_matrix_jobs_cluster() {
+	local u=$1
+	say "job entries, cluster scope: RBAC as $u"
+	can_all "$u" <<-EOF
+		yes create jobs.batch other-ns
+		yes get jobs.batch other-ns
+		yes watch jobs.batch other-ns
+		yes delete jobs.batch other-ns
+		yes get pods other-ns log
+		yes create jobs.batch remediation-jobs
+		yes get secrets/cache-admin other-ns
+		yes get secrets/jobs-token remediation-jobs
+		no get secrets/jobs-token other-ns
+		no get secrets/db-password remediation-jobs
+		no list secrets --all
+		no list jobs.batch --all
+		no update jobs.batch other-ns
+	EOF
 }
 
 # plain_binding_checks: deploy/service.yaml (and -nats) bind their ClusterRole
@@ -767,9 +1042,11 @@ live_checks() {
 	kc create namespace sockshop-production >/dev/null
 	kc create namespace sockshop-staging >/dev/null
 	kc create namespace other-ns >/dev/null
+	kc create namespace remediation-jobs >/dev/null # test/deploy/values-jobs.yaml's job namespaces
+	kc create namespace batch-ops >/dev/null
 	kc apply -f test/deploy/servicemonitor-crd.yaml >/dev/null
 	kc wait --for condition=established --timeout=30s crd/servicemonitors.monitoring.coreos.com >/dev/null
-	ok "API server $KUBE_APISERVER_URL ($(kc get --raw /version | grep -o '"gitVersion": *"[^"]*"' | cut -d'"' -f4)); namespaces keptn (Pod Security restricted: enforce, warn), sockshop-production, sockshop-staging, other-ns; ServiceMonitor CRD"
+	ok "API server $KUBE_APISERVER_URL ($(kc get --raw /version | grep -o '"gitVersion": *"[^"]*"' | cut -d'"' -f4)); namespaces keptn (Pod Security restricted: enforce, warn), sockshop-production, sockshop-staging, other-ns, remediation-jobs, batch-ops; ServiceMonitor CRD"
 
 	step "server-side dry runs"
 	kc apply --dry-run=server -f deploy/service.yaml >"$TMP/dry.log" 2>&1 || fail "deploy/service.yaml: $(cat "$TMP/dry.log")"
@@ -848,6 +1125,7 @@ live_checks() {
 	ok "no ClusterRole or ClusterRoleBinding in namespaced scope"
 	pod_env_checks "deployment/$RELEASE" sockshop-production
 	can_matrix_namespaced "$SA_USER"
+	can_no_jobs "$SA_USER"
 
 	step "the provider binary with the chart's ServiceAccount token"
 	local token
@@ -1038,24 +1316,36 @@ HPA
 	wait_for "the test pod deleted (hook-succeeded)" 30 bash -c "! kubectl get pod '$RELEASE-test-readyz' -n '$NS'"
 	ok "the test pod is deleted after success (hook-delete-policy)"
 
+	live_jobs_namespaced
+
 	step "helm upgrade (rbac.scope=cluster, allowedNamespaces={*}, logLevel=debug)"
 	"$HELM" upgrade "$RELEASE" chart/ -n "$NS" --reuse-values --set rbac.scope=cluster --set 'allowedNamespaces={*}' --set logLevel=debug \
 		--wait --timeout 120s >"$TMP/logs/upgrade.log" 2>&1 || fail "helm upgrade: $(cat "$TMP/logs/upgrade.log")"
-	grep -q 'REVISION: 2' "$TMP/logs/upgrade.log" || fail "helm upgrade: not revision 2"
+	grep -q 'REVISION: 3' "$TMP/logs/upgrade.log" || fail "helm upgrade: not revision 3"
 	[[ $(kc get deployment "$RELEASE" -n "$NS" -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="LOG_LEVEL")].value}') == debug ]] ||
 		fail "helm upgrade: LOG_LEVEL is not debug"
 	kc rollout status deployment/"$RELEASE" -n "$NS" --timeout=60s >/dev/null || fail "helm upgrade: rollout"
-	ok "revision 2 rolled out with LOG_LEVEL=debug"
+	ok "revision 3 rolled out with LOG_LEVEL=debug (the job entries of revision 2 kept)"
 	local left
 	left=$(kc get roles,rolebindings -A -l "app.kubernetes.io/instance=$RELEASE" \
 		-o jsonpath='{range .items[*]}{.kind}/{.metadata.namespace}/{.metadata.name}{"\n"}{end}' | sort)
-	[[ $left == "Role/$NS/$LEASES_NAME"$'\n'"RoleBinding/$NS/$LEASES_NAME" ]] ||
-		fail "after the upgrade the Roles/RoleBindings are ${left//$'\n'/ }; want only $LEASES_NAME in $NS"
-	expect_rules clusterrole "$CLUSTER_NAME"
+	local want_left
+	want_left=$(printf '%s\n' "Role/$NS/$LEASES_NAME" "RoleBinding/$NS/$LEASES_NAME" \
+		Role/{batch-ops,remediation-jobs}/"$JOBS_NAME" RoleBinding/{batch-ops,remediation-jobs}/"$JOBS_NAME" | sort)
+	[[ $left == "$want_left" ]] ||
+		fail "after the upgrade the Roles/RoleBindings are ${left//$'\n'/ }; want only $LEASES_NAME in $NS and $JOBS_NAME in batch-ops, remediation-jobs"
+	expect_rules4 clusterrole "$CLUSTER_NAME" "" "$WANT_RULES4$J_JOBS$J_LOG$J_SECRETS_TARGET" \
+		"the rules above, and the job entries without a namespace: create,get,watch,delete jobs; get pods/log; get secrets cache-admin, locust-secret"
+	expect_rules4 role "$JOBS_NAME" remediation-jobs "$J_JOBS$J_LOG$J_SECRETS_RJ" \
+		"create,get,watch,delete jobs; get pods/log; get secrets jobs-token (list pods, create events: the ClusterRole)"
+	expect_rules4 role "$JOBS_NAME" batch-ops "$J_JOBS$J_LOG" "create,get,watch,delete jobs; get pods/log; no secrets"
+	expect_binding "$JOBS_NAME" remediation-jobs
+	expect_binding "$JOBS_NAME" batch-ops
 	expect_lease_rules "$LEASES_NAME" "$NS" "$SA"
-	ok "the namespaced Roles/RoleBindings are gone; the Leases' Role in $NS stays"
+	ok "the namespaced Roles/RoleBindings are gone; the Leases' Role in $NS and the job namespaces' Roles stay"
 	pod_env_checks "deployment/$RELEASE" '*'
-	can_matrix_cluster "$SA_USER"
+	JOB_RULES=yes can_matrix_cluster "$SA_USER"
+	can_matrix_jobs_cluster "$SA_USER"
 	wait_for "RBAC: update deployments/scale in other-ns" 20 \
 		kubectl auth can-i update deployments --subresource=scale -n other-ns --as "$SA_USER"
 	trigger scale '{"replicas":"+1"}' other ns carts
@@ -1089,13 +1379,42 @@ HPA
 	step ""
 }
 
+# live_jobs_namespaced: helm upgrade -f test/deploy/values-jobs.yaml (job
+# entries, rbac.scope=namespaced kept): their exact rules where their Jobs
+# run, and the can-i matrix.
+live_jobs_namespaced() {
+	step "helm upgrade -f test/deploy/values-jobs.yaml (job entries; rbac.scope=namespaced)"
+	# No --wait: the RBAC is in place when helm returns; the pods the catalog's
+	# checksum rolls are waited for by the next upgrade.
+	"$HELM" upgrade "$RELEASE" chart/ -n "$NS" --reuse-values -f test/deploy/values-jobs.yaml \
+		>"$TMP/logs/upgrade-jobs.log" 2>&1 || fail "helm upgrade -f test/deploy/values-jobs.yaml: $(cat "$TMP/logs/upgrade-jobs.log")"
+	grep -q 'REVISION: 2' "$TMP/logs/upgrade-jobs.log" || fail "helm upgrade -f test/deploy/values-jobs.yaml: not revision 2"
+	expect_rules4 role "$CLUSTER_NAME" sockshop-production "$WANT_RULES4$J_JOBS$J_LOG$J_SECRETS_TARGET" \
+		"the rules above, and the job entries without a namespace: create,get,watch,delete jobs; get pods/log; get secrets cache-admin, locust-secret"
+	expect_rules4 role "$JOBS_NAME" remediation-jobs "$J_JOBS$J_PODS$J_LOG$J_SECRETS_RJ$J_EVENTS" \
+		"create,get,watch,delete jobs; list pods; get pods/log; get secrets jobs-token; create events"
+	expect_rules4 role "$JOBS_NAME" batch-ops "$J_JOBS$J_PODS$J_LOG$J_EVENTS" \
+		"create,get,watch,delete jobs; list pods; get pods/log; create events; no secrets"
+	expect_binding "$JOBS_NAME" remediation-jobs
+	expect_binding "$JOBS_NAME" batch-ops
+	[[ -z $(kc get roles -n other-ns -o name) && -z $(kc get clusterroles -l "app.kubernetes.io/instance=$RELEASE" -o name) ]] ||
+		fail "job entries, namespaced scope: RBAC in other-ns or cluster-wide"
+	ok "RoleBindings $JOBS_NAME in remediation-jobs, batch-ops bind $SA; nothing in other-ns, nothing cluster-wide"
+	pod_env_checks "deployment/$RELEASE" sockshop-production,batch-ops,remediation-jobs
+	wait_for "RBAC: create jobs in remediation-jobs" 20 kubectl auth can-i create jobs.batch -n remediation-jobs --as "$SA_USER"
+	can_matrix_jobs_namespaced "$SA_USER"
+}
+
 # live_nats_checks: helm upgrade to transport=nats, then the provider binary
 # with that Deployment's environment against a real nats-server.
 live_nats_checks() {
-	step "helm upgrade --set transport=nats,heartbeatPeriod=2s (no sidecar)"
-	"$HELM" upgrade "$RELEASE" chart/ -n "$NS" --reuse-values --set transport=nats --set heartbeatPeriod=2s \
+	step "helm upgrade --set transport=nats,heartbeatPeriod=2s,catalog=null (no sidecar; the built-in catalog)"
+	# catalog=null drops values-jobs.yaml's catalog from the reused values;
+	# --reset-then-reuse-values, because --reuse-values would take the old
+	# values as the chart's defaults and so bring it back.
+	"$HELM" upgrade "$RELEASE" chart/ -n "$NS" --reset-then-reuse-values --set transport=nats --set heartbeatPeriod=2s --set catalog=null \
 		--wait --timeout 120s >"$TMP/logs/upgrade-nats.log" 2>&1 || fail "helm upgrade to transport=nats: $(cat "$TMP/logs/upgrade-nats.log")"
-	grep -q 'REVISION: 3' "$TMP/logs/upgrade-nats.log" || fail "helm upgrade to transport=nats: not revision 3"
+	grep -q 'REVISION: 4' "$TMP/logs/upgrade-nats.log" || fail "helm upgrade to transport=nats: not revision 4"
 	grep -qF 'straight from NATS, with no sidecar' "$TMP/logs/upgrade-nats.log" || fail "helm upgrade to transport=nats: NOTES.txt does not say so"
 	kc rollout status deployment/"$RELEASE" -n "$NS" --timeout=60s >/dev/null || fail "helm upgrade to transport=nats: rollout"
 	local jp='{.spec.template.spec.containers[*].name}|{.spec.template.spec.terminationGracePeriodSeconds}|{.spec.template.spec.containers[0].lifecycle}'
@@ -1105,7 +1424,17 @@ live_nats_checks() {
 	[[ $(kc get pods -n "$NS" -l "app.kubernetes.io/instance=$RELEASE" -o jsonpath='{range .items[*]}{.spec.containers[*].name}{"\n"}{end}' | sort -u) == action-provider ]] ||
 		fail "after the upgrade to transport=nats a pod still has another container"
 	pod_env_checks "deployment/$RELEASE" '*'
-	ok "revision 3 rolled out: one container (action-provider), grace period 90, no preStop; NOTES.txt describes the nats transport"
+	ok "revision 4 rolled out: one container (action-provider), grace period 90, no preStop; NOTES.txt describes the nats transport"
+	# The built-in catalog again: no job entry, so no job permission, in
+	# cluster scope too.
+	got=$(kc get roles,rolebindings -A -l "app.kubernetes.io/instance=$RELEASE" \
+		-o jsonpath='{range .items[*]}{.kind}/{.metadata.namespace}/{.metadata.name}{"\n"}{end}' | sort)
+	[[ $got == "Role/$NS/$LEASES_NAME"$'\n'"RoleBinding/$NS/$LEASES_NAME" ]] ||
+		fail "with the built-in catalog again the Roles/RoleBindings are ${got//$'\n'/ }; want only $LEASES_NAME in $NS"
+	expect_rules clusterrole "$CLUSTER_NAME"
+	ok "the built-in catalog again: the job namespaces' Roles are gone, the ClusterRole has no job rule"
+	wait_for "RBAC: no create jobs in other-ns" 20 bash -c "! kubectl auth can-i create jobs.batch -n other-ns --as '$SA_USER'"
+	can_no_jobs "$SA_USER"
 	# The provider container's environment, as the pod gets it.
 	local -a chart_env
 	mapfile -t chart_env < <(kc get deployment "$RELEASE" -n "$NS" \

@@ -146,7 +146,8 @@ again: at least grace + 2 x flush + 5; the default adds 5 more. */}}
 {{/* The rules in the namespaces the provider acts on (a ClusterRole in
 cluster scope, a Role in each of rbac.namespaces in namespaced scope): exactly
 what the actions call, each rule naming the code that needs it. No watch, no
-delete, no secrets, no wildcards. */}}
+delete, no secrets, no wildcards: those come only with job entries in the
+catalog (ap.jobRules). */}}
 {{- define "ap.rules" -}}
 # internal/workload/workload.go (Resolve, Object, Desired) and
 # internal/rollout/rollout.go (Check): GET the workload named by the event
@@ -172,7 +173,9 @@ delete, no secrets, no wildcards. */}}
   verbs: ["list"]
 # internal/workload/pods.go (Pods): LIST the workload's pods (delete-pods,
 # rollout verification); internal/action/deletepods/deletepods.go (replaced):
-# GET one pod after its eviction answered 409 Conflict.
+# GET one pod after its eviction answered 409 Conflict;
+# internal/action/job/wait.go (lastPod): LIST a Job's pods (label
+# batch.kubernetes.io/controller-uid), when the catalog has job entries.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list"]
@@ -182,7 +185,7 @@ delete, no secrets, no wildcards. */}}
   resources: ["pods/eviction"]
   verbs: ["create"]
 # internal/audit/audit.go (Record): CREATE a core Event on each changed
-# workload, the audit record.
+# workload, the audit record (internal/action/job/job.go (record): on each Job).
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
@@ -197,6 +200,88 @@ delete, no secrets, no wildcards. */}}
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "update"]
+{{- end }}
+
+{{/* Where the catalog's job entries (kind: job, internal/action/job) run, as
+JSON: {"target": true if an entry has no settings.namespace, so that it runs
+in the target's namespace "<project>-<stage>"; "targetSecrets": the Secrets
+those entries reference; "fixed": {namespace: [the Secrets its entries
+reference]} for the entries with settings.namespace, which run there only}.
+The secret names are sorted and unique. The built-in catalog has no job
+entry: {"target": false, "targetSecrets": [], "fixed": {}}. */}}
+{{- define "ap.jobs" -}}
+{{- $target := false }}
+{{- $targetSecrets := list }}
+{{- $fixed := dict }}
+{{- range $e := dig "actions" (list) (.Values.catalog | default dict) }}
+{{- if eq (toString $e.kind) "job" }}
+{{- $s := $e.settings | default dict }}
+{{- $names := list }}
+{{- range $r := $s.secrets | default list }}
+{{- with $r.secretName }}
+{{- $names = append $names (toString .) }}
+{{- end }}
+{{- end }}
+{{- with $s.namespace }}
+{{- $_ := set $fixed (toString .) (concat (get $fixed (toString .) | default (list)) $names | uniq | sortAlpha) }}
+{{- else }}
+{{- $target = true }}
+{{- $targetSecrets = concat $targetSecrets $names | uniq | sortAlpha }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson (dict "target" $target "targetSecrets" $targetSecrets "fixed" $fixed) }}
+{{- end }}
+
+{{/* The rules a job entry needs where its Jobs run, added only when the
+catalog has job entries. Argument: a dict with "secrets" (the Secret names
+the entries running there reference; no rule when none, never secrets
+without resourceNames) and "standalone" (true for a Role of the jobs' own, in
+a namespace without the rules of ap.rules: it then also gets list on pods and
+create on events, which ap.rules has otherwise). */}}
+{{- define "ap.jobRules" -}}
+# internal/action/job/job.go (create): CREATE the Job, GET it when it exists
+# (a redelivery); wait.go (wait): WATCH it (fieldSelector metadata.name) until
+# Complete or Failed, GET it again when a watch ends; job.go (abandon): DELETE
+# it with its pods (propagation Background) when the deadline or a shutdown
+# cuts the wait short. No list, update or patch.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["create", "get", "watch", "delete"]
+{{- if .standalone }}
+# internal/action/job/wait.go (lastPod): LIST the Job's pods (label
+# batch.kubernetes.io/controller-uid) for the outcome and the log.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+{{- end }}
+# internal/action/job/wait.go (apiLogs.Tail): GET the last lines of the Job's
+# container log (pods/log), masked, for the finished event.
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
+{{- with .secrets }}
+# internal/action/job/job.go (secrets): GET each Secret the entries reference
+# (settings.secrets), only to mask its values in the reported log; exactly
+# those names, never a list.
+- apiGroups: [""]
+  resources: ["secrets"]
+  resourceNames: [{{ range $i, $n := . }}{{ if $i }}, {{ end }}{{ $n | quote }}{{ end }}]
+  verbs: ["get"]
+{{- end }}
+{{- if .standalone }}
+# internal/audit/audit.go (Record), from internal/action/job/job.go (record):
+# CREATE a core Event on the Job, the audit record of its start and end.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
+{{- end }}
+
+{{/* Name of the Roles + RoleBindings of job entries with settings.namespace,
+in namespaces that have no other Role of the provider's. */}}
+{{- define "ap.jobsName" -}}
+{{- printf "%s-jobs" (include "ap.clusterName" . | trunc 58 | trimSuffix "-") }}
 {{- end }}
 
 {{/* The rules in the release's own namespace (POD_NAMESPACE), whatever
@@ -218,10 +303,18 @@ rbac.scope: the provider's memory across replicas and restarts. */}}
 
 {{/* ALLOWED_NAMESPACES: allowedNamespaces comma-joined; in namespaced RBAC
 scope with allowedNamespaces empty, rbac.namespaces instead, so that the
-allowlist refuses (succeeded/fail) what RBAC would forbid (errored). */}}
+allowlist refuses (succeeded/fail) what RBAC would forbid (errored), followed
+by the settings.namespace of job entries (their Role's namespaces), so that
+their Jobs are not refused where the chart gave them RBAC. */}}
 {{- define "ap.allowedNamespaces" -}}
 {{- if and (eq .Values.rbac.scope "namespaced") (empty .Values.allowedNamespaces) }}
-{{- join "," .Values.rbac.namespaces }}
+{{- $all := .Values.rbac.namespaces }}
+{{- range $ns := (include "ap.jobs" . | fromJson).fixed | keys | sortAlpha }}
+{{- if not (has $ns $all) }}
+{{- $all = append $all $ns }}
+{{- end }}
+{{- end }}
+{{- join "," $all }}
 {{- else }}
 {{- join "," .Values.allowedNamespaces }}
 {{- end }}
