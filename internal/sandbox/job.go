@@ -93,7 +93,9 @@ type JobLogs struct {
 	Client kubernetes.Interface
 }
 
-var reference = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+// reference is a $(NAME) reference with the "$"s before it: an even
+// number of them is an escaped one.
+var reference = regexp.MustCompile(`\$+\(([A-Za-z_][A-Za-z0-9_]*)\)`)
 
 // Tail implements the job action's LogReader.
 func (l JobLogs) Tail(ctx context.Context, namespace, pod, container string, lines int64) ([]byte, error) {
@@ -111,12 +113,19 @@ func (l JobLogs) Tail(ctx context.Context, namespace, pod, container string, lin
 				env[e.Name] = strings.ReplaceAll(e.Value, "$$", "$")
 			}
 		}
+		// As the kubelet expands: $(NAME) is the variable's value, $$ is $.
 		expand := func(s string) string {
 			return reference.ReplaceAllStringFunc(s, func(m string) string {
-				if v, ok := env[m[2:len(m)-1]]; ok {
-					return v
+				open := strings.IndexByte(m, '(')
+				dollars, name := open, m[open+1:len(m)-1]
+				lead := strings.Repeat("$", dollars/2)
+				if dollars%2 == 0 {
+					return lead + m[open:]
 				}
-				return m
+				if v, ok := env[name]; ok {
+					return lead + v
+				}
+				return lead + m[dollars-1:]
 			})
 		}
 		var words []string

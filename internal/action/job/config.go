@@ -92,9 +92,17 @@ const (
 	MaxLogLines      = 200
 	DefaultMountPath = "/keptn"
 	DefaultUser      = 1000
+	// GracePeriod is the pod's terminationGracePeriodSeconds: when the
+	// Job's deadline passes, Kubernetes says Failed only once its pod has
+	// stopped, and a script that ignores SIGTERM is killed after it.
+	GracePeriod = 5 * time.Second
 	// Reserve is the part of the action's deadline kept for after the
-	// Job's: reading its log, deleting it, recording the outcome.
-	Reserve = 15 * time.Second
+	// Job's: its pod's grace period, then reading its log, deleting it,
+	// recording the outcome.
+	Reserve = GracePeriod + cleanupTimeout + recordTimeout + 3*time.Second
+	// MinTTL keeps a finished Job for as long as a redelivery of its event
+	// may come: one that found it gone would run the remediation again.
+	MinTTL = 60 * 60
 	// ContainerName is the name of the Job's one container.
 	ContainerName = "job"
 )
@@ -123,6 +131,11 @@ var builtIn = []string{
 	"KEPTN_PROBLEM_TITLE", "JOB_ACTION",
 }
 
+// eventText are the built-in variables that hold the event's free text:
+// a $(NAME) reference in a command or argument may not name them. The
+// project, stage and service are DNS labels, checked on every event.
+var eventText = []string{"KEPTN_CONTEXT", "KEPTN_TRIGGERED_ID", "KEPTN_ACTION", "KEPTN_ACTION_VALUE", "KEPTN_PROBLEM_TITLE"}
+
 // envName is a portable variable name: what a shell can read.
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -145,6 +158,8 @@ type spec struct {
 	// $(NAME) references; open is set when a Secret adds unknown names.
 	declared map[string]bool
 	open     bool
+	// eventText are the variables whose value is the event's free text.
+	eventText map[string]bool
 }
 
 type envTemplate struct {
@@ -154,7 +169,7 @@ type envTemplate struct {
 
 // check validates c and fills in the defaults. deadline is the action's.
 func check(c Config, deadline time.Duration) (*spec, error) {
-	s := &spec{Config: c, declared: map[string]bool{}}
+	s := &spec{Config: c, declared: map[string]bool{}, eventText: map[string]bool{}}
 	if strings.TrimSpace(c.Image) == "" {
 		return nil, errors.New(`"image" is missing: a job runs the image its entry names, never one an event names`)
 	}
@@ -182,6 +197,9 @@ func check(c Config, deadline time.Duration) (*spec, error) {
 	for _, n := range builtIn {
 		s.declared[n] = true
 	}
+	for _, n := range eventText {
+		s.eventText[n] = true
+	}
 	for i, e := range c.Env {
 		where := fmt.Sprintf(`"env[%d]"`, i)
 		if err := s.declare(e.Name, where); err != nil {
@@ -190,6 +208,9 @@ func check(c Config, deadline time.Duration) (*spec, error) {
 		t, err := template.New(e.Name).Option("missingkey=error").Funcs(funcs).Parse(e.Value)
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", where, e.Name, err)
+		}
+		if strings.Contains(e.Value, "{{") {
+			s.eventText[e.Name] = true
 		}
 		s.env = append(s.env, envTemplate{name: e.Name, tmpl: t})
 	}
@@ -241,13 +262,17 @@ func check(c Config, deadline time.Duration) (*spec, error) {
 	s.timeout = DefaultTimeout
 	if c.Timeout > 0 {
 		s.timeout = time.Duration(c.Timeout)
-	}
-	if limit := deadline - Reserve; s.timeout > limit {
-		if c.Timeout > 0 {
-			return nil, fmt.Errorf(`"timeout": %s leaves less than %s of the action's deadline (%s) to read the log and clean up; make it at most %s`, s.timeout, Reserve, deadline, limit)
+		if s.timeout < time.Second {
+			return nil, fmt.Errorf(`"timeout": %s is below 1s, the least activeDeadlineSeconds`, s.timeout)
 		}
-		if limit < time.Second {
-			return nil, fmt.Errorf("the action's deadline (%s) leaves no time for a job: it must be above %s", deadline, Reserve)
+	}
+	limit := deadline - Reserve
+	if limit < time.Second {
+		return nil, fmt.Errorf("the action's deadline (%s) leaves no time for a job: it must be above %s, which the job keeps to stop its pod, read its log and clean up", deadline, Reserve+time.Second)
+	}
+	if s.timeout > limit {
+		if c.Timeout > 0 {
+			return nil, fmt.Errorf(`"timeout": %s leaves less than %s of the action's deadline (%s) to stop the pod, read its log and clean up; make it at most %s`, s.timeout, Reserve, deadline, limit.Truncate(time.Second))
 		}
 		s.timeout = limit
 	}
@@ -260,8 +285,8 @@ func check(c Config, deadline time.Duration) (*spec, error) {
 	}
 	s.ttl = DefaultTTL
 	if c.TTLSecondsAfterFinished != nil {
-		if *c.TTLSecondsAfterFinished < 0 {
-			return nil, fmt.Errorf(`"ttlSecondsAfterFinished": %d is negative`, *c.TTLSecondsAfterFinished)
+		if *c.TTLSecondsAfterFinished < MinTTL {
+			return nil, fmt.Errorf(`"ttlSecondsAfterFinished": %d is below %d: a redelivered event that found its job gone would run it again`, *c.TTLSecondsAfterFinished, MinTTL)
 		}
 		s.ttl = *c.TTLSecondsAfterFinished
 	}
@@ -311,7 +336,10 @@ func (s *spec) references(arg string) error {
 			continue // $$(NAME) is the literal text $(NAME)
 		}
 		name := m[1]
-		if s.declared[name] || strings.HasPrefix(name, "LABELS_") || s.open {
+		if s.eventText[name] || strings.HasPrefix(name, "LABELS_") {
+			return fmt.Errorf(`$(%s) would paste the event's text into the command line, where it could add arguments, options or shell code; read it from the environment instead ("$%s" in a script, quoted)`, name, name)
+		}
+		if s.declared[name] || s.open {
 			continue
 		}
 		known := make([]string, 0, len(s.declared))

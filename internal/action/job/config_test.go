@@ -42,9 +42,13 @@ func TestCheckRefusesBadSettings(t *testing.T) {
 		{"files relative", Config{Image: "i", Files: &Files{ConfigMap: "c", MountPath: "keptn"}}, `"files.mountPath" "keptn"`},
 		{"undeclared reference", Config{Image: "i", Args: []string{"--token=$(API_TOKEN)"}}, `"args": $(API_TOKEN) names no variable of the container`},
 		{"undeclared in command", Config{Image: "i", Command: []string{"$(SCRIPT)"}}, `"command": $(SCRIPT) names no variable`},
-		{"timeout too long", Config{Image: "i", Timeout: action.Duration(5 * time.Minute)}, `"timeout": 5m0s leaves less than 15s of the action's deadline (5m0s)`},
+		{"timeout too long", Config{Image: "i", Timeout: action.Duration(5 * time.Minute)}, `"timeout": 5m0s leaves less than 15s of the action's deadline (5m0s) to stop the pod, read its log and clean up; make it at most 4m45s`},
+		{"timeout below a second", Config{Image: "i", Timeout: action.Duration(500 * time.Millisecond)}, `"timeout": 500ms is below 1s`},
+		{"label in args", Config{Image: "i", Command: []string{"sh", "-c", "curl $(LABELS_HOST)"}}, `"command": $(LABELS_HOST) would paste the event's text into the command line`},
+		{"value in args", Config{Image: "i", Args: []string{"$(KEPTN_ACTION_VALUE)"}}, `"args": $(KEPTN_ACTION_VALUE) would paste`},
+		{"templated env in args", Config{Image: "i", Env: []EnvVar{{Name: "HOST", Value: "{{.Value.host}}"}}, Args: []string{"--host=$(HOST)"}}, `"args": $(HOST) would paste the event's text`},
+		{"ttl too short", Config{Image: "i", TTLSecondsAfterFinished: i32(60)}, `"ttlSecondsAfterFinished": 60 is below 3600`},
 		{"backoff", Config{Image: "i", BackoffLimit: i32(11)}, `"backoffLimit": 11`},
-		{"ttl", Config{Image: "i", TTLSecondsAfterFinished: i32(-1)}, `"ttlSecondsAfterFinished": -1`},
 		{"log lines", Config{Image: "i", LogLines: num(201)}, `"logLines": 201 is not between 0 and 200`},
 		{"root", Config{Image: "i", RunAsUser: i64(0)}, `"runAsUser": 0: a job never runs as root`},
 		{"root group", Config{Image: "i", RunAsGroup: i64(0)}, `"runAsGroup": 0`},
@@ -60,8 +64,8 @@ func TestCheckRefusesBadSettings(t *testing.T) {
 
 func TestCheckAcceptsReferences(t *testing.T) {
 	for _, args := range [][]string{
-		{"$(KEPTN_SERVICE)", "$(LABELS_OWNER)", "$(TOKEN)", "$(X)"},
-		{"$$(NOT_A_VARIABLE)", "cost: $5"},
+		{"$(KEPTN_SERVICE)", "$(KEPTN_PROJECT)-$(KEPTN_STAGE)", "$(JOB_ACTION)", "$(TOKEN)", "$(X)"},
+		{"$$(NOT_A_VARIABLE)", "$$(LABELS_OWNER)", "cost: $5"},
 	} {
 		_, err := New("e", Config{Image: "i", Args: args, Env: []EnvVar{{Name: "X", Value: "1"}},
 			Secrets: []SecretEnv{{SecretName: "s", Key: "token"}}}, Options{Client: newCluster().cs, Deadline: time.Minute})
@@ -83,15 +87,15 @@ func TestTimeoutDefaultsWithinTheDeadline(t *testing.T) {
 	}{
 		{10 * time.Minute, DefaultTimeout},
 		{5 * time.Minute, 4*time.Minute + 45*time.Second},
-		{20 * time.Second, 5 * time.Second},
+		{21 * time.Second, 6 * time.Second},
 	} {
 		s, err := check(Config{Image: "i"}, tc.deadline)
 		if err != nil || s.timeout != tc.want {
 			t.Errorf("deadline %s: timeout %v, %v; want %s", tc.deadline, s, err, tc.want)
 		}
 	}
-	if _, err := check(Config{Image: "i"}, 10*time.Second); err == nil {
-		t.Error("a deadline below the reserve was accepted")
+	if _, err := check(Config{Image: "i"}, 15*time.Second); err == nil || !strings.Contains(err.Error(), "it must be above 16s") {
+		t.Errorf("a deadline within the reserve: %v", err)
 	}
 }
 

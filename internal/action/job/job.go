@@ -50,6 +50,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
@@ -63,8 +64,13 @@ import (
 const Kind = "job"
 
 // cleanupTimeout bounds what follows a deadline or a shutdown: reading the
-// log and deleting the Job, each.
-const cleanupTimeout = 5 * time.Second
+// Job, its log, and deleting it, together; recordTimeout the audit Event
+// after it. Both fit in SHUTDOWN_FLUSH's default, 10s, with room for the
+// finished event.
+const (
+	cleanupTimeout = 5 * time.Second
+	recordTimeout  = 2 * time.Second
+)
 
 // Options are the provider-wide dependencies of every job entry.
 type Options struct {
@@ -96,6 +102,8 @@ type Handler struct {
 	masker *secret.Masker
 	logs   LogReader
 	log    logrus.FieldLogger
+	// pause spaces the wait's retries; tests do not wait.
+	pause func(context.Context, time.Duration) error
 }
 
 // New checks an entry's settings. name is the entry's name, which names
@@ -110,7 +118,7 @@ func New(name string, c Config, opts Options) (*Handler, error) {
 	}
 	h := &Handler{
 		name: name, spec: s, client: opts.Client, policy: opts.Policy, audit: opts.Audit,
-		masker: opts.Masker, logs: opts.Logs, log: opts.Log,
+		masker: opts.Masker, logs: opts.Logs, log: opts.Log, pause: waitFor,
 	}
 	if h.masker == nil {
 		h.masker = &secret.Masker{}
@@ -145,10 +153,15 @@ func (h *Handler) Validate(value json.RawMessage) error {
 
 // Run runs the Job of one event and reports how it ended.
 func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, error) {
-	target, err := workload.Namespace(req, workload.Selector{})
-	if err != nil {
-		return action.Outcome{}, err
+	// The project, stage and service reach the container, and may be
+	// $(NAME) references in its command: only DNS labels, as Keptn names
+	// them, never an event's free text.
+	for _, f := range []struct{ name, value string }{{"project", req.Project}, {"stage", req.Stage}, {"service", req.Service}} {
+		if errs := validation.IsDNS1123Label(f.value); len(errs) > 0 {
+			return action.Outcome{}, fmt.Errorf("the event's %s %q is not a DNS label (%s); a job runs only for a Keptn project, stage and service", f.name, f.value, strings.Join(errs, "; "))
+		}
 	}
+	target := req.Project + "-" + req.Stage
 	ns := h.spec.Namespace
 	if ns == "" {
 		ns = target
@@ -165,34 +178,44 @@ func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, 
 	if err != nil {
 		return action.Outcome{}, err
 	}
-	ref := ref(job)
+	what := summary(job)
 	if req.DryRun {
-		return action.Pass("dry run: would create " + summary(job)), nil
+		return action.Pass("dry run: would create " + what), nil
 	}
 
 	masker, err := h.secrets(ctx, ns)
 	if err != nil {
 		return action.Outcome{}, err
 	}
-	job, created, err := h.create(ctx, job)
+	log := h.log.WithFields(logrus.Fields{"job": ref(job), "shkeptncontext": req.KeptnContext, "triggeredid": req.TriggeredID})
+	job, created, err := h.create(ctx, log, job)
 	if err != nil {
 		return action.Outcome{}, err
 	}
-	log := h.log.WithFields(logrus.Fields{"job": ref, "shkeptncontext": req.KeptnContext, "triggeredid": req.TriggeredID})
 	if created {
 		log.Info("job created")
-		h.record(ctx, log, job, req, "JobCreated", "created "+summary(job), false)
+		h.record(ctx, log, job, req, "JobCreated", "created "+what, false)
 	} else {
 		log.Info("job of an earlier delivery found; waiting for it")
 	}
 
 	done, err := h.wait(ctx, job)
 	if err != nil {
-		return action.Outcome{}, h.abandon(ctx, log, job, masker, err)
+		out, err := h.abandon(ctx, log, job, masker, err)
+		h.record(ctx, log, job, req, "JobAbandoned", h.masker.String(masker.String(orError(out, err))), true)
+		return out, err
 	}
 	out := h.report(ctx, done, masker)
 	h.record(ctx, log, done, req, reason(out), out.Message, out.Result != action.Pass("").Result)
 	return out, nil
+}
+
+// orError is the message of an outcome, or the error's when there is one.
+func orError(out action.Outcome, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return out.Message
 }
 
 // optOut refuses when the Keptn service's workload opted out. A service
@@ -237,13 +260,18 @@ func (h *Handler) secrets(ctx context.Context, ns string) (*secret.Masker, error
 
 // create creates the Job, or finds the one an earlier delivery of the same
 // event created.
-func (h *Handler) create(ctx context.Context, job *batchv1.Job) (*batchv1.Job, bool, error) {
+func (h *Handler) create(ctx context.Context, log logrus.FieldLogger, job *batchv1.Job) (*batchv1.Job, bool, error) {
 	jobs := h.client.BatchV1().Jobs(job.Namespace)
 	got, err := jobs.Create(ctx, job, metav1.CreateOptions{})
-	if err == nil {
+	switch {
+	case err == nil:
 		return got, true, nil
-	}
-	if !apierrors.IsAlreadyExists(err) {
+	case ctx.Err() != nil:
+		// The API server may have created it as the request was cut
+		// short: a Job nobody waits for must not run on.
+		h.removeLost(ctx, log, job)
+		return nil, false, fmt.Errorf("create %s: %w", ref(job), err)
+	case !apierrors.IsAlreadyExists(err):
 		return nil, false, fmt.Errorf("create %s: %w", ref(job), err)
 	}
 	got, err = jobs.Get(ctx, job.Name, metav1.GetOptions{})
@@ -256,24 +284,61 @@ func (h *Handler) create(ctx context.Context, job *batchv1.Job) (*batchv1.Job, b
 	return got, false, nil
 }
 
-// abandon ends a wait the deadline or a shutdown cut short: it reads what
-// the log says so far, deletes the Job with its pods, and says so.
-func (h *Handler) abandon(ctx context.Context, log logrus.FieldLogger, job *batchv1.Job, masker *secret.Masker, cause error) error {
-	if ctx.Err() == nil {
-		return fmt.Errorf("%s: %w", ref(job), cause) // the watch itself failed
-	}
-	after := context.WithoutCancel(ctx)
-	tail := h.tail(after, job, masker)
-
-	dctx, cancel := context.WithTimeout(after, cleanupTimeout)
+// removeLost deletes a Job whose create was cut short, if it was created,
+// and is this event's.
+func (h *Handler) removeLost(ctx context.Context, log logrus.FieldLogger, job *batchv1.Job) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
+	got, err := h.client.BatchV1().Jobs(job.Namespace).Get(ctx, job.Name, metav1.GetOptions{})
+	if err != nil || got.Annotations[annotTriggered] != job.Annotations[annotTriggered] {
+		return
+	}
+	if err := h.delete(ctx, got); err != nil && !apierrors.IsNotFound(err) {
+		log.WithError(err).Error("a job created as its action was cut short could not be deleted; delete it by hand")
+	}
+}
+
+func (h *Handler) delete(ctx context.Context, job *batchv1.Job) error {
 	background := metav1.DeletePropagationBackground
-	err := h.client.BatchV1().Jobs(job.Namespace).Delete(dctx, job.Name, metav1.DeleteOptions{
+	return h.client.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
 		PropagationPolicy: &background,
 		Preconditions:     &metav1.Preconditions{UID: &job.UID},
 	})
-	what := "deleted it and its pods"
+}
+
+// abandon ends a wait that failed or that the deadline or a shutdown cut
+// short. A Job that finished meanwhile is reported as it ended; one whose
+// end is decided (its pods still stopping) as it will end; any other is
+// deleted with its pods, after reading what its log says so far, and the
+// error says so. Each step is bounded: this runs in the time kept for
+// the finished event.
+func (h *Handler) abandon(ctx context.Context, log logrus.FieldLogger, job *batchv1.Job, masker *secret.Masker, cause error) (action.Outcome, error) {
+	after, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	latest, err := h.client.BatchV1().Jobs(job.Namespace).Get(after, job.Name, metav1.GetOptions{})
+	if err == nil && latest.UID == job.UID {
+		_, final := outcome(latest)
+		if _, ok := decision(latest); final || ok {
+			return h.report(after, latest, masker), nil
+		}
+		job = latest
+	}
+	why := "watching it failed: " + cause.Error()
 	switch {
+	case errors.Is(cause, context.DeadlineExceeded):
+		why = "the action's deadline passed"
+	case errors.Is(cause, context.Canceled):
+		why = "the action was cancelled"
+	case errors.Is(cause, errGone), errors.Is(cause, errReplaced):
+		return action.Outcome{}, fmt.Errorf("%s: %w", ref(job), cause)
+	}
+	// The log first, briefly: the deletion takes the pods and their logs.
+	tctx, tcancel := context.WithTimeout(after, cleanupTimeout/3)
+	tail := h.tail(tctx, job, masker)
+	tcancel()
+
+	what := "deleted it and its pods"
+	switch err := h.delete(after, job); {
 	case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
 		what = "it was already gone"
 	case err != nil:
@@ -282,11 +347,7 @@ func (h *Handler) abandon(ctx context.Context, log logrus.FieldLogger, job *batc
 	default:
 		log.Info("job deleted after its action was cut short")
 	}
-	why := "the action was cancelled"
-	if errors.Is(cause, context.DeadlineExceeded) {
-		why = "the action's deadline passed"
-	}
-	return errors.New(h.masker.String(masker.String(fmt.Sprintf("%s did not finish before %s; %s%s", ref(job), why, what, tail))))
+	return action.Outcome{}, errors.New(h.masker.String(masker.String(fmt.Sprintf("%s did not finish before %s; %s%s", ref(job), why, what, tail))))
 }
 
 // record writes an audit Event on the Job; a failure is logged, not
@@ -300,6 +361,8 @@ func (h *Handler) record(ctx context.Context, log logrus.FieldLogger, job *batch
 		Trigger: req.TriggeredID, Problem: req.Problem.ProblemTitle, Warning: warning,
 	}
 	r := workload.Ref{Kind: "Job", Namespace: job.Namespace, Name: job.Name}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
 	if err := h.audit.Record(ctx, r, job, e); err != nil {
 		log.WithError(err).Warn("audit event not recorded")
 	}
@@ -333,7 +396,9 @@ func summary(j *batchv1.Job) string {
 		}
 	}
 	for _, e := range c.EnvFrom {
-		secrets = append(secrets, "every key of Secret "+e.SecretRef.Name)
+		if e.SecretRef != nil {
+			secrets = append(secrets, "every key of Secret "+e.SecretRef.Name)
+		}
 	}
 	if len(secrets) > 0 {
 		fmt.Fprintf(&b, ", secrets: %s", strings.Join(secrets, "; "))
@@ -343,7 +408,9 @@ func summary(j *batchv1.Job) string {
 			fmt.Fprintf(&b, ", files from ConfigMap %s", v.ConfigMap.Name)
 		}
 	}
-	fmt.Fprintf(&b, ", deadline %s", time.Duration(*j.Spec.ActiveDeadlineSeconds)*time.Second)
+	if d := j.Spec.ActiveDeadlineSeconds; d != nil {
+		fmt.Fprintf(&b, ", deadline %s", time.Duration(*d)*time.Second)
+	}
 	if sa := j.Spec.Template.Spec.ServiceAccountName; sa != "" {
 		fmt.Fprintf(&b, ", service account %s", sa)
 	}

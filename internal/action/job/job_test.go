@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -96,12 +97,13 @@ func request() action.Request {
 // ended with code, and the Job's final condition, sent on the watch.
 func (c *cluster) finish(t *testing.T, name string, code int32, cond batchv1.JobConditionType, reason string) {
 	t.Helper()
-	var w *watch.FakeWatcher
-	select {
-	case w = <-c.watches:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the handler never watched the job")
-	}
+	w := c.watch(t)
+	w.Modify(c.end(t, name, code, cond, reason))
+}
+
+// end writes the Job's end on the API server: its pod and its condition.
+func (c *cluster) end(t *testing.T, name string, code int32, cond batchv1.JobConditionType, reason string) *batchv1.Job {
+	t.Helper()
 	j, err := c.cs.BatchV1().Jobs(ns).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +131,7 @@ func (c *cluster) finish(t *testing.T, name string, code int32, cond batchv1.Job
 	if _, err := c.cs.BatchV1().Jobs(ns).UpdateStatus(context.Background(), j, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	w.Modify(j)
+	return j
 }
 
 type result struct {
@@ -415,5 +417,172 @@ func deployment(name string, annotations map[string]string) runtime.Object {
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations},
 		Spec:       appsv1.DeploymentSpec{Replicas: &one},
+	}
+}
+
+// watch returns the handler's next watch of the Job.
+func (c *cluster) watch(t *testing.T) *watch.FakeWatcher {
+	t.Helper()
+	select {
+	case w := <-c.watches:
+		return w
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler never watched the job")
+		return nil
+	}
+}
+
+// TestWatchSurvivesItsEndAndExpiry: a watch the API server closes, or
+// whose version expired (410), is followed by a fresh read and watch, and
+// the Job's end is still seen.
+func TestWatchSurvivesItsEndAndExpiry(t *testing.T) {
+	c := newCluster()
+	h := c.handler(t, Config{Image: "busybox:1.37"})
+	ch := c.run(context.Background(), h, request())
+	c.watch(t).Stop()
+	c.watch(t).Error(&apierrors.NewResourceExpired("too old resource version: 1 (2)").ErrStatus)
+	c.finish(t, Name("flush-cache", "trig-1"), 0, batchv1.JobComplete, "")
+	if r := receive(t, ch); r.err != nil || r.out.Result != keptnv2.ResultPass {
+		t.Fatalf("got %v %+v", r.err, r.out)
+	}
+}
+
+// TestWatchFailuresGiveUpAndDeleteTheJob: an API server that keeps
+// failing the watch ends the action errored, and the Job does not run on
+// unwatched.
+func TestWatchFailuresGiveUpAndDeleteTheJob(t *testing.T) {
+	c := newCluster()
+	c.cs.PrependWatchReactor("jobs", func(clienttesting.Action) (bool, watch.Interface, error) {
+		return true, nil, apierrors.NewServiceUnavailable("etcd is down")
+	})
+	h := c.handler(t, Config{Image: "busybox:1.37"})
+	h.pause = func(context.Context, time.Duration) error { return nil }
+	_, err := h.Run(context.Background(), request())
+	name := Name("flush-cache", "trig-1")
+	want := "job sockshop-production/" + name + " did not finish before watching it failed: watching it: etcd is down; deleted it and its pods"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v\nwant %s", err, want)
+	}
+	if n := len(jobs(t, c)); n != 0 {
+		t.Errorf("%d jobs left running", n)
+	}
+}
+
+// TestCancelledJustAsItEndedReportsTheEnd: a Job that is over, or whose
+// end Kubernetes has decided while its pod stops, when the action is cut
+// short is reported as it ends, not deleted.
+func TestCancelledJustAsItEndedReportsTheEnd(t *testing.T) {
+	for _, tc := range []struct {
+		cond   batchv1.JobConditionType
+		reason string
+		want   string
+	}{
+		{batchv1.JobComplete, "", " completed in 4s"},
+		{batchv1.JobFailureTarget, "DeadlineExceeded", " failed (DeadlineExceeded)"},
+		{batchv1.JobSuccessCriteriaMet, "CompletionsReached", " completed in 4s"},
+	} {
+		t.Run(string(tc.cond), func(t *testing.T) {
+			c := newCluster()
+			h := c.handler(t, Config{Image: "busybox:1.37"})
+			ctx, cancel := context.WithCancel(context.Background())
+			ch := c.run(ctx, h, request())
+			name := Name("flush-cache", "trig-1")
+			c.watch(t)
+			// The end is written, but its event never reaches the
+			// handler before the cancellation does.
+			c.end(t, name, 0, tc.cond, tc.reason)
+			cancel()
+			r := receive(t, ch)
+			if r.err != nil || !strings.Contains(r.out.Message, tc.want) {
+				t.Fatalf("got %v %q, want %q", r.err, r.out.Message, tc.want)
+			}
+			if n := len(jobs(t, c)); n != 1 {
+				t.Errorf("%d jobs: the finished one was deleted", n)
+			}
+		})
+	}
+}
+
+func TestEventNamesThatAreNotDNSLabelsRunNothing(t *testing.T) {
+	c := newCluster()
+	h := c.handler(t, Config{Image: "i", Namespace: ns})
+	req := request()
+	req.Service = "evil.example/?"
+	_, err := h.Run(context.Background(), req)
+	if err == nil || !strings.Contains(err.Error(), `the event's service "evil.example/?" is not a DNS label`) {
+		t.Fatalf("got %v", err)
+	}
+	if n := len(jobs(t, c)); n != 0 {
+		t.Errorf("%d jobs", n)
+	}
+}
+
+func TestSummaryOfAJobAWebhookChanged(t *testing.T) {
+	c := newCluster()
+	j, err := c.handler(t, Config{Image: "i"}).render(ns, request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A mutating webhook may add what the provider never writes.
+	j.Spec.Template.Spec.Containers[0].EnvFrom = append(j.Spec.Template.Spec.Containers[0].EnvFrom,
+		corev1.EnvFromSource{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "x"}}})
+	j.Spec.ActiveDeadlineSeconds = nil
+	if s := summary(j); !strings.HasPrefix(s, "job "+ns+"/") {
+		t.Errorf("summary %q", s)
+	}
+}
+
+func TestCreateCutShortLeavesNoJob(t *testing.T) {
+	c := newCluster()
+	ctx, cancel := context.WithCancel(context.Background())
+	// The API server stores the Job, but the answer is lost to the
+	// cancellation.
+	c.cs.PrependReactor("create", "jobs", func(a clienttesting.Action) (bool, runtime.Object, error) {
+		j := a.(clienttesting.CreateAction).GetObject().(*batchv1.Job)
+		j.UID = types.UID("uid-" + j.Name)
+		if err := c.cs.Tracker().Create(a.GetResource(), j, a.GetNamespace()); err != nil {
+			return true, nil, err
+		}
+		cancel()
+		return true, nil, context.Canceled
+	})
+	_, err := c.handler(t, Config{Image: "i"}).Run(ctx, request())
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if n := len(jobs(t, c)); n != 0 {
+		t.Errorf("%d jobs left behind", n)
+	}
+}
+
+func TestLastBytesKeepsTheEndFromALineStart(t *testing.T) {
+	var b strings.Builder
+	for i := range 10000 {
+		fmt.Fprintf(&b, "line %d\n", i)
+	}
+	got, err := lastBytes(strings.NewReader(b.String()), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(string(got), "line 9999\n") || !strings.HasPrefix(string(got), "line ") || len(got) > 64 {
+		t.Errorf("%q", got)
+	}
+	short, _ := lastBytes(strings.NewReader("a\nb\n"), 64)
+	if string(short) != "a\nb\n" {
+		t.Errorf("%q", short)
+	}
+}
+
+func TestASecretCutAtTheEndIsDropped(t *testing.T) {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cache-admin", Namespace: ns},
+		Data: map[string][]byte{"token": []byte("s3cr3t-admin-token")}}
+	c := newCluster(s)
+	c.logs.text = "authorising\nAuthorization: Bearer s3cr3t-adm"
+	h := c.handler(t, Config{Image: "i", Secrets: []SecretEnv{{SecretName: "cache-admin", Key: "token"}}})
+	ch := c.run(context.Background(), h, request())
+	c.finish(t, Name("flush-cache", "trig-1"), 0, batchv1.JobComplete, "")
+	r := receive(t, ch)
+	if r.err != nil || strings.Contains(r.out.Message, "s3cr") || !strings.HasSuffix(r.out.Message, ":\nauthorising\nAuthorization: Bearer ") {
+		t.Fatalf("got %v %q", r.err, r.out.Message)
 	}
 }

@@ -137,6 +137,7 @@ func (h *Handler) render(ns string, req action.Request) (*batchv1.Job, error) {
 	yes, no := true, false
 	automount := s.ServiceAccount != ""
 	deadline := int64(s.timeout.Seconds())
+	grace := int64(GracePeriod.Seconds())
 	backoff, ttl := s.backoff, s.ttl
 	user, group := s.user, s.group
 	podLabels := map[string]string{managedBy: manager, labelAction: labelValue(h.name)}
@@ -164,10 +165,11 @@ func (h *Handler) render(ns string, req action.Request) (*batchv1.Job, error) {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
 				Spec: corev1.PodSpec{
-					RestartPolicy:                corev1.RestartPolicyNever,
-					ServiceAccountName:           s.ServiceAccount,
-					AutomountServiceAccountToken: &automount,
-					EnableServiceLinks:           &no,
+					RestartPolicy:                 corev1.RestartPolicyNever,
+					TerminationGracePeriodSeconds: &grace,
+					ServiceAccountName:            s.ServiceAccount,
+					AutomountServiceAccountToken:  &automount,
+					EnableServiceLinks:            &no,
 					// The restricted Pod Security profile, whatever the
 					// namespace enforces.
 					SecurityContext: &corev1.PodSecurityContext{

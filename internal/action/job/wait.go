@@ -1,6 +1,7 @@
 package job
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,52 +28,86 @@ import (
 // stays far below the 64 KiB Keptn's /event accepts.
 const maxLogBytes = 8 << 10
 
+// maxFailures bounds the failed watches and reads in a row before the
+// wait gives up; each is followed by a pause one second longer.
+const maxFailures = 5
+
 // wait watches the Job until it is Complete or Failed: a read, then a
 // watch from the version read, and again when the API server ends the
-// watch, which it does every few minutes.
+// watch, which it does every few minutes, or its version has expired.
 func (h *Handler) wait(ctx context.Context, job *batchv1.Job) (*batchv1.Job, error) {
 	jobs := h.client.BatchV1().Jobs(job.Namespace)
 	sel := fields.OneTermEqualSelector("metadata.name", job.Name).String()
-	for failures := 0; ; {
-		if finished(job) {
-			return job, nil
-		}
+	failures := 0
+	for !finished(job) {
+		began := time.Now()
 		w, err := jobs.Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: job.ResourceVersion})
 		if err == nil {
-			job, err = follow(ctx, w, job)
+			var seen int
+			job, seen, err = follow(ctx, w, job)
 			if err == nil && finished(job) {
 				return job, nil
 			}
+			if seen > 0 {
+				failures = 0 // a watch that worked: the failures were not in a row
+			}
 		}
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return nil, ctx.Err()
-		}
-		if errors.Is(err, errGone) {
+		case errors.Is(err, errGone), errors.Is(err, errReplaced):
 			return nil, err
-		}
-		if err != nil {
-			if failures++; failures > 5 {
+		case err == nil, apierrors.IsResourceExpired(err), apierrors.IsGone(err):
+			// The watch ended, or its version is too old: read afresh,
+			// but never in a tight loop.
+			if time.Since(began) < time.Second {
+				if err := h.pause(ctx, time.Second); err != nil {
+					return nil, err
+				}
+			}
+		default:
+			if failures++; failures > maxFailures {
 				return nil, fmt.Errorf("watching it: %w", err)
 			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(time.Duration(failures) * time.Second):
+			if err := h.pause(ctx, time.Duration(failures)*time.Second); err != nil {
+				return nil, err
 			}
 		}
-		// The watch ended or its version expired: read the Job afresh.
-		got, err := jobs.Get(ctx, job.Name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			return nil, errGone
-		case err != nil && ctx.Err() != nil:
-			return nil, ctx.Err()
-		case err != nil:
-			return nil, fmt.Errorf("reading it: %w", err)
-		case got.UID != job.UID:
-			return nil, errReplaced
+		for {
+			got, err := jobs.Get(ctx, job.Name, metav1.GetOptions{})
+			switch {
+			case err == nil && got.UID != job.UID:
+				return nil, errReplaced
+			case err == nil:
+				job = got
+			case apierrors.IsNotFound(err):
+				return nil, errGone
+			case ctx.Err() != nil:
+				return nil, ctx.Err()
+			default:
+				if failures++; failures > maxFailures {
+					return nil, fmt.Errorf("reading it: %w", err)
+				}
+				if err := h.pause(ctx, time.Duration(failures)*time.Second); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			break
 		}
-		job = got
+	}
+	return job, nil
+}
+
+// waitFor waits d, or less if ctx ends first.
+func waitFor(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -82,36 +117,37 @@ var (
 )
 
 // follow reads one watch until the Job finishes or the watch ends, and
-// returns the Job as last seen.
-func follow(ctx context.Context, w watch.Interface, job *batchv1.Job) (*batchv1.Job, error) {
+// returns the Job as last seen and how many of its changes were seen.
+func follow(ctx context.Context, w watch.Interface, job *batchv1.Job) (*batchv1.Job, int, error) {
 	defer w.Stop()
+	seen := 0
 	for {
 		var e watch.Event
 		select {
 		case <-ctx.Done():
-			return job, ctx.Err()
+			return job, seen, ctx.Err()
 		case ev, ok := <-w.ResultChan():
 			if !ok {
-				return job, nil
+				return job, seen, nil
 			}
 			e = ev
 		}
 		switch e.Type {
 		case watch.Error:
-			return job, fmt.Errorf("%v", apierrors.FromObject(e.Object))
+			return job, seen, fmt.Errorf("watch: %w", apierrors.FromObject(e.Object))
 		case watch.Deleted:
-			return job, errGone
+			return job, seen, errGone
 		case watch.Added, watch.Modified:
 			j, ok := e.Object.(*batchv1.Job)
 			if !ok || j.Name != job.Name {
 				continue
 			}
 			if j.UID != job.UID {
-				return job, errReplaced
+				return job, seen, errReplaced
 			}
-			job = j
+			job, seen = j, seen+1
 			if finished(job) {
-				return job, nil
+				return job, seen, nil
 			}
 		}
 	}
@@ -125,6 +161,7 @@ func finished(j *batchv1.Job) bool {
 	return ok
 }
 
+// outcome is the Job's final condition: Complete or Failed.
 func outcome(j *batchv1.Job) (batchv1.JobCondition, bool) {
 	for _, c := range j.Status.Conditions {
 		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
@@ -134,10 +171,33 @@ func outcome(j *batchv1.Job) (batchv1.JobCondition, bool) {
 	return batchv1.JobCondition{}, false
 }
 
+// decision is how a Job will end, once Kubernetes (1.31 and later) has
+// decided it but its pods still stop: SuccessCriteriaMet as Complete,
+// FailureTarget as Failed, with its reason.
+func decision(j *batchv1.Job) (batchv1.JobCondition, bool) {
+	for _, c := range j.Status.Conditions {
+		if c.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch c.Type {
+		case batchv1.JobSuccessCriteriaMet:
+			c.Type = batchv1.JobComplete
+			return c, true
+		case batchv1.JobFailureTarget:
+			c.Type = batchv1.JobFailed
+			return c, true
+		}
+	}
+	return batchv1.JobCondition{}, false
+}
+
 // report is the outcome of a finished Job, with its container's exit and
 // the last lines of its log.
 func (h *Handler) report(ctx context.Context, j *batchv1.Job, masker *secret.Masker) action.Outcome {
-	c, _ := outcome(j)
+	c, ok := outcome(j)
+	if !ok {
+		c, _ = decision(j)
+	}
 	took := ""
 	if s, e := j.Status.StartTime, j.Status.CompletionTime; s != nil && e != nil {
 		took = " in " + e.Sub(s.Time).Round(time.Second).String()
@@ -209,8 +269,6 @@ func waiting(p *corev1.Pod) string {
 
 // tail is the log of a Job that is still running, for a message about it.
 func (h *Handler) tail(ctx context.Context, j *batchv1.Job, masker *secret.Masker) string {
-	ctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
-	defer cancel()
 	pod, err := h.lastPod(ctx, j)
 	if err != nil || pod == nil {
 		return ""
@@ -228,7 +286,10 @@ func (h *Handler) podTail(ctx context.Context, pod *corev1.Pod, masker *secret.M
 	if err != nil {
 		return fmt.Sprintf("; its log could not be read: %v", err)
 	}
-	lines := clean(h.masker.String(masker.String(string(raw))))
+	// A secret cut at the end (a line still being written) is not one the
+	// masker can recognise: its start is dropped.
+	text := h.masker.String(masker.String(string(raw)))
+	lines := clean(h.masker.TrimPartial(masker.TrimPartial(text)))
 	if len(lines) == 0 {
 		return "; its log is empty"
 	}
@@ -291,13 +352,42 @@ type LogReader interface {
 type apiLogs struct{ client kubernetes.Interface }
 
 func (a apiLogs) Tail(ctx context.Context, namespace, pod, container string, lines int64) ([]byte, error) {
-	limit := int64(4 * maxLogBytes)
+	// No LimitBytes: it would keep the start of the tail, and the end of a
+	// log is what says how it ended. The last bytes are kept instead.
 	r, err := a.client.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{
-		Container: container, TailLines: &lines, LimitBytes: &limit,
+		Container: container, TailLines: &lines,
 	}).Stream(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	return io.ReadAll(io.LimitReader(r, limit))
+	return lastBytes(r, 4*maxLogBytes)
+}
+
+// lastBytes reads r to its end and returns its last n bytes, from the
+// start of a line when it had to cut.
+func lastBytes(r io.Reader, n int) ([]byte, error) {
+	buf := make([]byte, 0, 2*n)
+	chunk := make([]byte, 32<<10)
+	cut := false
+	for {
+		k, err := r.Read(chunk)
+		buf = append(buf, chunk[:k]...)
+		if len(buf) > n {
+			buf = append(buf[:0], buf[len(buf)-n:]...)
+			cut = true
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if cut {
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			buf = buf[i+1:]
+		}
+	}
+	return buf, nil
 }
