@@ -24,6 +24,11 @@ type approvalSection struct {
 	ProductionStages []string  `json:"productionStages,omitempty"`
 }
 
+// approvalByDefault: the defaults apply to a catalog without an approval
+// section too, not only to one that has it. Safe by default: an upgrade
+// makes the riskiest runs wait for a person rather than act unasked.
+const approvalByDefault = true
+
 // buildApproval makes the approval gate. Unlike the other gates it is on
 // without a section: the defaults ask a person before the riskiest runs
 // (scale to 0, delete-pods with "all": true, rollback in a production
@@ -38,11 +43,14 @@ func buildApproval(cfg config.Config, raw json.RawMessage, d Deps) (gate.Gate, e
 	longest := approval.Longest(cfg.ActionTimeout)
 	c := approval.Config{
 		Timeout:          min(approval.DefaultTimeout, longest),
-		Defaults:         s.Defaults == nil || *s.Defaults,
+		Defaults:         approvalByDefault || len(raw) > 0,
 		ProductionStages: approval.DefaultProductionStages,
 		ScaleToZero:      cfg.ScaleMinReplicas == 0,
 		Namespace:        cfg.PodNamespace,
 		Identity:         d.Identity,
+	}
+	if s.Defaults != nil {
+		c.Defaults = *s.Defaults
 	}
 	if s.Timeout != nil {
 		t := time.Duration(*s.Timeout)
