@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"time"
 
@@ -62,6 +63,10 @@ const (
 	// even when the action's context has ended.
 	cleanupTimeout = 10 * time.Second
 )
+
+// safeID is a triggered id that can be pasted into a shell as it is; Keptn's
+// are UUIDs.
+var safeID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
 // DefaultProductionStages are the stages where a rollback needs approval.
 var DefaultProductionStages = []string{"production", "prod"}
@@ -120,11 +125,16 @@ func (g *Gate) Admit(ctx context.Context, s gate.Subject) (gate.Admission, error
 	if g.client == nil {
 		return gate.Admission{}, errors.New("approval: no Kubernetes client to ask for approval with")
 	}
+	id := s.Request.TriggeredID
+	if !safeID.MatchString(id) {
+		// The id goes into a command a person may paste into a shell: a
+		// forged event must not choose what that command does.
+		return gate.Admission{}, action.Refuse(Rule, "%s needs approval, but the triggered id %q cannot be written safely in a kubectl command (letters, digits, '.', '_', ':', '-', at most 128)", n.why, id)
+	}
 	target, err := g.target(s)
 	if err != nil {
 		return gate.Admission{}, err
 	}
-	id := s.Request.TriggeredID
 	approve, reject := target.command(ApproveKey, id), target.command(RejectKey, id)
 	wait, err := g.bound(ctx, n)
 	if err != nil {
@@ -135,9 +145,6 @@ func (g *Gate) Admit(ctx context.Context, s gate.Subject) (gate.Admission, error
 		// action would change, which is what the person who will approve
 		// wants to know.
 		return gate.Admission{Warning: fmt.Sprintf("approval needed (%s): a real run would wait up to %s for `%s`", n.why, wait, approve)}, nil
-	}
-	if id == "" {
-		return gate.Admission{}, errors.New("approval: the event has no triggered id for an approval to name")
 	}
 
 	obj, err := target.open(ctx, id, fmt.Sprintf("%s, entry %q, shkeptncontext %s; until %s; approve: %s; reject: %s",

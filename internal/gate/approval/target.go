@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -121,10 +122,10 @@ func (d dynamicObjects) watch(ctx context.Context, opts metav1.ListOptions) (wat
 }
 
 // leaseName is "approval.<entry>.<project>-<stage>.<service>" when that is
-// a valid name, hashed when it is not.
+// a valid name short enough for its Events' names, hashed when it is not.
 func leaseName(s gate.Subject) string {
 	name := strings.ToLower("approval." + s.Entry + "." + s.Request.Project + "-" + s.Request.Stage + "." + s.Request.Service)
-	if len(validation.IsDNS1123Subdomain(name)) == 0 {
+	if len(name) <= 200 && len(validation.IsDNS1123Subdomain(name)) == 0 {
 		return name
 	}
 	sum := sha256.Sum256([]byte(s.Entry + "\x00" + s.Request.Project + "\x00" + s.Request.Stage + "\x00" + s.Request.Service))
@@ -264,7 +265,19 @@ func (t *target) await(ctx context.Context, id string, first metav1.Object) (dec
 	}
 	last := decision{obj: first}
 	rv := first.GetResourceVersion()
-	for {
+	for quick := 0; ; quick++ {
+		if quick > 0 {
+			// A watch that ends at once, again and again, must not make
+			// this loop spin against the API server.
+			timer := time.NewTimer(min(time.Duration(quick)*time.Second, 5*time.Second))
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return last, ctx.Err()
+			case <-timer.C:
+			}
+		}
+		began := time.Now()
 		w, err := t.watch(ctx, metav1.ListOptions{
 			FieldSelector: "metadata.name=" + t.name, ResourceVersion: rv, AllowWatchBookmarks: true,
 		})
@@ -277,7 +290,7 @@ func (t *target) await(ctx context.Context, id string, first metav1.Object) (dec
 			return last, fmt.Errorf("watch %s: %w", t, err)
 		}
 		if w == nil {
-			continue
+			continue // expired: start again from now, after the pause
 		}
 		d, done, err := t.follow(ctx, w, id, &rv)
 		w.Stop()
@@ -286,6 +299,9 @@ func (t *target) await(ctx context.Context, id string, first metav1.Object) (dec
 		}
 		if done || err != nil {
 			return last, err
+		}
+		if time.Since(began) > 10*time.Second {
+			quick = -1 // a watch that lasted: the next starts at once
 		}
 	}
 }
