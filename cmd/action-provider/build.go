@@ -138,7 +138,7 @@ func build(cfg config.Config, client kubernetes.Interface, dyn dynamic.Interface
 		in = svc.receiver
 	}
 
-	svc.server = server.New(cfg, server.Parts{Lifecycle: lc, Intake: in, Prometheus: prom, Log: log})
+	svc.server = server.New(cfg, server.Parts{Lifecycle: lc, Intake: in, Prometheus: prom, Maintain: catalog.Maintain, Log: log})
 	if cfg.DryRun {
 		log.Warn("DRY_RUN=true: actions decide and report, and change nothing")
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/action/job"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/gate"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
@@ -123,6 +124,9 @@ var defaults = File{Actions: []Entry{
 // Catalog is the loaded catalog, its handlers built.
 type Catalog struct {
 	Registry *action.Registry
+	// Maintainers are the gates with work of their own between actions;
+	// every replica runs Maintain periodically.
+	Maintainers []gate.Maintainer
 	// Source says where the catalog came from, for the start-up log.
 	Source string
 }
@@ -238,7 +242,26 @@ func build(cfg config.Config, f File, source string, d Deps) (*Catalog, error) {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 	}
-	return &Catalog{Registry: &reg}, nil
+	c := &Catalog{Registry: &reg}
+	for _, g := range base.Gates {
+		if m, ok := g.(gate.Maintainer); ok {
+			c.Maintainers = append(c.Maintainers, m)
+		}
+	}
+	return c, nil
+}
+
+// maintainTimeout bounds one gate's pass of its own work, so that a slow
+// API server delays the other gates' by no more.
+const maintainTimeout = 10 * time.Second
+
+// Maintain runs every gate's own work once, in turn.
+func (c *Catalog) Maintain(ctx context.Context) {
+	for _, m := range c.Maintainers {
+		mctx, cancel := context.WithTimeout(ctx, maintainTimeout)
+		m.Maintain(mctx)
+		cancel()
+	}
 }
 
 // entryWhere says where an entry is changed, for refusals.

@@ -30,6 +30,7 @@ type Server struct {
 	log       logrus.FieldLogger
 	lifecycle *lifecycle.Lifecycle
 	intake    Intake
+	maintain  func(context.Context)
 	ops       *http.Server
 	opsLn     net.Listener
 	ready     atomic.Bool
@@ -42,7 +43,11 @@ type Parts struct {
 	Intake Intake
 	// Prometheus is where the metrics are served from.
 	Prometheus *prometheus.Registry
-	Log        logrus.FieldLogger
+	// Maintain, if set, is the gates' own work between actions (resume a
+	// suspended GitOps owner, unpause an autoscaler), run every
+	// HEARTBEAT_PERIOD.
+	Maintain func(context.Context)
+	Log      logrus.FieldLogger
 }
 
 // Intake takes triggered events in and submits them to the lifecycle.
@@ -62,7 +67,10 @@ type Intake interface {
 
 // New returns a server of parts.
 func New(cfg config.Config, parts Parts) *Server {
-	s := &Server{cfg: cfg, log: parts.Log, lifecycle: parts.Lifecycle, intake: parts.Intake}
+	s := &Server{cfg: cfg, log: parts.Log, lifecycle: parts.Lifecycle, intake: parts.Intake, maintain: parts.Maintain}
+	if s.maintain == nil {
+		s.maintain = func(context.Context) {}
+	}
 	ops := http.NewServeMux()
 	ops.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	ops.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -219,6 +227,7 @@ func (s *Server) recover(ctx context.Context, stop <-chan struct{}) {
 		{s.lifecycle.Beat, period, false},
 		{s.lifecycle.Recover, period, true},
 		{s.lifecycle.Sweep, sweepPeriod, false},
+		{s.maintain, period, false},
 	} {
 		wg.Add(1)
 		go func() {

@@ -886,3 +886,34 @@ func TestShutdownLetsADeliveryUnderWayFinish(t *testing.T) {
 		t.Errorf("%d events for the orphan; want its one finished", len(evs))
 	}
 }
+
+// TestGatesAreMaintainedEveryHeartbeat: the gates' own work (resuming a
+// suspended GitOps owner) runs on every replica, at once and then every
+// HEARTBEAT_PERIOD, and stops with the server.
+func TestGatesAreMaintainedEveryHeartbeat(t *testing.T) {
+	cfg := testConfig()
+	cfg.HeartbeatPeriod = 10 * time.Millisecond
+	cfg.EventBroker = testsupport.ServeSink(t, &eventsink.Sink{})
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	p, _ := assemble(cfg, &action.Registry{}, nil, log)
+	calls := make(chan struct{}, 100)
+	p.maintain = func(ctx context.Context) {
+		if ctx.Err() == nil {
+			calls <- struct{}{}
+		}
+	}
+	if err := p.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx) }()
+	for range 3 {
+		testsupport.Receive(t, calls, 10*time.Second, "a maintenance pass")
+	}
+	cancel()
+	if err := testsupport.Receive(t, done, 30*time.Second, "Serve to return"); err != nil {
+		t.Fatal(err)
+	}
+}
