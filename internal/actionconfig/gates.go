@@ -37,8 +37,10 @@ const (
 type gateBuilder func(cfg config.Config, raw json.RawMessage, d Deps) (gate.Gate, error)
 
 // buildGates makes the chain, in the order the gates run: the cheap,
-// configuration-only checks first, the waits after them, and the budget
-// last, so that an action another gate refuses spends none of it.
+// configuration-only checks first, then the wait for an approval, then
+// the GitOps owner's suspension (after the wait, so that it does not run
+// out before the action acts), and the budget last, so that an action
+// another gate refuses spends none of it.
 func buildGates(cfg config.Config, g Gates, d Deps) (gate.Chain, error) {
 	var chain gate.Chain
 	for _, b := range []struct {
@@ -48,8 +50,8 @@ func buildGates(cfg config.Config, g Gates, d Deps) (gate.Chain, error) {
 	}{
 		{GateFreeze, g.Freeze, buildFreeze},
 		{GateAlertHold, g.AlertHold, buildAlertHold},
-		{GateGitOps, g.GitOps, buildGitOps},
 		{GateApproval, g.Approval, buildApproval},
+		{GateGitOps, g.GitOps, buildGitOps},
 		{GateBudget, g.Budget, buildBudget},
 	} {
 		gt, err := b.build(cfg, b.raw, d)
