@@ -105,7 +105,7 @@ func apiVersion(k workload.Kind) string {
 	if k == "Job" {
 		return "batch/v1"
 	}
-	return "apps/v1"
+	return k.APIVersion() // apps/v1, or argoproj.io/v1alpha1 for a Rollout
 }
 
 // truncate cuts s to at most n bytes on a rune boundary, marking the cut.

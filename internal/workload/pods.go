@@ -3,6 +3,7 @@ package workload
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,8 +15,11 @@ import (
 // carrying the same labels is never counted or touched.
 //
 // Ownership is followed one level for StatefulSets and DaemonSets (they own
-// their pods) and two for Deployments (deployment → ReplicaSet → pod).
+// their pods) and two for Deployments and Rollouts (→ ReplicaSet → pod).
 func Pods(ctx context.Context, c kubernetes.Interface, ref Ref) ([]corev1.Pod, error) {
+	if ref.Kind == Rollout {
+		return rolloutPods(ctx, c, ref)
+	}
 	var (
 		selector *metav1.LabelSelector
 		owners   = map[string]bool{}
@@ -83,4 +87,42 @@ func owned(refs []metav1.OwnerReference, uid string) bool {
 		}
 	}
 	return false
+}
+
+// rolloutPods lists the pods of an Argo Rollout with the typed client
+// alone: the ReplicaSets it controls name it as their owner, and the pods
+// those ReplicaSets control are its own. A Rollout's ReplicaSets differ in
+// their selectors (the pod-template-hash), so the pods are listed once for
+// the namespace and kept by owner.
+func rolloutPods(ctx context.Context, c kubernetes.Interface, ref Ref) ([]corev1.Pod, error) {
+	rss, err := c.AppsV1().ReplicaSets(ref.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list the replicasets of %s: %w", ref, err)
+	}
+	owners := map[string]bool{}
+	for _, rs := range rss.Items {
+		for _, o := range rs.OwnerReferences {
+			if o.Controller != nil && *o.Controller && o.Kind == string(Rollout) && o.Name == ref.Name &&
+				strings.HasPrefix(o.APIVersion, RolloutGroup+"/") {
+				owners[string(rs.UID)] = true
+			}
+		}
+	}
+	if len(owners) == 0 {
+		return nil, nil
+	}
+	list, err := c.CoreV1().Pods(ref.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list the pods of %s: %w", ref, err)
+	}
+	var pods []corev1.Pod
+	for _, p := range list.Items {
+		for _, o := range p.OwnerReferences {
+			if o.Controller != nil && *o.Controller && owners[string(o.UID)] {
+				pods = append(pods, p)
+				break
+			}
+		}
+	}
+	return pods, nil
 }

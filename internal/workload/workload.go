@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
@@ -28,9 +29,12 @@ const (
 )
 
 // ParseKind reads a kind the way kubectl does: case-insensitive, singular,
-// plural or short name, optionally followed by the ".apps" group.
+// plural or short name, optionally followed by the group (".apps", or
+// ".argoproj.io" for an Argo Rollout, short name "ro" as kubectl argo
+// rollouts spells it).
 func ParseKind(s string) (Kind, error) {
-	switch strings.TrimSuffix(strings.ToLower(s), ".apps") {
+	k := strings.ToLower(s)
+	switch strings.TrimSuffix(k, ".apps") {
 	case "deployment", "deployments", "deploy":
 		return Deployment, nil
 	case "statefulset", "statefulsets", "sts":
@@ -38,7 +42,11 @@ func ParseKind(s string) (Kind, error) {
 	case "daemonset", "daemonsets", "ds":
 		return DaemonSet, nil
 	}
-	return "", fmt.Errorf("unknown kind %q; accepted: deployment (deploy), statefulset (sts), daemonset (ds)", s)
+	switch strings.TrimSuffix(k, "."+RolloutGroup) {
+	case "rollout", "rollouts", "ro":
+		return Rollout, nil
+	}
+	return "", fmt.Errorf("unknown kind %q; accepted: deployment (deploy), statefulset (sts), daemonset (ds), rollout (ro, Argo Rollouts)", s)
 }
 
 // Ref names one workload.
@@ -79,14 +87,28 @@ const primarySuffix = "-primary"
 //
 // Errors from the API are wrapped, so apierrors.IsNotFound and friends work
 // on the result.
+//
+// Resolve has no dynamic client, so it finds no Argo Rollout; see
+// ResolveObjectWith.
 func Resolve(ctx context.Context, c kubernetes.Interface, req action.Request, sel Selector) (Ref, error) {
-	ref, _, err := ResolveObject(ctx, c, req, sel)
+	ref, _, err := ResolveObjectWith(ctx, c, nil, req, sel)
 	return ref, err
 }
 
 // ResolveObject is Resolve, also returning the workload as it was read, so
 // that a caller that needs its metadata does not read it a second time.
 func ResolveObject(ctx context.Context, c kubernetes.Interface, req action.Request, sel Selector) (Ref, metav1.Object, error) {
+	return ResolveObjectWith(ctx, c, nil, req, sel)
+}
+
+// ResolveObjectWith is ResolveObject that also reaches Argo Rollouts
+// through dyn (nil: none). A Rollout is the target when the selector's kind
+// says so ("kind": "rollout"), or, with no kind given, when the service has
+// neither a Deployment "<service>" nor "<service>-primary" but a Rollout
+// "<service>": a project that deploys with Argo Rollouts then needs no
+// "kind" in its remediation. Argo's blue/green runs inside one Rollout, so
+// there is no "-primary" Rollout to fall back to.
+func ResolveObjectWith(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface, req action.Request, sel Selector) (Ref, metav1.Object, error) {
 	ref := Ref{Kind: Deployment, Namespace: sel.Namespace, Name: sel.Name}
 	if sel.Kind != "" {
 		k, err := ParseKind(sel.Kind)
@@ -106,7 +128,7 @@ func ResolveObject(ctx context.Context, c kubernetes.Interface, req action.Reque
 		if errs := validation.IsDNS1123Subdomain(ref.Name); len(errs) > 0 {
 			return Ref{}, nil, fmt.Errorf("invalid name %q: %s", ref.Name, strings.Join(errs, "; "))
 		}
-		obj, _, err := read(ctx, c, ref)
+		obj, _, err := read(ctx, c, dyn, ref)
 		if err != nil {
 			if apierrors.IsNotFound(err) {
 				return Ref{}, nil, fmt.Errorf("%s does not exist: %w", ref, err)
@@ -124,7 +146,7 @@ func ResolveObject(ctx context.Context, c kubernetes.Interface, req action.Reque
 	}
 	service := ref
 	service.Name = req.Service
-	obj, replicas, err := read(ctx, c, service)
+	obj, replicas, err := read(ctx, c, dyn, service)
 	switch {
 	case err == nil && replicas != 0:
 		return service, obj, nil
@@ -133,7 +155,13 @@ func ResolveObject(ctx context.Context, c kubernetes.Interface, req action.Reque
 	}
 	primary := ref
 	primary.Name = req.Service + primarySuffix
-	pobj, _, perr := read(ctx, c, primary)
+	if ref.Kind == Rollout {
+		if err != nil {
+			return Ref{}, nil, fmt.Errorf("%s does not exist: %w", service, err)
+		}
+		return service, obj, nil // one Rollout does blue/green itself
+	}
+	pobj, _, perr := read(ctx, c, dyn, primary)
 	switch {
 	case perr == nil:
 		return primary, pobj, nil
@@ -141,6 +169,21 @@ func ResolveObject(ctx context.Context, c kubernetes.Interface, req action.Reque
 		return Ref{}, nil, fmt.Errorf("get %s: %w", primary, perr)
 	case err == nil:
 		return service, obj, nil // at 0 replicas, but there is no primary
+	}
+	if sel.Kind == "" && dyn != nil {
+		// No Deployment at all: the service may be an Argo Rollout. A
+		// cluster without its CRD answers NotFound, like a missing one.
+		ro := Ref{Kind: Rollout, Namespace: ref.Namespace, Name: req.Service}
+		robj, _, rerr := read(ctx, c, dyn, ro)
+		switch {
+		case rerr == nil:
+			return ro, robj, nil
+		case !apierrors.IsNotFound(rerr):
+			return Ref{}, nil, fmt.Errorf("no %s %s or %s in namespace %s, and get %s: %w",
+				strings.ToLower(string(ref.Kind)), req.Service, primary.Name, ref.Namespace, ro, rerr)
+		}
+		return Ref{}, nil, fmt.Errorf("no %s %s or %s, nor rollout %s, in namespace %s: %w",
+			strings.ToLower(string(ref.Kind)), req.Service, primary.Name, req.Service, ref.Namespace, err)
 	}
 	return Ref{}, nil, fmt.Errorf("no %s %s or %s in namespace %s: %w",
 		strings.ToLower(string(ref.Kind)), req.Service, primary.Name, ref.Namespace, err)
@@ -166,7 +209,7 @@ func Namespace(req action.Request, sel Selector) (string, error) {
 // Object reads the workload's metadata: its annotations for the guards, its
 // UID for the audit record.
 func Object(ctx context.Context, c kubernetes.Interface, ref Ref) (metav1.Object, error) {
-	obj, _, err := read(ctx, c, ref)
+	obj, _, err := read(ctx, c, nil, ref)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", ref, err)
 	}
@@ -176,13 +219,14 @@ func Object(ctx context.Context, c kubernetes.Interface, ref Ref) (metav1.Object
 // Desired reads the workload's desired replica count (spec.replicas); -1
 // for a DaemonSet, which has none.
 func Desired(ctx context.Context, c kubernetes.Interface, ref Ref) (int32, error) {
-	_, n, err := read(ctx, c, ref)
+	_, n, err := read(ctx, c, nil, ref)
 	return n, err
 }
 
 // read gets the workload once: the object and its desired replica count
-// (-1 for a DaemonSet). API errors come back unwrapped.
-func read(ctx context.Context, c kubernetes.Interface, ref Ref) (metav1.Object, int32, error) {
+// (-1 for a DaemonSet). A Rollout needs dyn. API errors come back
+// unwrapped.
+func read(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface, ref Ref) (metav1.Object, int32, error) {
 	var replicas *int32
 	var obj metav1.Object
 	switch ref.Kind {
@@ -204,6 +248,12 @@ func read(ctx context.Context, c kubernetes.Interface, ref Ref) (metav1.Object, 
 			return nil, 0, err
 		}
 		return ds, -1, nil
+	case Rollout:
+		u, ro, err := GetRollout(ctx, dyn, ref)
+		if err != nil {
+			return nil, 0, err
+		}
+		obj, replicas = u, ro.Spec.Replicas
 	default:
 		return nil, 0, fmt.Errorf("unsupported kind %q", ref.Kind)
 	}
