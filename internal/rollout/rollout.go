@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/workload"
@@ -38,9 +39,17 @@ var errUnsupportedKind = errors.New("no rollout status for this kind")
 
 // Check reads the workload once and judges its rollout. want, when set,
 // is the spec.replicas the workload must reach first (an autoscaler is
-// moving it); a DaemonSet has no spec.replicas and ignores it.
+// moving it); a DaemonSet has no spec.replicas and ignores it. Check has
+// no dynamic client, so it cannot judge an Argo Rollout; CheckWith can.
 func Check(ctx context.Context, c kubernetes.Interface, ref workload.Ref, want *int32) (Status, error) {
+	return CheckWith(ctx, c, nil, ref, want)
+}
+
+// CheckWith is Check that also judges Argo Rollouts, read through dyn.
+func CheckWith(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface, ref workload.Ref, want *int32) (Status, error) {
 	switch ref.Kind {
+	case workload.Rollout:
+		return argoRollout(ctx, c, dyn, ref, want)
 	case workload.Deployment:
 		d, err := c.AppsV1().Deployments(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 		if err != nil {

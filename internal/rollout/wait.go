@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/workload"
@@ -32,6 +33,9 @@ type Options struct {
 	// workload's status as it was until its controller notices, so the
 	// status alone would call the rollout done before it began.
 	Pods bool
+	// Dynamic reads the kinds of other tools (an Argo Rollout); nil where
+	// there is none, and a Rollout then cannot be judged.
+	Dynamic dynamic.Interface
 }
 
 // Report is how a wait ended.
@@ -69,7 +73,7 @@ func Wait(ctx context.Context, c kubernetes.Interface, ref workload.Ref, opts Op
 		lastErr error
 	)
 	for {
-		s, err := Check(wctx, c, ref, opts.Replicas)
+		s, err := CheckWith(wctx, c, opts.Dynamic, ref, opts.Replicas)
 		if err == nil && s.Done && opts.Pods {
 			s, err = podsReady(wctx, c, ref, s)
 		}
@@ -146,7 +150,7 @@ func podsReady(ctx context.Context, c kubernetes.Interface, ref workload.Ref, s 
 // permanent reports whether asking again cannot help: the workload is
 // gone, the provider may not read it, or its kind has no rollout.
 func permanent(err error) bool {
-	return apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || errors.Is(err, errUnsupportedKind)
+	return apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || errors.Is(err, errUnsupportedKind) || errors.Is(err, workload.ErrNoDynamic)
 }
 
 // isOnDelete reports whether s judged a workload whose pods change only
