@@ -1,9 +1,10 @@
 // Package scale implements the "scale" remediation action: change the
-// replica count of a Deployment or StatefulSet through its scale
-// subresource, as kubectl scale does, within configured bounds. When a
-// HorizontalPodAutoscaler drives the workload, setting replicas would be
+// replica count of a Deployment, StatefulSet or Argo Rollout through its
+// scale subresource, as kubectl scale does, within configured bounds. When
+// a HorizontalPodAutoscaler drives the workload, setting replicas would be
 // undone at its next sync, so the action moves the autoscaler's floor
-// (minReplicas) instead.
+// (minReplicas) instead; when a KEDA ScaledObject drives it, the action
+// pauses the ScaledObject at the count for a bounded time (package keda).
 package scale
 
 import (
@@ -12,15 +13,18 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/keda"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -52,12 +56,17 @@ type Options struct {
 	// MaxStep is the largest change of one action, up or down. 0 means
 	// no limit besides the bounds.
 	MaxStep int32
+	// KEDAPause is how long a KEDA ScaledObject stays paused at the count
+	// asked for, unless the value's "kedaPause" says otherwise. 0 means
+	// keda.DefaultPause.
+	KEDAPause time.Duration
 }
 
 // Handler is the scale action.
 type Handler struct {
 	pipeline *pipeline.Pipeline
 	opts     Options
+	now      func() time.Time
 }
 
 var _ action.Handler = (*Handler)(nil)
@@ -77,11 +86,17 @@ func New(p *pipeline.Pipeline, opts Options) (*Handler, error) {
 		opts.MaxReplicas = DefaultMaxReplicas
 		defaulted = ", the default"
 	}
+	if opts.KEDAPause < 0 || opts.KEDAPause > keda.MaxPause {
+		return nil, fmt.Errorf("scale action: the KEDA pause (%s) is not between 0 and %s", opts.KEDAPause, keda.MaxPause)
+	}
+	if opts.KEDAPause == 0 {
+		opts.KEDAPause = keda.DefaultPause
+	}
 	if opts.MaxReplicas < opts.MinReplicas {
 		return nil, fmt.Errorf("scale action: %s (%d%s) is below %s (%d)",
 			EnvMaxReplicas, opts.MaxReplicas, defaulted, EnvMinReplicas, opts.MinReplicas)
 	}
-	return &Handler{pipeline: p, opts: opts}, nil
+	return &Handler{pipeline: p, opts: opts, now: time.Now}, nil
 }
 
 // Options returns the bounds in force, defaults applied.
@@ -105,14 +120,25 @@ func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, 
 			return action.Outcome{}, err
 		}
 	}
-	return h.pipeline.Run(ctx, Name, req, v.Options, mutator{client: h.pipeline.Client, opts: h.opts, change: v.change})
+	pause := h.opts.KEDAPause
+	if v.kedaPause > 0 {
+		pause = v.kedaPause
+	}
+	return h.pipeline.Run(ctx, Name, req, v.Options, mutator{
+		client: h.pipeline.Client, dynamic: h.pipeline.Dynamic, opts: h.opts, change: v.change, kedaPause: pause, now: h.now,
+	})
 }
 
 // mutator scales one workload.
 type mutator struct {
-	client kubernetes.Interface
-	opts   Options
-	change change
+	client  kubernetes.Interface
+	dynamic dynamic.Interface // Argo Rollouts and KEDA; nil where there is none
+	opts    Options
+	change  change
+	// kedaPause is how long a KEDA ScaledObject stays paused; now the clock
+	// it is counted from.
+	kedaPause time.Duration
+	now       func() time.Time
 }
 
 // scaler is the scale subresource of one kind of workload; the typed
@@ -123,7 +149,7 @@ type scaler interface {
 }
 
 // Mutate sets the count, or the autoscaler's floor when one drives the
-// workload.
+// workload, or pauses the KEDA ScaledObject that drives it at the count.
 //
 // The count is read, changed and written back with the resourceVersion it
 // was read at; if another writer got in between, the whole step is repeated
@@ -134,11 +160,21 @@ func (m mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (pip
 	if err != nil {
 		return pipeline.Change{}, err
 	}
+	so, err := m.scaledObject(ctx, ref)
+	if err != nil {
+		return pipeline.Change{}, err
+	}
+	if so != nil {
+		return m.kedaPaused(ctx, ref, sc, dryRun)
+	}
 	hpa, err := m.autoscaler(ctx, ref)
 	if err != nil {
 		return pipeline.Change{}, err
 	}
 	if hpa != nil {
+		if owner := kedaOwner(hpa); owner != "" {
+			return pipeline.Change{}, refuseKEDA(ref, hpa, owner)
+		}
 		return m.autoscaled(ctx, ref, sc, hpa.Name, dryRun)
 	}
 
@@ -279,7 +315,7 @@ func (m mutator) autoscaler(ctx context.Context, ref workload.Ref) (*autoscaling
 	for i, h := range list.Items {
 		t := h.Spec.ScaleTargetRef
 		gv, _ := schema.ParseGroupVersion(t.APIVersion)
-		if t.Kind == string(ref.Kind) && t.Name == ref.Name && gv.Group == "apps" {
+		if t.Kind == string(ref.Kind) && t.Name == ref.Name && gv.Group == ref.Kind.Group() {
 			return &list.Items[i], nil
 		}
 	}
@@ -293,6 +329,8 @@ func (m mutator) scaler(ref workload.Ref) (scaler, error) {
 		return m.client.AppsV1().Deployments(ref.Namespace), nil
 	case workload.StatefulSet:
 		return m.client.AppsV1().StatefulSets(ref.Namespace), nil
+	case workload.Rollout:
+		return newRolloutScaler(m.dynamic, ref)
 	}
 	return nil, scalable(ref.Kind)
 }
@@ -300,7 +338,7 @@ func (m mutator) scaler(ref workload.Ref) (scaler, error) {
 // scalable says why a kind has no scale subresource, or nil if it has one.
 func scalable(k workload.Kind) error {
 	switch k {
-	case workload.Deployment, workload.StatefulSet:
+	case workload.Deployment, workload.StatefulSet, workload.Rollout:
 		return nil
 	case workload.DaemonSet:
 		return errors.New("a daemonset cannot be scaled: it runs one pod on each eligible node")

@@ -22,6 +22,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/action/scale"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/keda"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
@@ -197,7 +198,7 @@ func TestRun(t *testing.T) {
 			req:  func() action.Request { r := request("production", `{"replica": "2"}`); r.Action = "scaling"; return r }(),
 			wantErr: `invalid value for action "scaling": unknown key "replica"; accepted forms: {"replicas": "3"} or {"replicas": 3} (absolute), ` +
 				`{"replicas": "+1"} or {"replicas": "-1"} (relative), or "1" or "-1" (relative, helm-service "scaling" format); ` +
-				`an object may also set "namespace", "name", "kind", "dryRun", "wait" and "timeout"`,
+				`an object may also set "kedaPause" (how long a KEDA ScaledObject stays paused at the count, "1h") and "namespace", "name", "kind", "dryRun", "wait" and "timeout"`,
 			check: prodCarts, after: 1,
 		},
 		{
@@ -367,11 +368,12 @@ func TestNew(t *testing.T) {
 		want    scale.Options
 		wantErr string
 	}{
-		{name: "zero value", opts: scale.Options{}, want: scale.Options{MinReplicas: 0, MaxReplicas: scale.DefaultMaxReplicas}},
-		{name: "both set", opts: scale.Options{MinReplicas: 1, MaxReplicas: 5}, want: scale.Options{MinReplicas: 1, MaxReplicas: 5}},
-		{name: "fixed count", opts: scale.Options{MinReplicas: 3, MaxReplicas: 3}, want: scale.Options{MinReplicas: 3, MaxReplicas: 3}},
+		{name: "zero value", opts: scale.Options{}, want: scale.Options{MinReplicas: 0, MaxReplicas: scale.DefaultMaxReplicas, KEDAPause: keda.DefaultPause}},
+		{name: "both set", opts: scale.Options{MinReplicas: 1, MaxReplicas: 5}, want: scale.Options{MinReplicas: 1, MaxReplicas: 5, KEDAPause: keda.DefaultPause}},
+		{name: "fixed count", opts: scale.Options{MinReplicas: 3, MaxReplicas: 3, KEDAPause: time.Hour}, want: scale.Options{MinReplicas: 3, MaxReplicas: 3, KEDAPause: time.Hour}},
 		{name: "negative minimum", opts: scale.Options{MinReplicas: -1}, wantErr: "SCALE_MIN_REPLICAS (-1) and SCALE_MAX_STEP (0) cannot be negative"},
 		{name: "maximum below minimum", opts: scale.Options{MinReplicas: 5, MaxReplicas: 3}, wantErr: "SCALE_MAX_REPLICAS (3) is below SCALE_MIN_REPLICAS (5)"},
+		{name: "KEDA pause past its bound", opts: scale.Options{KEDAPause: 25 * time.Hour}, wantErr: "the KEDA pause (25h0m0s) is not between 0 and 24h0m0s"},
 		{name: "default maximum below minimum", opts: scale.Options{MinReplicas: 60}, wantErr: "SCALE_MAX_REPLICAS (50, the default) is below SCALE_MIN_REPLICAS (60)"},
 	}
 	for _, tt := range tests {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/keda"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 )
 
@@ -17,7 +19,7 @@ import (
 const acceptedForms = `accepted forms: {"replicas": "3"} or {"replicas": 3} (absolute), ` +
 	`{"replicas": "+1"} or {"replicas": "-1"} (relative), ` +
 	`or "1" or "-1" (relative, helm-service "scaling" format); ` +
-	`an object may also set ` + pipeline.OptionKeys
+	`an object may also set "kedaPause" (how long a KEDA ScaledObject stays paused at the count, "1h") and ` + pipeline.OptionKeys
 
 // change is the change of replica count an action asks for.
 type change struct {
@@ -39,6 +41,8 @@ func (c change) apply(current int32) int64 {
 type value struct {
 	change
 	pipeline.Options
+	// kedaPause, when set, is how long a KEDA ScaledObject stays paused.
+	kedaPause time.Duration
 }
 
 // object is the object form of the value. Unknown keys are refused, so that
@@ -46,7 +50,8 @@ type value struct {
 // different action.
 type object struct {
 	pipeline.Options
-	Replicas json.RawMessage `json:"replicas"`
+	Replicas  json.RawMessage `json:"replicas"`
+	KEDAPause action.Duration `json:"kedaPause,omitempty"`
 }
 
 // parseValue decodes data.action.value. The bare string and bare number
@@ -91,7 +96,11 @@ func parseObject(raw json.RawMessage) (value, error) {
 	if err != nil {
 		return value{}, err
 	}
-	return value{change: c, Options: o.Options}, nil
+	pause := time.Duration(o.KEDAPause)
+	if pause < 0 || pause > keda.MaxPause {
+		return value{}, fmt.Errorf(`"kedaPause": %s is not between 0 and %s`, pause, keda.MaxPause)
+	}
+	return value{change: c, Options: o.Options, kedaPause: pause}, nil
 }
 
 // parseReplicas reads "replicas": a string is absolute unless signed, a
