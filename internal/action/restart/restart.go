@@ -16,6 +16,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
@@ -50,7 +51,7 @@ func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, 
 	if err != nil {
 		return action.Outcome{}, fmt.Errorf("invalid value for action %q: %w; accepted forms: %s", req.Action, err, AcceptedForms)
 	}
-	return h.pipeline.Run(ctx, Name, req, opts, mutator{client: h.pipeline.Client, now: h.now})
+	return h.pipeline.Run(ctx, Name, req, opts, mutator{client: h.pipeline.Client, dynamic: h.pipeline.Dynamic, now: h.now})
 }
 
 // parseValue reads the value: nothing, or the common options.
@@ -71,13 +72,17 @@ func parseValue(raw json.RawMessage) (pipeline.Options, error) {
 }
 
 type mutator struct {
-	client kubernetes.Interface
-	now    func() time.Time
+	client  kubernetes.Interface
+	dynamic dynamic.Interface // Argo Rollouts; nil where there is none
+	now     func() time.Time
 }
 
 // Mutate patches the restart annotation into the pod template, with the
 // same strategic merge patch kubectl sends.
 func (m mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (pipeline.Change, error) {
+	if ref.Kind == workload.Rollout {
+		return m.restartRollout(ctx, ref, dryRun)
+	}
 	previous, err := m.state(ctx, ref)
 	if err != nil {
 		return pipeline.Change{}, err

@@ -28,7 +28,7 @@ func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, 
 	if err != nil {
 		return action.Outcome{}, fmt.Errorf("invalid value for action %q: %w; accepted forms: %s", req.Action, err, AcceptedForms)
 	}
-	return h.pipeline.Run(ctx, Name, req, v.Options, NewMutator(h.pipeline.Client, v.ToRevision))
+	return h.pipeline.Run(ctx, Name, req, v.Options, NewMutator(h.pipeline.Client, v.ToRevision).WithDynamic(h.pipeline.Dynamic))
 }
 
 // Validate checks a value as Run would, without a cluster.

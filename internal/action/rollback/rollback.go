@@ -16,6 +16,7 @@ import (
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
@@ -30,6 +31,7 @@ const reason = "RolledBack"
 // Mutator rolls back one workload.
 type Mutator struct {
 	client     kubernetes.Interface
+	dynamic    dynamic.Interface // Argo Rollouts; nil where there is none
 	toRevision int64
 }
 
@@ -86,7 +88,13 @@ type rollbacker interface {
 // replaces every annotation, as kubectl's does. On a Conflict the rollback
 // is worked out again from a fresh read, as often as retry.DefaultRetry
 // allows; after that the error wraps the last Conflict.
+//
+// An Argo Rollout keeps no revisions to patch back: its update is aborted
+// instead (see abort).
 func (m *Mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (pipeline.Change, error) {
+	if ref.Kind == workload.Rollout {
+		return m.abort(ctx, ref, dryRun)
+	}
 	rb, err := m.rollbacker(ref)
 	if err != nil {
 		return pipeline.Change{}, err
