@@ -34,6 +34,11 @@ func TestParseKind(t *testing.T) {
 		{"sts", StatefulSet, false},
 		{"DaemonSet", DaemonSet, false},
 		{"ds", DaemonSet, false},
+		{"Rollout", Rollout, false},
+		{"rollouts", Rollout, false},
+		{"ro", Rollout, false},
+		{"rollouts.argoproj.io", Rollout, false},
+		{"rollout.apps", "", true},
 		{"", "", true},
 		{"pod", "", true},
 		{"replicaset", "", true},
@@ -45,7 +50,7 @@ func TestParseKind(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("ParseKind(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
 			}
-			if err != nil && !strings.Contains(err.Error(), "accepted: deployment (deploy), statefulset (sts), daemonset (ds)") {
+			if err != nil && !strings.Contains(err.Error(), "accepted: deployment (deploy), statefulset (sts), daemonset (ds), rollout (ro, Argo Rollouts)") {
 				t.Errorf("error %q does not list the accepted kinds", err)
 			}
 			if got != tt.want {
