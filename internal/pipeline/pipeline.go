@@ -72,7 +72,7 @@ func (p *Pipeline) Run(ctx context.Context, name string, req action.Request, opt
 	if err := p.Policy.Namespace(ctx, ns); err != nil {
 		return action.Outcome{}, err
 	}
-	ref, obj, err := workload.ResolveObject(ctx, p.Client, req, opts.Selector)
+	ref, obj, err := workload.ResolveObjectWith(ctx, p.Client, p.Dynamic, req, opts.Selector)
 	if err != nil {
 		return action.Outcome{}, fmt.Errorf("find the workload to %s: %w", name, err)
 	}
@@ -153,7 +153,7 @@ func (p *Pipeline) Run(ctx context.Context, name string, req action.Request, opt
 		timeout = time.Duration(opts.Timeout)
 	}
 	report, err := rollout.Wait(ctx, p.Client, ref, rollout.Options{
-		Timeout: timeout, Interval: p.VerifyInterval, Replicas: change.Replicas, Pods: change.Pods,
+		Timeout: timeout, Interval: p.VerifyInterval, Replicas: change.Replicas, Pods: change.Pods, Dynamic: p.Dynamic,
 	})
 	if err != nil {
 		return action.Outcome{}, fmt.Errorf("%s, but checking the rollout failed: %w", message, err)
