@@ -19,6 +19,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	examplecatalog "github.com/keptn-action-provider/action-provider/examples/catalog"
@@ -28,6 +29,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/eventsink"
+	"github.com/keptn-action-provider/action-provider/internal/gate/approval"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
@@ -143,7 +145,13 @@ func demoEvent(ctx context.Context, out io.Writer, url string, client kubernetes
 	case http.StatusAccepted:
 		waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
+		// The demo plays the person a risky action waits for.
+		approverCtx, stopApprover := context.WithCancel(waitCtx)
+		approved := make(chan []string, 1)
+		go func() { approved <- approve(approverCtx, client, t.ID) }()
 		fin, err := sink.AwaitFinished(waitCtx, t.ID)
+		stopApprover()
+		asked := <-approved
 		if err != nil {
 			return err
 		}
@@ -152,6 +160,9 @@ func demoEvent(ctx context.Context, out io.Writer, url string, client kubernetes
 			return fmt.Errorf("want exactly one started then one finished, got %d events", len(evs))
 		}
 		fmt.Fprintf(out, "   <- %s  (triggeredid %s, shkeptncontext %s)\n", evs[0].Type, evs[0].TriggeredID, evs[0].KeptnContext)
+		for _, line := range asked {
+			fmt.Fprintln(out, line)
+		}
 		fmt.Fprintf(out, "   <- %s status=%s result=%s\n      %q\n", fin.Type, fin.Data.Status, fin.Data.Result, fin.Data.Message)
 		if before != "" {
 			fmt.Fprintf(out, "   %s before: %s\n", target, before)
@@ -276,6 +287,47 @@ func auditEvents(ctx context.Context, client kubernetes.Interface, ref workload.
 		}
 	}
 	return evs
+}
+
+// approve plays the person an approval waits for: it looks for the
+// provider's ApprovalPending event for the triggered event id, and
+// annotates the target as the event says, until ctx ends. It returns what
+// to print.
+func approve(ctx context.Context, client kubernetes.Interface, id string) []string {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		list, err := client.CoreV1().Events("").List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for _, e := range list.Items {
+				if e.Reason != approval.ReasonPending || !strings.Contains(e.Message, id) {
+					continue
+				}
+				o := e.InvolvedObject
+				patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, approval.ApproveKey, id+" demo: approved by the person at the keyboard")
+				var perr error
+				switch o.Kind {
+				case "Deployment":
+					_, perr = client.AppsV1().Deployments(o.Namespace).Patch(ctx, o.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "kubectl-annotate"})
+				case "StatefulSet":
+					_, perr = client.AppsV1().StatefulSets(o.Namespace).Patch(ctx, o.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "kubectl-annotate"})
+				default:
+					return []string{"   the provider asks a person to approve " + o.Kind + " " + o.Name + "; the demo approves only workloads"}
+				}
+				lines := []string{fmt.Sprintf("   the provider waits for a person (kubectl events shows %s %s):\n      %q", e.Type, e.Reason, e.Message)}
+				if perr != nil {
+					return append(lines, "   approving failed: "+perr.Error())
+				}
+				return append(lines, fmt.Sprintf("   a person approves: kubectl annotate %s/%s -n %s %s=%s --overwrite",
+					strings.ToLower(o.Kind), o.Name, o.Namespace, approval.ApproveKey, id))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 // describeJobs shows the Jobs a job action created for the event, as
