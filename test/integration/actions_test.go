@@ -261,7 +261,8 @@ func TestDeletePodsRespectsPodDisruptionBudget(t *testing.T) {
 	ctx := testContext(t)
 	stage, ns := newNamespace(ctx, t, cp.client)
 	object{workload.Deployment, "carts", 2}.create(ctx, t, cp.client, ns)
-	inst := newInstance(t, cp.client, "a", nil)
+	// "all": true asks a person by default; the approval has tests of its own.
+	inst := approvalInstance(t, cp.client, "approval: {defaults: false}\nactions:\n  - {name: delete-pods, kind: delete-pods}\n")
 
 	// Without a budget, one pod is evicted and replaced.
 	before := podUIDs(ctx, t, cp.client, ns, "carts")
