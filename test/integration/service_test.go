@@ -74,7 +74,7 @@ func TestServiceEndToEnd(t *testing.T) {
 			keptnv2.StatusSucceeded, keptnv2.ResultFailed,
 			"refused (maximum replicas): scaling deployment {ns}/carts from 1 to 11 replicas is above the maximum of 10 (SCALE_MAX_REPLICAS)", 1},
 		{"namespace does not exist", "01-scale-up.json", missing, map[string]string{"replicas": "+1"},
-			keptnv2.StatusErrored, keptnv2.ResultFailed, "no deployment carts or carts-primary in namespace " + project + "-" + missing, -1},
+			keptnv2.StatusErrored, keptnv2.ResultFailed, "no deployment carts or carts-primary, nor rollout carts, in namespace " + project + "-" + missing, -1},
 	} {
 		ok := t.Run(tc.name, func(t *testing.T) {
 			before := read(ctx, t, cp.client, carts.ref(ns))
