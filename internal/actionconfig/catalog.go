@@ -33,6 +33,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/gate"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/keda"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
@@ -248,7 +249,28 @@ func build(cfg config.Config, f File, source string, d Deps) (*Catalog, error) {
 			c.Maintainers = append(c.Maintainers, m)
 		}
 	}
+	if d.Dynamic != nil {
+		// scale pauses a KEDA-autoscaled target for a bounded time; its
+		// end is any replica's to carry out.
+		c.Maintainers = append(c.Maintainers, &keda.Unpauser{Dynamic: d.Dynamic, Namespaces: literal(cfg.AllowedNamespaces), Log: d.Log})
+	}
 	return c, nil
+}
+
+// literal are the namespaces of an allowlist, or none (every namespace)
+// when a glob makes them unknown.
+func literal(globs []string) []string {
+	var names []string
+	for _, g := range globs {
+		g = strings.TrimSpace(g)
+		if strings.ContainsAny(g, "*?[") {
+			return nil
+		}
+		if g != "" {
+			names = append(names, g)
+		}
+	}
+	return names
 }
 
 // maintainTimeout bounds one gate's pass of its own work, so that a slow

@@ -20,6 +20,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/keda"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/testsupport"
@@ -416,4 +417,28 @@ actions:
 			t.Errorf("got %v\nwant %q", err, tc.want)
 		}
 	}
+}
+
+func TestKEDAPausesAreMaintained(t *testing.T) {
+	cfg := testConfig(t, "")
+	cfg.AllowedNamespaces = []string{"shop-prod", "shop-dev"}
+	d := testDeps(t, fake.NewSimpleClientset(), logrus.New())
+	d.Dynamic = sandbox.NewDynamic()
+	c, err := Load(cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var u *keda.Unpauser
+	for _, m := range c.Maintainers {
+		if k, ok := m.(*keda.Unpauser); ok {
+			u = k
+		}
+	}
+	if u == nil || strings.Join(u.Namespaces, ",") != "shop-prod,shop-dev" {
+		t.Fatalf("maintainers %v", c.Maintainers)
+	}
+	if got := literal([]string{"shop-*", "x"}); got != nil {
+		t.Errorf("a glob: %v, want every namespace", got)
+	}
+	c.Maintain(context.Background()) // nothing paused: nothing to do, nothing fails
 }
