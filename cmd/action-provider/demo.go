@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	examplecatalog "github.com/keptn-action-provider/action-provider/examples/catalog"
@@ -55,25 +56,19 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 	sandboxPolicy(&cfg, log)
 	if cfg.ActionsConfig == "" {
 		// The built-in actions and a first job (examples/catalog/sandbox.yaml).
-		f, err := os.CreateTemp("", "action-provider-demo-*.yaml")
+		path, remove, err := writeCatalog(examplecatalog.Sandbox)
 		if err != nil {
-			return fmt.Errorf("write the demo's catalog: %w", err)
+			return err
 		}
-		defer os.Remove(f.Name())
-		_, err = f.Write(examplecatalog.Sandbox)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("write the demo's catalog: %w", err)
-		}
-		cfg.ActionsConfig = f.Name()
+		defer remove()
+		cfg.ActionsConfig = path
 	}
 
 	client, err := sandbox.New(sandboxseed.FS)
 	if err != nil {
 		return fmt.Errorf("start sandbox: %w", err)
 	}
+	dyn := sandbox.NewDynamic()
 	sink := &eventsink.Sink{}
 	sinkLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -84,41 +79,71 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 	defer sinkSrv.Close()
 	cfg.EventBroker = "http://" + sinkLn.Addr().String() + "/event"
 
-	// The sandbox is the demo's own: no other replica to share claims with.
-	svc, err := build(cfg, client, sandbox.NewDynamic(), true, log, masker)
+	url, stop, err := serveDemo(ctx, cfg, client, dyn, log, masker)
 	if err != nil {
 		return err
 	}
-	p := svc.server
-	if err := p.Listen(); err != nil {
-		return err
-	}
-	serveCtx, stop := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(serveCtx) }()
-	defer func() { stop(); <-served }()
-
 	fmt.Fprintf(out, "Sandbox cluster seeded from examples/sandbox; provider receiving on %s;\nevents go to an in-process sink at %s. DRY_RUN=%t.\n\n",
-		svc.receiver.URL(), cfg.EventBroker, cfg.DryRun)
+		url, cfg.EventBroker, cfg.DryRun)
 	names, err := fs.Glob(events.FS, "*.json")
 	if err != nil {
+		stop()
 		return err
 	}
 	for _, name := range names {
 		body, err := fs.ReadFile(events.FS, name)
-		if err != nil {
-			return err
+		if err == nil {
+			err = demoEvent(ctx, out, url, client, sink, name, body, approval.ApproveKey)
 		}
-		if err := demoEvent(ctx, out, svc.receiver.URL(), client, sink, name, body); err != nil {
+		if err != nil {
+			stop()
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
+	stop()
 	fmt.Fprintln(out, "All example events behaved as the Keptn contract requires.")
-	return nil
+	return demoGates(ctx, out, cfg, client, dyn, sink, log, masker)
 }
 
+// serveDemo builds and starts a provider on the sandbox; stop stops it.
+func serveDemo(ctx context.Context, cfg config.Config, client kubernetes.Interface, dyn dynamic.Interface,
+	log logrus.FieldLogger, masker *secret.Masker) (url string, stop func(), err error) {
+	// The sandbox is the demo's own: no other replica to share claims with.
+	svc, err := build(cfg, client, dyn, true, log, masker)
+	if err != nil {
+		return "", nil, err
+	}
+	p := svc.server
+	if err := p.Listen(); err != nil {
+		return "", nil, err
+	}
+	serveCtx, cancel := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(serveCtx) }()
+	return svc.receiver.URL(), func() { cancel(); <-served }, nil
+}
+
+// writeCatalog writes a catalog to a temporary file for ACTIONS_CONFIG.
+func writeCatalog(body []byte) (path string, remove func(), err error) {
+	f, err := os.CreateTemp("", "action-provider-demo-*.yaml")
+	if err != nil {
+		return "", nil, fmt.Errorf("write the demo's catalog: %w", err)
+	}
+	_, err = f.Write(body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", nil, fmt.Errorf("write the demo's catalog: %w", err)
+	}
+	return f.Name(), func() { os.Remove(f.Name()) }, nil
+}
+
+// demoEvent sends one event and prints what Keptn receives; a person asked
+// to approve answers with decision (approval.ApproveKey or RejectKey).
 func demoEvent(ctx context.Context, out io.Writer, url string, client kubernetes.Interface,
-	sink *eventsink.Sink, name string, body []byte) error {
+	sink *eventsink.Sink, name string, body []byte, decision string) error {
 	fmt.Fprintf(out, "== %s\n", name)
 	// Decoding here only describes the event; the provider decodes it itself.
 	t, decodeErr := keptnevent.Decode(http.Header{}, body)
@@ -148,7 +173,7 @@ func demoEvent(ctx context.Context, out io.Writer, url string, client kubernetes
 		// The demo plays the person a risky action waits for.
 		approverCtx, stopApprover := context.WithCancel(waitCtx)
 		approved := make(chan []string, 1)
-		go func() { approved <- approve(approverCtx, client, t.ID) }()
+		go func() { approved <- decide(approverCtx, client, t.ID, decision) }()
 		fin, err := sink.AwaitFinished(waitCtx, t.ID)
 		stopApprover()
 		asked := <-approved
@@ -289,11 +314,11 @@ func auditEvents(ctx context.Context, client kubernetes.Interface, ref workload.
 	return evs
 }
 
-// approve plays the person an approval waits for: it looks for the
+// decide plays the person an approval waits for: it looks for the
 // provider's ApprovalPending event for the triggered event id, and
-// annotates the target as the event says, until ctx ends. It returns what
-// to print.
-func approve(ctx context.Context, client kubernetes.Interface, id string) []string {
+// annotates the target with decision as the event says, until ctx ends.
+// It returns what to print.
+func decide(ctx context.Context, client kubernetes.Interface, id, decision string) []string {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -304,7 +329,7 @@ func approve(ctx context.Context, client kubernetes.Interface, id string) []stri
 					continue
 				}
 				o := e.InvolvedObject
-				patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, approval.ApproveKey, id+" demo: approved by the person at the keyboard")
+				patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, decision, id+" demo: the person at the keyboard")
 				var perr error
 				switch o.Kind {
 				case "Deployment":
@@ -318,8 +343,12 @@ func approve(ctx context.Context, client kubernetes.Interface, id string) []stri
 				if perr != nil {
 					return append(lines, "   approving failed: "+perr.Error())
 				}
-				return append(lines, fmt.Sprintf("   a person approves: kubectl annotate %s/%s -n %s %s=%s --overwrite",
-					strings.ToLower(o.Kind), o.Name, o.Namespace, approval.ApproveKey, id))
+				verb := "approves"
+				if decision == approval.RejectKey {
+					verb = "rejects"
+				}
+				return append(lines, fmt.Sprintf("   a person %s: kubectl annotate %s/%s -n %s %s=%s --overwrite",
+					verb, strings.ToLower(o.Kind), o.Name, o.Namespace, decision, id))
 			}
 		}
 		select {

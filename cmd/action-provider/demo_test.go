@@ -60,6 +60,21 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 		"kubectl describe job shows: Normal JobCreated keptn-action-provider",
 		"kubectl describe job shows: Normal JobCompleted keptn-action-provider",
 		"All example events behaved as the Keptn contract requires.",
+		// When not to act: one refusal of each gate.
+		"== gates 1: freeze window",
+		`"refused (freeze window): \"staging-release-freeze\" (from 2026-12-01T00:00:00Z to 2099-12-31T00:00:00Z) holds namespace sockshop-staging until 2099-12-31T00:00:00Z`,
+		"== gates 2: alert hold",
+		`"refused (alert hold): alert CartsDatabaseDown (active since 2026-11-24T03:00:00Z) is firing`,
+		"== gates 3: gitops owner",
+		`"refused (gitops): deployment sockshop-production/orders is managed by flux kustomization flux-system/apps`,
+		"== gates 4: approval, rejected",
+		"   a person rejects: kubectl annotate statefulset/carts-db -n sockshop-production keptn-action-provider.io/reject=6a7e5000-0000-4000-8000-000000000004 --overwrite",
+		`"refused (approval): approval rejected`,
+		"== gates 5: budget: the one action it allows",
+		`"scaled statefulset sockshop-production/carts-db from 1 to 2 replicas`,
+		"== gates 6: budget, spent",
+		`"refused (budget): remediation budget spent: 1 of 1 actions in the last 10m across the cluster`,
+		"Each gate refused with the rule and the setting that changes it.",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("demo output lacks %q", want)

@@ -8,3 +8,8 @@ import _ "embed"
 //
 //go:embed sandbox.yaml
 var Sandbox []byte
+
+// Gates is gates.yaml, the catalog of the demo's last part: every gate.
+//
+//go:embed gates.yaml
+var Gates []byte
