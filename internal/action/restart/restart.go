@@ -31,6 +31,12 @@ const Name = "restart"
 // the pod template, and either one is visible to the other's tools.
 const Annotation = "kubectl.kubernetes.io/restartedAt"
 
+// FieldManager is the manager of the restart's field. It must not start
+// with "kubectl": Flux's kustomize-controller takes over the fields of
+// such managers and removes the annotation at its next apply, which rolls
+// the pods a second time (flux2#2888).
+const FieldManager = "keptn-action-provider"
+
 // AcceptedForms is appended to every value error.
 const AcceptedForms = `no value (restart the service's workload), or an object with ` + pipeline.OptionKeys
 
@@ -105,11 +111,11 @@ func (m mutator) Mutate(ctx context.Context, ref workload.Ref, dryRun bool) (pip
 	}
 	switch ref.Kind {
 	case workload.Deployment:
-		_, err = m.client.AppsV1().Deployments(ref.Namespace).Patch(ctx, ref.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+		_, err = m.client.AppsV1().Deployments(ref.Namespace).Patch(ctx, ref.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
 	case workload.StatefulSet:
-		_, err = m.client.AppsV1().StatefulSets(ref.Namespace).Patch(ctx, ref.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+		_, err = m.client.AppsV1().StatefulSets(ref.Namespace).Patch(ctx, ref.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
 	case workload.DaemonSet:
-		_, err = m.client.AppsV1().DaemonSets(ref.Namespace).Patch(ctx, ref.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+		_, err = m.client.AppsV1().DaemonSets(ref.Namespace).Patch(ctx, ref.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
 	}
 	if err != nil {
 		return pipeline.Change{}, fmt.Errorf("restart %s: %w", ref, err)
