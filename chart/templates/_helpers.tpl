@@ -111,6 +111,9 @@ again: at least grace + 2 x flush + 5; the default adds 5 more. */}}
 {{- if and .Values.namespaceOptInLabel (ne .Values.rbac.scope "cluster") }}
 {{- fail (printf "namespaceOptInLabel (%s) needs rbac.scope=cluster: with namespaced RBAC the provider may act only in rbac.namespaces, whatever a namespace's labels say" .Values.namespaceOptInLabel) }}
 {{- end }}
+{{- if and .Values.rbac.create (eq .Values.rbac.scope "namespaced") (include "ap.gitopsSuspend" .) (empty (include "ap.gitopsNamespaces" . | fromJson)) }}
+{{- fail "the catalog's gitops policy is suspend (gitops.policy or an entry's guardrails.gitops), but with rbac.scope=namespaced the provider may read and update no Flux or Argo CD owner: name their namespaces with rbac.gitops.fluxNamespaces (e.g. {flux-system}) and the catalog's gitops.argocdNamespaces (e.g. [argocd]), or use rbac.scope=cluster" }}
+{{- end }}
 {{- if eq .Values.transport "nats" }}
 {{- if .Values.distributor.keptnApiEndpoint }}
 {{- fail (printf "transport=nats does not work with distributor.keptnApiEndpoint (%s): a remote execution plane has no NATS to subscribe to, only the Keptn API, which the distributor sidecar polls. Use transport=sidecar there, or unset distributor.keptnApiEndpoint and set nats.url" .Values.distributor.keptnApiEndpoint) }}
@@ -145,9 +148,11 @@ again: at least grace + 2 x flush + 5; the default adds 5 more. */}}
 
 {{/* The rules in the namespaces the provider acts on (a ClusterRole in
 cluster scope, a Role in each of rbac.namespaces in namespaced scope): exactly
-what the actions call, each rule naming the code that needs it. No watch, no
-delete, no secrets, no wildcards: those come only with job entries in the
-catalog (ap.jobRules). */}}
+what the actions call, each rule naming the code that needs it. No delete, no
+secrets, no wildcards: those come only with job entries in the catalog
+(ap.jobRules). Watch only on the workload kinds, by name, for the approval
+gate. The Argo Rollouts and KEDA rules are unconditional: whether a target is
+a Rollout, or autoscaled by KEDA, is known only when an event names it. */}}
 {{- define "ap.rules" -}}
 # internal/workload/workload.go (Resolve, Object, Desired) and
 # internal/rollout/rollout.go (Check): GET the workload named by the event
@@ -156,20 +161,30 @@ catalog (ap.jobRules). */}}
 # strategic-merge PATCH of the pod template's restartedAt annotation;
 # internal/action/rollback/deployment.go, history.go: PATCH the template back
 # to the previous revision (kubectl rollout undo).
+# internal/gate/approval/target.go (open, close, await, follow): merge-PATCH
+# the approval-pending annotations onto the target, JSON-PATCH them away
+# (each removal testing its value), GET it and WATCH it (fieldSelector
+# metadata.name) until a person's approve or reject annotation names the run.
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets", "daemonsets"]
-  verbs: ["get", "patch"]
+  verbs: ["get", "patch", "watch"]
 # internal/action/scale/scale.go (Mutate): GetScale and UpdateScale (PUT) of
 # the scale subresource; replicas are never written any other way.
 - apiGroups: ["apps"]
   resources: ["deployments/scale", "statefulsets/scale"]
   verbs: ["get", "update"]
-# internal/workload/pods.go (Pods), internal/action/rollback/deployment.go:
-# LIST a Deployment's ReplicaSets (its pods, its revisions);
+# internal/workload/pods.go (Pods, rolloutPods),
+# internal/action/rollback/deployment.go: LIST a Deployment's or a Rollout's
+# ReplicaSets (its pods, its revisions); internal/rollout/argo.go (aborted)
+# and internal/action/rollback/rollout.go (versions): GET the stable
+# ReplicaSet of an Argo Rollout.
+- apiGroups: ["apps"]
+  resources: ["replicasets"]
+  verbs: ["get", "list"]
 # internal/action/rollback/history.go: LIST the ControllerRevisions of a
 # StatefulSet or DaemonSet.
 - apiGroups: ["apps"]
-  resources: ["replicasets", "controllerrevisions"]
+  resources: ["controllerrevisions"]
   verbs: ["list"]
 # internal/workload/pods.go (Pods): LIST the workload's pods (delete-pods,
 # rollout verification); internal/action/deletepods/deletepods.go (replaced):
@@ -200,6 +215,35 @@ catalog (ap.jobRules). */}}
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "update"]
+# Argo Rollouts, through the dynamic client. internal/workload/argo.go
+# (GetRollout), internal/workload/workload.go (ResolveObjectWith): GET the
+# Rollout an event names (or "<service>" when no Deployment is found);
+# internal/action/restart/rollout.go (restartRollout): merge-PATCH
+# spec.restartAt; internal/action/rollback/rollout.go (patchAbort): PATCH
+# status.abort on the Rollout itself when its CRD has no status subresource;
+# internal/gate/approval/target.go: PATCH its approval annotations and WATCH
+# it by name, as for the apps kinds above.
+- apiGroups: ["argoproj.io"]
+  resources: ["rollouts"]
+  verbs: ["get", "patch", "watch"]
+# internal/action/rollback/rollout.go (patchAbort): merge-PATCH status.abort
+# through the status subresource (kubectl argo rollouts abort).
+- apiGroups: ["argoproj.io"]
+  resources: ["rollouts/status"]
+  verbs: ["patch"]
+# internal/action/scale/rollout.go (rolloutScaler): GET and UPDATE (PUT) the
+# scale subresource of a Rollout, as for deployments/scale.
+- apiGroups: ["argoproj.io"]
+  resources: ["rollouts/scale"]
+  verbs: ["get", "update"]
+# internal/keda/keda.go (Find): LIST the namespace's ScaledObjects to find the
+# one scaling the target; (SetPause) merge-PATCH its paused-replicas
+# annotations, carrying the resourceVersion it read; internal/keda/unpause.go
+# (Maintain, unpause): LIST the ScaledObjects the provider paused (label
+# selector) and PATCH the pause away when it is due. No get, update or delete.
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["list", "patch"]
 {{- end }}
 
 {{/* Where the catalog's job entries (kind: job, internal/action/job) run, as
@@ -290,10 +334,107 @@ rbac.scope: the provider's memory across replicas and restarts. */}}
 # internal/ledger/ledger.go (Claim, Lock, Hold.Release, sweep): GET, CREATE and
 # UPDATE Leases (claimed events, one lock per target, cooldowns), each write
 # carrying the resourceVersion it read; LIST expired claimed-event Leases and
-# DELETE them.
+# DELETE them. internal/gate/budget/budget.go (get, put, Maintain): GET, CREATE
+# and UPDATE the Lease action-provider-budget. internal/gate/approval/target.go
+# (target, open, close, await): for an approval of a kind without a target,
+# CREATE the Lease "approval.<entry>.<project>-<stage>.<service>", merge-PATCH
+# and JSON-PATCH its annotations, GET it and WATCH it (fieldSelector
+# metadata.name) until a person decides.
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "list", "create", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# internal/gate/budget/budget.go (event): CREATE the Warning Event
+# BudgetSpent on the budget's Lease; internal/gate/approval/approval.go
+# (event): CREATE the approval Events (ApprovalPending, ApprovalGranted...) on
+# an approval Lease.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
+
+{{/* Whether the catalog can suspend a GitOps owner: its gitops.policy, or
+an entry's guardrails.gitops, is suspend ("true" or ""). */}}
+{{- define "ap.gitopsSuspend" -}}
+{{- $c := .Values.catalog | default dict }}
+{{- $suspend := eq (toString (dig "gitops" "policy" "" $c)) "suspend" }}
+{{- range $e := dig "actions" (list) $c }}
+{{- if eq (toString (dig "guardrails" "gitops" "" ($e | default dict))) "suspend" }}
+{{- $suspend = true }}
+{{- end }}
+{{- end }}
+{{- if $suspend }}true{{ end }}
+{{- end }}
+
+{{/* The GitOps gate's rules (internal/gate/gitops), on the owners Flux and
+Argo CD keep. Argument: a dict with "flux", "argo" (which tools' rules),
+"suspend" (update too: a suspend policy in the catalog, ap.gitopsSuspend) and
+"cluster" (a ClusterRole: list on Flux's kinds too, which Maintain asks in all
+namespaces at once, never in one). */}}
+{{- define "ap.gitopsRules" -}}
+{{- $suspend := eq (toString .suspend) "true" }}
+{{- $verbs := ternary `["get", "list", "update"]` `["get", "list"]` $suspend }}
+{{- if .flux }}
+{{- $fluxVerbs := ternary $verbs (ternary `["get", "update"]` `["get"]` $suspend) (eq (toString .cluster) "true") }}
+# internal/gate/gitops/owner.go (find, read): GET the Kustomization or
+# HelmRelease named by the target's kustomize.toolkit.fluxcd.io/* or
+# helm.toolkit.fluxcd.io/* labels, in the namespace they name, to tell
+# whether Flux still manages it.
+{{- if eq (toString .cluster) "true" }} suspend.go (Maintain): LIST those
+# the provider suspended (label selector), in all namespaces, to resume them
+# when due.
+{{- end }}
+{{- if $suspend }}
+# suspend.go (suspend, resume, resumeObject): UPDATE spec.suspend and the
+# record of the suspension, each write carrying the resourceVersion it read
+# (a gitops policy of the catalog is suspend).
+{{- else }}
+# No update: no gitops policy of the catalog is suspend.
+{{- end }}
+- apiGroups: ["kustomize.toolkit.fluxcd.io"]
+  resources: ["kustomizations"]
+  verbs: {{ $fluxVerbs }}
+# The same for HelmReleases (helm-controller's labels).
+- apiGroups: ["helm.toolkit.fluxcd.io"]
+  resources: ["helmreleases"]
+  verbs: {{ $fluxVerbs }}
+{{- end }}
+{{- if .argo }}
+# internal/gate/gitops/owner.go (application, read): GET the Application
+# named by the target's argocd.argoproj.io/tracking-id annotation or instance
+# label, in the catalog's gitops.argocdNamespaces; suspend.go (Maintain):
+# LIST those the provider suspended (label selector) there.
+{{- if $suspend }}
+# suspend.go (suspend, resume, resumeObject): UPDATE
+# spec.syncPolicy.automated.selfHeal and the record of the suspension (a
+# gitops policy of the catalog is suspend).
+{{- else }}
+# No update: no gitops policy of the catalog is suspend.
+{{- end }}
+- apiGroups: ["argoproj.io"]
+  resources: ["applications"]
+  verbs: {{ $verbs }}
+{{- end }}
+{{- end }}
+
+{{/* In namespaced scope, the namespaces of the GitOps owners as JSON:
+{namespace: {"flux": bool, "argo": bool}}, from rbac.gitops.fluxNamespaces
+and the catalog's gitops.argocdNamespaces (only when the catalog sets it). */}}
+{{- define "ap.gitopsNamespaces" -}}
+{{- $out := dict }}
+{{- range $ns := (dig "gitops" "fluxNamespaces" (list) (.Values.rbac | default dict)) }}
+{{- $_ := set $out (toString $ns) (dict "flux" true "argo" false) }}
+{{- end }}
+{{- range $ns := (dig "gitops" "argocdNamespaces" (list) (.Values.catalog | default dict)) }}
+{{- $cur := get $out (toString $ns) | default (dict "flux" false) }}
+{{- $_ := set $out (toString $ns) (dict "flux" $cur.flux "argo" true) }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/* Name of the Roles + RoleBindings of the GitOps gate, in namespaced
+scope. */}}
+{{- define "ap.gitopsName" -}}
+{{- printf "%s-gitops" (include "ap.clusterName" . | trunc 56 | trimSuffix "-") }}
 {{- end }}
 
 {{/* Name of the Role + RoleBinding for the Leases, in the release namespace. */}}
