@@ -9,8 +9,9 @@
 #    get-action step and Keptn's side of NATS, for the live test) and
 #    nats-server (test/nats/nats-server.sh).
 # 2. Static: the Keptn examples as Keptn 1.x reads them; `helm lint` and
-#    `helm template` in both RBAC scopes and both transports, and with job
-#    entries in the catalog in both scopes (exact rules) (sidecar: the
+#    `helm template` in both RBAC scopes and both transports, with job
+#    entries in the catalog and with the gates' sections
+#    (test/deploy/values-gitops.yaml) in both scopes (exact rules) (sidecar: the
 #    render does not depend on the nats values; nats: one container, the
 #    NATS variables, TLS and credentials Secrets, its grace period); wrong
 #    values must fail with the schema's (or the chart's) message.
@@ -29,10 +30,15 @@
 #      events built from examples/keptn change replicas on the server; the
 #      guardrails refuse (succeeded/fail); restart, rollback, delete-pods
 #      (a PodDisruptionBudget refusing, then an eviction) and an HPA-aware
-#      scale work; audit Events and Leases are written; an event for a
-#      namespace outside its RBAC ends errored with "forbidden";
-#    - helm test; helm upgrade -f test/deploy/values-jobs.yaml (job entries:
-#      their rules where their Jobs run, exact, and a can-i matrix); helm
+#      scale work; a rollback in stage production and a delete-pods with
+#      "all": true wait for approval (the approval gate's defaults), which
+#      the script gives as a person would, with the kubectl command of the
+#      Warning Event ApprovalPending; audit Events and Leases are written; an
+#      event for a namespace outside its RBAC ends errored with "forbidden";
+#    - helm test; helm upgrade -f test/deploy/values-jobs.yaml -f
+#      test/deploy/values-gitops.yaml (job entries: their rules where their
+#      Jobs run; the gates' sections with gitops.policy suspend: the GitOps
+#      owners' Roles in flux-system and argocd; exact, and can-i matrices); helm
 #      upgrade (to cluster scope: the forbidden namespace now works; the job
 #      rules in the ClusterRole and the job namespaces' Roles), helm upgrade
 #      to transport=nats and the built-in catalog (the sidecar and every job
@@ -70,15 +76,40 @@ LEASES_NAME="$RELEASE-leases"       # the chart's
 # The rules the code needs (see the comments in deploy/service.yaml and
 # chart/templates/_helpers.tpl), as kubectl's jsonpath below prints them:
 # WANT_RULES where the provider acts, WANT_LEASE_RULES in its own namespace.
-WANT_RULES='["apps"]|["deployments","statefulsets","daemonsets"]|["get","patch"];'
+WANT_RULES='["apps"]|["deployments","statefulsets","daemonsets"]|["get","patch","watch"];'
 WANT_RULES+='["apps"]|["deployments/scale","statefulsets/scale"]|["get","update"];'
-WANT_RULES+='["apps"]|["replicasets","controllerrevisions"]|["list"];'
+WANT_RULES+='["apps"]|["replicasets"]|["get","list"];'
+WANT_RULES+='["apps"]|["controllerrevisions"]|["list"];'
 WANT_RULES+='[""]|["pods"]|["get","list"];'
 WANT_RULES+='[""]|["pods/eviction"]|["create"];'
 WANT_RULES+='[""]|["events"]|["create"];'
 WANT_RULES+='["policy"]|["poddisruptionbudgets"]|["list"];'
 WANT_RULES+='["autoscaling"]|["horizontalpodautoscalers"]|["get","list","update"];'
-WANT_LEASE_RULES='["coordination.k8s.io"]|["leases"]|["get","list","create","update","delete"];'
+WANT_RULES+='["argoproj.io"]|["rollouts"]|["get","patch","watch"];'
+WANT_RULES+='["argoproj.io"]|["rollouts/status"]|["patch"];'
+WANT_RULES+='["argoproj.io"]|["rollouts/scale"]|["get","update"];'
+WANT_RULES+='["keda.sh"]|["scaledobjects"]|["list","patch"];'
+WANT_LEASE_RULES='["coordination.k8s.io"]|["leases"]|["get","list","watch","create","update","patch","delete"];'
+WANT_LEASE_RULES+='[""]|["events"]|["create"];'
+# The GitOps gate's rules (ap.gitopsRules): in the ClusterRole (cluster
+# scope) get,list on Flux's and Argo CD's owners, and update with a suspend
+# policy in the catalog (test/deploy/values-gitops.yaml); in namespaced scope
+# Roles "$CLUSTER_NAME-gitops" in rbac.gitops.fluxNamespaces (get, update)
+# and the catalog's gitops.argocdNamespaces (get, list, update), and with a
+# suspend policy a ClusterRole of that name listing Flux's owners.
+GITOPS_NAME="$CLUSTER_NAME-gitops"
+gitops_rules() { # VERBS_FLUX VERBS_ARGO [FOUR]: as WANT_RULES (FOUR: as WANT_RULES4)
+	local rn=${3:+|}
+	[[ -z $1 ]] || printf '["kustomize.toolkit.fluxcd.io"]|["kustomizations"]|%s%s;["helm.toolkit.fluxcd.io"]|["helmreleases"]|%s%s;' "$rn" "$1" "$rn" "$1"
+	[[ -z $2 ]] || printf '["argoproj.io"]|["applications"]|%s%s;' "$rn" "$2"
+}
+G_CLUSTER=$(gitops_rules '["get","list"]' '["get","list"]')                    # the ClusterRole, no suspend policy
+G_CLUSTER_SUSPEND=$(gitops_rules '["get","list","update"]' '["get","list","update"]')
+G_CLUSTER4=$(gitops_rules '["get","list"]' '["get","list"]' 4)
+G_CLUSTER_SUSPEND4=$(gitops_rules '["get","list","update"]' '["get","list","update"]' 4)
+G_FLUX_NS4=$(gitops_rules '["get","update"]' '' 4)   # Role in flux-system
+G_ARGO_NS4=$(gitops_rules '' '["get","list","update"]' 4) # Role in argocd
+G_LIST4='["kustomize.toolkit.fluxcd.io","helm.toolkit.fluxcd.io"]|["kustomizations","helmreleases"]||["list"];'
 # With job entries in the catalog (test/deploy/values-jobs.yaml; the rules of
 # chart/templates/_helpers.tpl, ap.jobRules), as rules4_of and rules_in print
 # them: apiGroups|resources|resourceNames|verbs. WANT_RULES4 is WANT_RULES so.
@@ -275,6 +306,7 @@ static_checks() {
 		"${tpl[@]}" --set 'catalog.actions[0].name=x' --set 'catalog.actions[0].kind=pager'
 
 	jobs_static_checks
+	gitops_static_checks
 	nats_static_checks
 
 	step "wrong values fail with a clear message"
@@ -348,7 +380,7 @@ jobs_static_checks() {
 	kinds=$(grep -E '^kind: ' "$TMP/jobs-cluster.yaml" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $3, $1; sep=","}')
 	[[ $kinds == "ClusterRole=1,ClusterRoleBinding=1,ConfigMap=1,Deployment=1,Pod=1,Role=3,RoleBinding=3,Service=1,ServiceAccount=1" ]] ||
 		fail "job entries, cluster scope: renders $kinds"
-	expect_rules_in "$TMP/jobs-cluster.yaml" ClusterRole "$CLUSTER_NAME" "" "$WANT_RULES4$J_JOBS$J_LOG$J_SECRETS_TARGET"
+	expect_rules_in "$TMP/jobs-cluster.yaml" ClusterRole "$CLUSTER_NAME" "" "$WANT_RULES4$J_JOBS$J_LOG$J_SECRETS_TARGET$G_CLUSTER4"
 	expect_rules_in "$TMP/jobs-cluster.yaml" Role "$JOBS_NAME" remediation-jobs "$J_JOBS$J_LOG$J_SECRETS_RJ"
 	expect_rules_in "$TMP/jobs-cluster.yaml" Role "$JOBS_NAME" batch-ops "$J_JOBS$J_LOG"
 	for f in remediation-jobs batch-ops; do
@@ -357,14 +389,14 @@ jobs_static_checks() {
 	done
 	env_is "$TMP/jobs-cluster.yaml" ALLOWED_NAMESPACES "*" || fail "job entries, cluster scope: ALLOWED_NAMESPACES is not allowedNamespaces"
 	ok "cluster scope: $kinds"
-	ok "  ClusterRole: the rules, and create,get,watch,delete jobs; get pods/log; get secrets cache-admin, locust-secret"
+	ok "  ClusterRole: the rules, and create,get,watch,delete jobs; get pods/log; get secrets cache-admin, locust-secret; get,list Flux's and Argo CD's owners"
 	ok "  Role $JOBS_NAME in remediation-jobs: create,get,watch,delete jobs; get pods/log; get secrets jobs-token; in batch-ops: the same without secrets"
 
 	# A job entry that references no Secret: no secrets rule at all.
 	"${tpl[@]}" --set rbac.scope=cluster --set 'allowedNamespaces={*}' \
 		--set-json 'catalog={"actions":[{"name":"j","kind":"job","settings":{"image":"busybox:1.37.0"}}]}' >"$TMP/jobs-nosecret.yaml" ||
 		fail "helm template, a job entry without secrets"
-	expect_rules_in "$TMP/jobs-nosecret.yaml" ClusterRole "$CLUSTER_NAME" "" "$WANT_RULES4$J_JOBS$J_LOG"
+	expect_rules_in "$TMP/jobs-nosecret.yaml" ClusterRole "$CLUSTER_NAME" "" "$WANT_RULES4$J_JOBS$J_LOG$G_CLUSTER4"
 	# Never secrets without resourceNames, in any render.
 	for f in "$TMP"/jobs-*.yaml; do
 		awk '/^ *resources: \["secrets"\]$/ {getline n; if (n !~ /^ *resourceNames: \["[a-z0-9]/) bad = 1} END {exit bad}' "$f" ||
@@ -424,6 +456,76 @@ binding_in() {
 		/^  - kind: ServiceAccount$/ { out = out " ServiceAccount:" }
 		/^    name: / { sa = substr($0, 11) } /^    namespace: / { out = out substr($0, 16) ":" sa }
 		END { if (k && n && d) print out }' "$1"
+}
+
+# gitops_static_checks: the GitOps gate's rules (ap.gitopsRules), and the
+# gates' sections of the catalog (test/deploy/values-gitops.yaml) as the
+# schema and the binary read them.
+gitops_static_checks() {
+	local tpl=("$HELM" template "$RELEASE" chart/ -n "$NS" --kube-version "$KUBE_VERSION")
+	local gv=(-f test/deploy/values-jobs.yaml -f test/deploy/values-gitops.yaml) f got
+
+	step "the gates' catalog sections; GitOps owners' RBAC, both scopes"
+	# The defaults: cluster scope reads the owners everywhere, never updates
+	# them; namespaced scope has no rule on them at all.
+	expect_rules_in "$TMP/cluster.yaml" ClusterRole "$CLUSTER_NAME" "" "$WANT_RULES4$G_CLUSTER4"
+	for f in default namespaced catalog; do
+		! grep -qE '^ *- apiGroups: \[("kustomize.toolkit.fluxcd.io"|"helm.toolkit.fluxcd.io")' "$TMP/$f.yaml" &&
+			! grep -qF 'resources: ["applications"]' "$TMP/$f.yaml" || fail "$f render (namespaced, no gitops namespaces) has a rule on a GitOps owner"
+	done
+	ok "defaults: the ClusterRole (cluster scope) has exactly the rules and get,list kustomizations, helmreleases, applications (no update: no suspend policy); namespaced scope has no rule on them"
+	"$HELM" lint --strict chart/ -n "$NS" --kube-version "$KUBE_VERSION" "${gv[@]}" --set 'rbac.namespaces={sockshop-production}' >"$TMP/lint.log" 2>&1 ||
+		fail "helm lint (values-gitops.yaml): $(cat "$TMP/lint.log")"
+	"${tpl[@]}" "${gv[@]}" --set 'rbac.namespaces={sockshop-production}' >"$TMP/gitops-namespaced.yaml" ||
+		fail "helm template -f values-gitops.yaml (namespaced)"
+	kinds=$(grep -E '^kind: ' "$TMP/gitops-namespaced.yaml" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $3, $1; sep=","}')
+	[[ $kinds == "ClusterRole=1,ClusterRoleBinding=1,ConfigMap=1,Deployment=1,Pod=1,Role=6,RoleBinding=6,Service=1,ServiceAccount=1" ]] ||
+		fail "values-gitops.yaml, namespaced scope: renders $kinds"
+	expect_rules_in "$TMP/gitops-namespaced.yaml" Role "$GITOPS_NAME" flux-system "$G_FLUX_NS4"
+	expect_rules_in "$TMP/gitops-namespaced.yaml" Role "$GITOPS_NAME" argocd "$G_ARGO_NS4"
+	expect_rules_in "$TMP/gitops-namespaced.yaml" ClusterRole "$GITOPS_NAME" "" "$G_LIST4"
+	expect_rules_in "$TMP/gitops-namespaced.yaml" Role "$CLUSTER_NAME" sockshop-production "$WANT_RULES4$J_JOBS$J_LOG$J_SECRETS_TARGET"
+	for f in flux-system argocd; do
+		got=$(binding_in "$TMP/gitops-namespaced.yaml" "$GITOPS_NAME" "$f")
+		[[ $got == "Role/$GITOPS_NAME ServiceAccount:$NS:$SA" ]] || fail "values-gitops.yaml: RoleBinding $GITOPS_NAME in $f: '$got'"
+	done
+	env_is "$TMP/gitops-namespaced.yaml" ALLOWED_NAMESPACES "sockshop-production,batch-ops,remediation-jobs" ||
+		fail "values-gitops.yaml: the GitOps namespaces changed ALLOWED_NAMESPACES"
+	ok "values-gitops.yaml (gitops.policy suspend), namespaced scope: $kinds"
+	ok "  Role $GITOPS_NAME in flux-system (rbac.gitops.fluxNamespaces): get,update kustomizations, helmreleases; in argocd (gitops.argocdNamespaces): get,list,update applications"
+	ok "  ClusterRole $GITOPS_NAME: list kustomizations, helmreleases (Maintain finds due suspensions in all namespaces); ALLOWED_NAMESPACES unchanged"
+	"${tpl[@]}" "${gv[@]}" --set rbac.scope=cluster --set 'allowedNamespaces={*}' >"$TMP/gitops-cluster.yaml" ||
+		fail "helm template -f values-gitops.yaml (cluster)"
+	expect_rules_in "$TMP/gitops-cluster.yaml" ClusterRole "$CLUSTER_NAME" "" "$WANT_RULES4$J_JOBS$J_LOG$J_SECRETS_TARGET$G_CLUSTER_SUSPEND4"
+	! grep -qE "^  (name: $GITOPS_NAME|namespace: (flux-system|argocd))$" "$TMP/gitops-cluster.yaml" ||
+		fail "values-gitops.yaml, cluster scope: a Role in flux-system or argocd, or a ClusterRole $GITOPS_NAME"
+	ok "values-gitops.yaml, cluster scope: the ClusterRole gets get,list,update kustomizations, helmreleases, applications; no Role in flux-system or argocd"
+	# An entry's guardrails.gitops: suspend grants update as the section does.
+	"${tpl[@]}" --set rbac.scope=cluster --set 'allowedNamespaces={*}' \
+		--set-json 'catalog={"actions":[{"name":"scale","kind":"scale","guardrails":{"gitops":"suspend","approval":"never"},"target":{"override":["name"]}}],"gitops":{"policy":"warn"}}' \
+		>"$TMP/gitops-entry.yaml" || fail "helm template, an entry with guardrails.gitops: suspend"
+	expect_rules_in "$TMP/gitops-entry.yaml" ClusterRole "$CLUSTER_NAME" "" "$WANT_RULES4$G_CLUSTER_SUSPEND4"
+	ok "an entry's guardrails.gitops: suspend (gitops.policy warn) grants update too"
+	# The binary reads the sections the schema accepts.
+	awk '/^  actions.yaml: \|$/ {on=1; next} on && /^    / {print substr($0, 5); next} on {exit}' "$TMP/gitops-namespaced.yaml" >"$TMP/gitops-actions.yaml"
+	for f in freeze alertHold approval gitops budget; do grep -q "^$f:" "$TMP/gitops-actions.yaml" || fail "the rendered catalog has no $f section"; done
+	ACTIONS_CONFIG="$TMP/gitops-actions.yaml" "$TMP/bin/action-provider" lint examples/keptn/remediation.yaml >"$TMP/lint-gitops.log" 2>&1 ||
+		fail "action-provider lint against values-gitops.yaml's catalog: $(cat "$TMP/lint-gitops.log")"
+	ok "action-provider lint against the catalog with freeze, alertHold, approval, gitops, budget sections: $(tail -1 "$TMP/lint-gitops.log")"
+	must_fail "a suspend policy in namespaced scope with no GitOps namespace" "the catalog's gitops policy is suspend" \
+		"${tpl[@]}" --set 'rbac.namespaces={sockshop-production}' --set-json 'catalog={"gitops":{"policy":"suspend"}}'
+	must_fail "guardrails.gitops=pause" "at '/catalog/actions/0/guardrails/gitops': value must be one of 'refuse', 'warn', 'suspend'" \
+		"${tpl[@]}" --set 'rbac.namespaces={sockshop-production}' --set-json 'catalog={"actions":[{"name":"s","kind":"scale","guardrails":{"gitops":"pause"}}]}'
+	must_fail "guardrails.approval=always" "at '/catalog/actions/0/guardrails/approval': value must be one of 'required', 'never'" \
+		"${tpl[@]}" --set 'rbac.namespaces={sockshop-production}' --set-json 'catalog={"actions":[{"name":"s","kind":"scale","guardrails":{"approval":"always"}}]}'
+	must_fail "target.override=[image]" "at '/catalog/actions/0/target/override/0': value must be one of" \
+		"${tpl[@]}" --set 'rbac.namespaces={sockshop-production}' --set-json 'catalog={"actions":[{"name":"s","kind":"scale","target":{"override":["image"]}}]}'
+	must_fail "gitops.polcy (a misspelt key)" "at '/catalog/gitops': additional properties 'polcy' not allowed" \
+		"${tpl[@]}" --set 'rbac.namespaces={sockshop-production}' --set-json 'catalog={"gitops":{"polcy":"warn"}}'
+	must_fail "budget.max=0" "at '/catalog/budget/max': minimum: got 0, want 1" \
+		"${tpl[@]}" --set 'rbac.namespaces={sockshop-production}' --set-json 'catalog={"budget":{"max":0}}'
+	must_fail "--set 'rbac.gitops.fluxNamespaces={Flux}'" "at '/rbac/gitops/fluxNamespaces/0': 'Flux' does not match pattern" \
+		"${tpl[@]}" --set 'rbac.namespaces={sockshop-production}' --set 'rbac.gitops.fluxNamespaces={Flux}'
 }
 
 # nats_static_checks: the chart with transport=nats, and the default
@@ -548,7 +650,7 @@ leases_role_in_ns() {
 			$0 == k { hit_k = 1 } $0 == n { hit_n = 1 } $0 == ns { hit_ns = 1 }
 			END { if (hit_k && hit_n && hit_ns) found = 1; exit !found }' "$1" || return 1
 	done
-	grep -A2 -F 'apiGroups: ["coordination.k8s.io"]' "$1" | grep -qF 'verbs: ["get", "list", "create", "update", "delete"]'
+	grep -A2 -F 'apiGroups: ["coordination.k8s.io"]' "$1" | grep -qF 'verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]'
 }
 
 # env_is FILE NAME VALUE: the provider container's variable NAME is VALUE.
@@ -564,12 +666,13 @@ rules_of() {
 	[[ -z ${3:-} ]] || args+=(-n "$3")
 	kc get "${args[@]}" -o jsonpath='{range .rules[*]}{.apiGroups}|{.resources}|{.verbs};{end}'
 }
-# expect_rules KIND NAME [NAMESPACE]: exactly WANT_RULES.
+# expect_rules KIND NAME [NAMESPACE [MORE]]: exactly WANT_RULES, and MORE
+# after them (the GitOps rules of the chart's ClusterRole).
 expect_rules() {
-	local got
-	got=$(rules_of "$@") || fail "cannot read $1 $2"
-	[[ $got == "$WANT_RULES" ]] || fail "$1 $2${3:+ in $3} has rules $got; want exactly $WANT_RULES"
-	ok "$1 $2${3:+ (namespace $3)}: exactly get,patch deployments,statefulsets,daemonsets; get,update their scale; list replicasets,controllerrevisions; get,list pods; create pods/eviction, events; list poddisruptionbudgets; get,list,update horizontalpodautoscalers"
+	local got more=${4:-}
+	got=$(rules_of "$1" "$2" "${3:-}") || fail "cannot read $1 $2"
+	[[ $got == "$WANT_RULES$more" ]] || fail "$1 $2${3:+ in $3} has rules $got; want exactly $WANT_RULES$more"
+	ok "$1 $2${3:+ (namespace $3)}: exactly get,patch,watch deployments,statefulsets,daemonsets; get,update their scale; get,list replicasets; list controllerrevisions; get,list pods; create pods/eviction, events; list poddisruptionbudgets; get,list,update horizontalpodautoscalers; get,patch,watch rollouts; patch rollouts/status; get,update rollouts/scale; list,patch scaledobjects${more:+; get,list Flux's and Argo CD's owners}"
 }
 # expect_lease_rules NAME NAMESPACE: Role NAME (and its RoleBinding to
 # SA_NAME) has exactly WANT_LEASE_RULES.
@@ -580,7 +683,7 @@ expect_lease_rules() {
 	got=$(kc get rolebinding "$1" -n "$2" -o jsonpath='{.roleRef.kind}/{.roleRef.name} {range .subjects[*]}{.kind}:{.namespace}:{.name}{end}') ||
 		fail "cannot read rolebinding $1 in $2"
 	[[ $got == "Role/$1 ServiceAccount:$2:$sa" ]] || fail "rolebinding $1 in $2: $got"
-	ok "role $1 (namespace $2, bound to $sa): exactly get,list,create,update,delete leases"
+	ok "role $1 (namespace $2, bound to $sa): exactly get,list,watch,create,update,patch,delete leases; create events"
 }
 
 # rules4_of KIND NAME [NAMESPACE] -> the rules as WANT_RULES4 spells them
@@ -658,62 +761,89 @@ can_all() {
 can_matrix_common() {
 	local u=$1 p=sockshop-production r verb
 	say "RBAC as $u (kubectl auth can-i --as)"
-	for r in deployments statefulsets daemonsets; do
-		can "$u" yes get "$r" "$p"
-		can "$u" yes patch "$r" "$p"
-	done
-	for r in deployments statefulsets; do
-		can "$u" yes get "$r" "$p" scale
-		can "$u" yes update "$r" "$p" scale
-		can "$u" no patch "$r" "$p" scale
-	done
-	can "$u" yes list replicasets "$p"
-	can "$u" yes list controllerrevisions "$p"
-	can "$u" yes get pods "$p"
-	can "$u" yes list pods "$p"
-	can "$u" yes create pods "$p" eviction
-	can "$u" yes create events "$p"
-	can "$u" yes list poddisruptionbudgets.policy "$p"
-	for verb in get list update; do can "$u" yes "$verb" horizontalpodautoscalers.autoscaling "$p"; done
-	# Not a verb more.
-	for verb in list watch create update delete deletecollection; do can "$u" no "$verb" deployments "$p"; done
-	can "$u" no watch daemonsets "$p"
-	can "$u" no update deployments "$p" status
-	can "$u" no update daemonsets "$p"
-	for verb in get watch patch delete; do can "$u" no "$verb" replicasets "$p"; done
-	can "$u" no get controllerrevisions "$p"
-	for verb in watch create update patch delete deletecollection; do can "$u" no "$verb" pods "$p"; done
-	can "$u" "${JOB_RULES:-no}" get pods "$p" log # yes with job entries without a namespace
-	can "$u" no create pods "$p" exec
-	can "$u" no update pods "$p" status
-	for verb in get list update patch delete; do can "$u" no "$verb" events "$p"; done
-	can "$u" no create events.events.k8s.io "$p"
-	for verb in get watch create update delete; do can "$u" no "$verb" poddisruptionbudgets.policy "$p"; done
-	for verb in watch create patch delete; do can "$u" no "$verb" horizontalpodautoscalers.autoscaling "$p"; done
-	can "$u" no update horizontalpodautoscalers.autoscaling "$p" status
-	# The Leases: in the provider's namespace only.
-	for verb in get list create update delete; do can "$u" yes "$verb" leases "$NS"; done
-	for verb in watch patch deletecollection; do can "$u" no "$verb" leases "$NS"; done
-	for verb in get create update; do can "$u" no "$verb" leases "$p"; done
-	can "$u" no create leases kube-system
-	can "$u" no update leases kube-node-lease
-	can "$u" no list leases --all
-	# Nothing else.
-	can "$u" no get secrets "$p"
-	can "$u" no get secrets "$NS"
-	can "$u" no list secrets --all
-	can "$u" no get configmaps "$NS"
-	can "$u" no '*' '*' "$p"
-	can "$u" no '*' '*' kube-system
-	can "$u" no get secrets kube-system
-	can "$u" no list namespaces --all
-	can "$u" no get nodes --all
-	can "$u" no create clusterrolebindings --all
-	can "$u" no escalate roles "$p"
-	can "$u" no bind roles "$NS"
-	can "$u" no update roles "$NS"
-	can "$u" no impersonate serviceaccounts "$NS"
-	can "$u" no create serviceaccounts "$NS" token
+	# Asked concurrently (can_all), reported in order.
+	{
+		for r in deployments statefulsets daemonsets; do
+			echo yes get "$r" "$p"
+			echo yes patch "$r" "$p"
+			echo yes watch "$r" "$p" # the approval gate
+		done
+		for r in deployments statefulsets; do
+			echo yes get "$r" "$p" scale
+			echo yes update "$r" "$p" scale
+			echo no patch "$r" "$p" scale
+		done
+		echo yes list replicasets "$p"
+		echo yes get replicasets "$p" # an Argo Rollout's stable ReplicaSet
+		echo yes list controllerrevisions "$p"
+		echo yes get pods "$p"
+		echo yes list pods "$p"
+		echo yes create pods "$p" eviction
+		echo yes create events "$p"
+		echo yes list poddisruptionbudgets.policy "$p"
+		for verb in get list update; do echo yes "$verb" horizontalpodautoscalers.autoscaling "$p"; done
+		# Argo Rollouts and KEDA (their CRDs need not be installed for RBAC).
+		cat <<-EOF
+			yes get rollouts.argoproj.io $p
+			yes patch rollouts.argoproj.io $p
+			yes watch rollouts.argoproj.io $p
+			yes patch rollouts.argoproj.io $p status
+			yes get rollouts.argoproj.io $p scale
+			yes update rollouts.argoproj.io $p scale
+			yes list scaledobjects.keda.sh $p
+			yes patch scaledobjects.keda.sh $p
+			no list rollouts.argoproj.io $p
+			no update rollouts.argoproj.io $p
+			no delete rollouts.argoproj.io $p
+			no update rollouts.argoproj.io $p status
+			no patch rollouts.argoproj.io $p scale
+			no get scaledobjects.keda.sh $p
+			no watch scaledobjects.keda.sh $p
+			no update scaledobjects.keda.sh $p
+			no delete scaledobjects.keda.sh $p
+			no patch scaledjobs.keda.sh $p
+		EOF
+		# Not a verb more.
+		for verb in list create update delete deletecollection; do echo no "$verb" deployments "$p"; done
+		echo no update deployments "$p" status
+		echo no update daemonsets "$p"
+		for verb in watch patch delete; do echo no "$verb" replicasets "$p"; done
+		echo no get controllerrevisions "$p"
+		for verb in watch create update patch delete deletecollection; do echo no "$verb" pods "$p"; done
+		echo "${JOB_RULES:-no}" get pods "$p" log # yes with job entries without a namespace
+		echo no create pods "$p" exec
+		echo no update pods "$p" status
+		for verb in get list update patch delete; do echo no "$verb" events "$p"; done
+		echo no create events.events.k8s.io "$p"
+		for verb in get watch create update delete; do echo no "$verb" poddisruptionbudgets.policy "$p"; done
+		for verb in watch create patch delete; do echo no "$verb" horizontalpodautoscalers.autoscaling "$p"; done
+		echo no update horizontalpodautoscalers.autoscaling "$p" status
+		# The Leases (and the Events on them): in the provider's namespace only.
+		for verb in get list watch create update patch delete; do echo yes "$verb" leases "$NS"; done
+		echo yes create events "$NS"
+		echo no deletecollection leases "$NS"
+		for verb in get list patch; do echo no "$verb" events "$NS"; done
+		for verb in get watch create update patch; do echo no "$verb" leases "$p"; done
+		echo no create leases kube-system
+		echo no update leases kube-node-lease
+		echo no list leases --all
+		# Nothing else.
+		echo no get secrets "$p"
+		echo no get secrets "$NS"
+		echo no list secrets --all
+		echo no get configmaps "$NS"
+		echo no '*' '*' "$p"
+		echo no '*' '*' kube-system
+		echo no get secrets kube-system
+		echo no list namespaces --all
+		echo no get nodes --all
+		echo no create clusterrolebindings --all
+		echo no escalate roles "$p"
+		echo no bind roles "$NS"
+		echo no update roles "$NS"
+		echo no impersonate serviceaccounts "$NS"
+		echo no create serviceaccounts "$NS" token
+	} | can_all "$u"
 }
 
 can_matrix_namespaced() {
@@ -737,7 +867,37 @@ can_matrix_namespaced() {
 	can "$u" no create pods kube-system eviction
 	can "$u" no get deployments "$NS"
 	can "$u" no patch deployments "$NS"
-	can "$u" no create events "$NS"
+	can "$u" no watch deployments "$NS"
+	# The new rules, nowhere else either.
+	can_all "$u" <<-EOF
+		no watch deployments other-ns
+		no watch deployments --all
+		no get replicasets other-ns
+		no get rollouts.argoproj.io other-ns
+		no patch rollouts.argoproj.io other-ns status
+		no update rollouts.argoproj.io other-ns scale
+		no list scaledobjects.keda.sh other-ns
+		no patch scaledobjects.keda.sh other-ns
+		no list scaledobjects.keda.sh --all
+		no watch leases other-ns
+		no patch leases kube-system
+		no create events kube-system
+		no get applications.argoproj.io other-ns
+	EOF
+	can_no_gitops "$u"
+}
+
+# can_no_gitops USER: no rule on Flux's or Argo CD's owners (namespaced
+# scope without rbac.gitops.fluxNamespaces or gitops.argocdNamespaces).
+can_no_gitops() {
+	can_all "$1" <<-EOF
+		no get kustomizations.kustomize.toolkit.fluxcd.io flux-system
+		no get helmreleases.helm.toolkit.fluxcd.io flux-system
+		no list kustomizations.kustomize.toolkit.fluxcd.io --all
+		no get applications.argoproj.io argocd
+		no list applications.argoproj.io argocd
+		no update kustomizations.kustomize.toolkit.fluxcd.io sockshop-production
+	EOF
 }
 
 can_matrix_cluster() {
@@ -760,6 +920,30 @@ can_matrix_cluster() {
 	can "$u" no delete deployments kube-system
 	can "$u" no delete pods kube-system
 	can "$u" no create leases other-ns
+	can "$u" yes watch deployments other-ns
+	can "$u" yes watch deployments --all # as list pods: a ClusterRole's verbs are cluster-wide
+	can "$u" yes patch rollouts.argoproj.io other-ns status
+	can "$u" yes patch scaledobjects.keda.sh other-ns
+	# The GitOps owners: get,list everywhere; update only with a suspend
+	# policy in the catalog (GITOPS_UPDATE=yes).
+	local up=${GITOPS_UPDATE:-no}
+	can_all "$u" <<-EOF
+		yes get kustomizations.kustomize.toolkit.fluxcd.io flux-system
+		yes list kustomizations.kustomize.toolkit.fluxcd.io --all
+		yes get helmreleases.helm.toolkit.fluxcd.io other-ns
+		yes list helmreleases.helm.toolkit.fluxcd.io --all
+		yes get applications.argoproj.io argocd
+		yes list applications.argoproj.io argocd
+		$up update kustomizations.kustomize.toolkit.fluxcd.io flux-system
+		$up update helmreleases.helm.toolkit.fluxcd.io other-ns
+		$up update applications.argoproj.io argocd
+		no patch kustomizations.kustomize.toolkit.fluxcd.io flux-system
+		no delete applications.argoproj.io argocd
+		no create applications.argoproj.io argocd
+		no watch kustomizations.kustomize.toolkit.fluxcd.io --all
+		no get gitrepositories.source.toolkit.fluxcd.io flux-system
+		no get secrets flux-system
+	EOF
 }
 
 # can_no_jobs USER: the built-in catalog has no job entry, so no permission
@@ -968,6 +1152,47 @@ audit_events() {
 		--field-selector "involvedObject.name=$2,reason=$3,source=keptn-action-provider" | wc -l
 }
 
+# approval_event NAMESPACE NAME REASON ID: the message of the approval Event
+# REASON (internal/gate/approval) on NAME for the run ID; fails if none.
+approval_event() {
+	kc get events -n "$1" --field-selector "involvedObject.name=$2,reason=$3,source=keptn-action-provider" \
+		-o jsonpath='{range .items[*]}{.type} {.message}{"\n"}{end}' | grep -F "triggeredid $4"
+}
+# pending_is NAMESPACE KIND NAME ID: the target is marked pending approval of ID.
+pending_is() {
+	[[ $(kc get "$2" "$3" -n "$1" -o jsonpath='{.metadata.annotations.keptn-action-provider\.io/approval-pending}') == "$4" ]]
+}
+# approve NAMESPACE KIND NAME: play the person the approval gate waits for.
+# Once the target is marked pending for the run $ID and the Warning Event
+# ApprovalPending on it says how to approve, run that command as the
+# cluster's admin (whoever may annotate the target may approve); the
+# command must be exactly the one expected, since it comes from the cluster.
+approve() {
+	local ns=$1 kind=$2 name=$3 want msg cmd t0
+	t0=$(now_ms)
+	want="kubectl annotate $kind/$name -n $ns keptn-action-provider.io/approve=$ID --overwrite"
+	wait_for "$kind $ns/$name marked approval-pending for $ID" 30 pending_is "$ns" "$kind" "$name" "$ID"
+	wait_for "the ApprovalPending Event of $ID" 10 approval_event "$ns" "$name" ApprovalPending "$ID"
+	msg=$(approval_event "$ns" "$name" ApprovalPending "$ID")
+	[[ $msg == Warning\ * ]] || fail "the ApprovalPending Event of $ID is not a Warning: $msg"
+	cmd=$(grep -oE 'approve: kubectl annotate [^;]*' <<<"$msg" | head -n1 | sed 's/^approve: //')
+	[[ $cmd == "$want" ]] || fail "the ApprovalPending Event of $ID says to approve with '$cmd'; want '$want' ($msg)"
+	local -a argv
+	read -ra argv <<<"$cmd"
+	kc "${argv[@]:1}" >/dev/null || fail "$cmd"
+	ok "  approval: $kind $ns/$name marked approval-pending=$ID, Warning Event ApprovalPending; ran its command as the admin after $(($(now_ms) - t0)) ms: $cmd"
+}
+# approved NAMESPACE KIND NAME: after the run $ID finished, the Event
+# ApprovalGranted names it, and the approval's annotations are gone.
+approved() {
+	local ns=$1 kind=$2 name=$3 left
+	approval_event "$ns" "$name" ApprovalGranted "$ID" | grep -q '^Normal ' || fail "no Normal Event ApprovalGranted on $ns/$name for $ID"
+	approval_event "$ns" "$name" ApprovalPending "$ID" >/dev/null || fail "no Event ApprovalPending on $ns/$name for $ID"
+	left=$(kc get "$kind" "$name" -n "$ns" -o jsonpath='{.metadata.annotations}' | grep -oE 'keptn-action-provider\.io/(approval-pending|approval-request|approve|reject)' || true)
+	[[ -z $left ]] || fail "the approval left annotations on $kind $ns/$name: $left"
+	ok "  approval: Events ApprovalPending (Warning) and ApprovalGranted (Normal) on $kind $ns/$name; its approval annotations removed"
+}
+
 # expect_leases: one claimed-event Lease per posted event, all of the
 # provider's Leases in $NS and none anywhere else.
 expect_leases() {
@@ -1044,9 +1269,11 @@ live_checks() {
 	kc create namespace other-ns >/dev/null
 	kc create namespace remediation-jobs >/dev/null # test/deploy/values-jobs.yaml's job namespaces
 	kc create namespace batch-ops >/dev/null
+	kc create namespace flux-system >/dev/null # test/deploy/values-gitops.yaml's GitOps namespaces
+	kc create namespace argocd >/dev/null
 	kc apply -f test/deploy/servicemonitor-crd.yaml >/dev/null
 	kc wait --for condition=established --timeout=30s crd/servicemonitors.monitoring.coreos.com >/dev/null
-	ok "API server $KUBE_APISERVER_URL ($(kc get --raw /version | grep -o '"gitVersion": *"[^"]*"' | cut -d'"' -f4)); namespaces keptn (Pod Security restricted: enforce, warn), sockshop-production, sockshop-staging, other-ns, remediation-jobs, batch-ops; ServiceMonitor CRD"
+	ok "API server $KUBE_APISERVER_URL ($(kc get --raw /version | grep -o '"gitVersion": *"[^"]*"' | cut -d'"' -f4)); namespaces keptn (Pod Security restricted: enforce, warn), sockshop-production, sockshop-staging, other-ns, remediation-jobs, batch-ops; flux-system, argocd; ServiceMonitor CRD"
 
 	step "server-side dry runs"
 	kc apply --dry-run=server -f deploy/service.yaml >"$TMP/dry.log" 2>&1 || fail "deploy/service.yaml: $(cat "$TMP/dry.log")"
@@ -1238,8 +1465,12 @@ EOF
 	n=$(audit_events sockshop-production carts Restarted)
 	((n == 1)) || fail "restart: $n audit Events (Restarted) on carts, want 1"
 	ok "  restart: PATCHed kubectl.kubernetes.io/restartedAt into carts' pod template; 1 audit Event (Restarted)"
+	# A rollback in stage production waits for a person's approval (the
+	# approval gate's defaults, on without a catalog section).
 	trigger rollback null
+	approve sockshop-production deployment carts
 	expect_finished "$ID" succeeded pass "rolled back deployment sockshop-production/carts from revision 2 to revision 1" 90s
+	approved sockshop-production deployment carts
 	[[ -z $(kc get deployment carts -n sockshop-production -o jsonpath='{.spec.template.metadata.annotations.kubectl\.kubernetes\.io/restartedAt}') ]] ||
 		fail "rollback: the pod template of carts still has restartedAt"
 	n=$(audit_events sockshop-production carts RolledBack)
@@ -1249,7 +1480,9 @@ EOF
 	kc create poddisruptionbudget carts -n sockshop-production --selector=app=carts --max-unavailable=0 >/dev/null
 	wait_for "the disruption controller to process PodDisruptionBudget carts" 30 \
 		bash -c "[[ \$(kubectl get pdb carts -n sockshop-production -o jsonpath='{.status.observedGeneration}') == 1 ]]"
+	# delete-pods with "all": true waits for approval too.
 	trigger delete-pods '{"all":true,"maxPods":1}'
+	approve sockshop-production deployment carts
 	expect_finished "$ID" succeeded fail "refused (PodDisruptionBudget)"
 	expect_finished "$ID" succeeded fail "PodDisruptionBudget carts (maxUnavailable 0"
 	ok "  delete-pods: refused by PodDisruptionBudget carts, which the provider named (list poddisruptionbudgets)"
@@ -1257,7 +1490,9 @@ EOF
 	local pods_before evicted
 	pods_before=$(kc get pods -n sockshop-production -l app=carts -o jsonpath='{.items[*].metadata.name}')
 	trigger delete-pods '{"all":true,"maxPods":1}'
+	approve sockshop-production deployment carts
 	expect_finished "$ID" succeeded pass "evicted 1 pod of deployment sockshop-production/carts: carts-" 90s
+	approved sockshop-production deployment carts
 	evicted=$(grep -F "$ID" "$TMP/sink-events.jsonl" | grep -o 'evicted 1 pod of deployment sockshop-production/carts: carts-[a-z0-9-]*' | head -n1 | sed 's/.*: //')
 	[[ -n $evicted && " $pods_before " == *" $evicted "* ]] || fail "delete-pods: which pod was evicted? ('$evicted'; pods before: $pods_before)"
 	wait_for "pod $evicted gone" 30 bash -c "! kubectl get pod '$evicted' -n sockshop-production"
@@ -1334,17 +1569,19 @@ HPA
 		Role/{batch-ops,remediation-jobs}/"$JOBS_NAME" RoleBinding/{batch-ops,remediation-jobs}/"$JOBS_NAME" | sort)
 	[[ $left == "$want_left" ]] ||
 		fail "after the upgrade the Roles/RoleBindings are ${left//$'\n'/ }; want only $LEASES_NAME in $NS and $JOBS_NAME in batch-ops, remediation-jobs"
-	expect_rules4 clusterrole "$CLUSTER_NAME" "" "$WANT_RULES4$J_JOBS$J_LOG$J_SECRETS_TARGET" \
-		"the rules above, and the job entries without a namespace: create,get,watch,delete jobs; get pods/log; get secrets cache-admin, locust-secret"
+	expect_rules4 clusterrole "$CLUSTER_NAME" "" "$WANT_RULES4$J_JOBS$J_LOG$J_SECRETS_TARGET$G_CLUSTER_SUSPEND4" \
+		"the rules above, and the job entries without a namespace: create,get,watch,delete jobs; get pods/log; get secrets cache-admin, locust-secret; get,list,update Flux's and Argo CD's owners (a suspend policy)"
+	[[ -z $(kc get clusterroles,clusterrolebindings -l "app.kubernetes.io/instance=$RELEASE" -o name | grep -F "/$GITOPS_NAME") ]] ||
+		fail "cluster scope: ClusterRole $GITOPS_NAME is still there"
 	expect_rules4 role "$JOBS_NAME" remediation-jobs "$J_JOBS$J_LOG$J_SECRETS_RJ" \
 		"create,get,watch,delete jobs; get pods/log; get secrets jobs-token (list pods, create events: the ClusterRole)"
 	expect_rules4 role "$JOBS_NAME" batch-ops "$J_JOBS$J_LOG" "create,get,watch,delete jobs; get pods/log; no secrets"
 	expect_binding "$JOBS_NAME" remediation-jobs
 	expect_binding "$JOBS_NAME" batch-ops
 	expect_lease_rules "$LEASES_NAME" "$NS" "$SA"
-	ok "the namespaced Roles/RoleBindings are gone; the Leases' Role in $NS and the job namespaces' Roles stay"
+	ok "the namespaced Roles/RoleBindings (those in flux-system and argocd, and ClusterRole $GITOPS_NAME, too) are gone; the Leases' Role in $NS and the job namespaces' Roles stay"
 	pod_env_checks "deployment/$RELEASE" '*'
-	JOB_RULES=yes can_matrix_cluster "$SA_USER"
+	JOB_RULES=yes GITOPS_UPDATE=yes can_matrix_cluster "$SA_USER"
 	can_matrix_jobs_cluster "$SA_USER"
 	wait_for "RBAC: update deployments/scale in other-ns" 20 \
 		kubectl auth can-i update deployments --subresource=scale -n other-ns --as "$SA_USER"
@@ -1383,11 +1620,11 @@ HPA
 # entries, rbac.scope=namespaced kept): their exact rules where their Jobs
 # run, and the can-i matrix.
 live_jobs_namespaced() {
-	step "helm upgrade -f test/deploy/values-jobs.yaml (job entries; rbac.scope=namespaced)"
+	step "helm upgrade -f test/deploy/values-jobs.yaml -f test/deploy/values-gitops.yaml (job entries, the gates' sections; rbac.scope=namespaced)"
 	# No --wait: the RBAC is in place when helm returns; the pods the catalog's
 	# checksum rolls are waited for by the next upgrade.
-	"$HELM" upgrade "$RELEASE" chart/ -n "$NS" --reuse-values -f test/deploy/values-jobs.yaml \
-		>"$TMP/logs/upgrade-jobs.log" 2>&1 || fail "helm upgrade -f test/deploy/values-jobs.yaml: $(cat "$TMP/logs/upgrade-jobs.log")"
+	"$HELM" upgrade "$RELEASE" chart/ -n "$NS" --reuse-values -f test/deploy/values-jobs.yaml -f test/deploy/values-gitops.yaml \
+		>"$TMP/logs/upgrade-jobs.log" 2>&1 || fail "helm upgrade -f test/deploy/values-jobs.yaml -f test/deploy/values-gitops.yaml: $(cat "$TMP/logs/upgrade-jobs.log")"
 	grep -q 'REVISION: 2' "$TMP/logs/upgrade-jobs.log" || fail "helm upgrade -f test/deploy/values-jobs.yaml: not revision 2"
 	expect_rules4 role "$CLUSTER_NAME" sockshop-production "$WANT_RULES4$J_JOBS$J_LOG$J_SECRETS_TARGET" \
 		"the rules above, and the job entries without a namespace: create,get,watch,delete jobs; get pods/log; get secrets cache-admin, locust-secret"
@@ -1397,12 +1634,47 @@ live_jobs_namespaced() {
 		"create,get,watch,delete jobs; list pods; get pods/log; create events; no secrets"
 	expect_binding "$JOBS_NAME" remediation-jobs
 	expect_binding "$JOBS_NAME" batch-ops
-	[[ -z $(kc get roles -n other-ns -o name) && -z $(kc get clusterroles -l "app.kubernetes.io/instance=$RELEASE" -o name) ]] ||
-		fail "job entries, namespaced scope: RBAC in other-ns or cluster-wide"
-	ok "RoleBindings $JOBS_NAME in remediation-jobs, batch-ops bind $SA; nothing in other-ns, nothing cluster-wide"
+	[[ -z $(kc get roles -n other-ns -o name) ]] || fail "job entries, namespaced scope: RBAC in other-ns"
+	ok "RoleBindings $JOBS_NAME in remediation-jobs, batch-ops bind $SA; nothing in other-ns"
+	# values-gitops.yaml: gitops.policy suspend, Flux in flux-system, Argo CD in argocd.
+	expect_rules4 role "$GITOPS_NAME" flux-system "$G_FLUX_NS4" "get,update kustomizations, helmreleases (rbac.gitops.fluxNamespaces, a suspend policy)"
+	expect_rules4 role "$GITOPS_NAME" argocd "$G_ARGO_NS4" "get,list,update applications (the catalog's gitops.argocdNamespaces)"
+	expect_rules4 clusterrole "$GITOPS_NAME" "" "$G_LIST4" "list kustomizations, helmreleases (Maintain's due suspensions, in all namespaces)"
+	[[ $(kc get clusterrolebinding "$GITOPS_NAME" -o jsonpath='{.roleRef.kind}/{.roleRef.name} {range .subjects[*]}{.kind}:{.namespace}:{.name}{end}') == "ClusterRole/$GITOPS_NAME ServiceAccount:$NS:$SA" ]] ||
+		fail "ClusterRoleBinding $GITOPS_NAME does not bind $SA"
+	expect_binding "$GITOPS_NAME" flux-system
+	expect_binding "$GITOPS_NAME" argocd
+	[[ $(kc get clusterroles -l "app.kubernetes.io/instance=$RELEASE" -o name) == "clusterrole.rbac.authorization.k8s.io/$GITOPS_NAME" ]] ||
+		fail "namespaced scope: cluster-wide RBAC other than $GITOPS_NAME: $(kc get clusterroles -l "app.kubernetes.io/instance=$RELEASE" -o name)"
+	ok "RoleBindings $GITOPS_NAME in flux-system, argocd and ClusterRoleBinding $GITOPS_NAME bind $SA; no other cluster-wide RBAC"
 	pod_env_checks "deployment/$RELEASE" sockshop-production,batch-ops,remediation-jobs
 	wait_for "RBAC: create jobs in remediation-jobs" 20 kubectl auth can-i create jobs.batch -n remediation-jobs --as "$SA_USER"
 	can_matrix_jobs_namespaced "$SA_USER"
+	say "GitOps owners: RBAC as $SA_USER"
+	wait_for "RBAC: update kustomizations in flux-system" 20 kubectl auth can-i update kustomizations.kustomize.toolkit.fluxcd.io -n flux-system --as "$SA_USER"
+	can_all "$SA_USER" <<-EOF
+		yes get kustomizations.kustomize.toolkit.fluxcd.io flux-system
+		yes update kustomizations.kustomize.toolkit.fluxcd.io flux-system
+		yes get helmreleases.helm.toolkit.fluxcd.io flux-system
+		yes update helmreleases.helm.toolkit.fluxcd.io flux-system
+		yes list kustomizations.kustomize.toolkit.fluxcd.io --all
+		yes list helmreleases.helm.toolkit.fluxcd.io --all
+		yes get applications.argoproj.io argocd
+		yes list applications.argoproj.io argocd
+		yes update applications.argoproj.io argocd
+		no get kustomizations.kustomize.toolkit.fluxcd.io other-ns
+		no update helmreleases.helm.toolkit.fluxcd.io other-ns
+		no get kustomizations.kustomize.toolkit.fluxcd.io --all
+		no patch kustomizations.kustomize.toolkit.fluxcd.io flux-system
+		no delete helmreleases.helm.toolkit.fluxcd.io flux-system
+		no watch kustomizations.kustomize.toolkit.fluxcd.io flux-system
+		no get applications.argoproj.io flux-system
+		no get applications.argoproj.io other-ns
+		no list applications.argoproj.io --all
+		no delete applications.argoproj.io argocd
+		no get secrets argocd
+		no get gitrepositories.source.toolkit.fluxcd.io flux-system
+	EOF
 }
 
 # live_nats_checks: helm upgrade to transport=nats, then the provider binary
@@ -1431,10 +1703,15 @@ live_nats_checks() {
 		-o jsonpath='{range .items[*]}{.kind}/{.metadata.namespace}/{.metadata.name}{"\n"}{end}' | sort)
 	[[ $got == "Role/$NS/$LEASES_NAME"$'\n'"RoleBinding/$NS/$LEASES_NAME" ]] ||
 		fail "with the built-in catalog again the Roles/RoleBindings are ${got//$'\n'/ }; want only $LEASES_NAME in $NS"
-	expect_rules clusterrole "$CLUSTER_NAME"
-	ok "the built-in catalog again: the job namespaces' Roles are gone, the ClusterRole has no job rule"
+	expect_rules clusterrole "$CLUSTER_NAME" "" "$G_CLUSTER"
+	ok "the built-in catalog again: the job namespaces' Roles are gone, the ClusterRole has no job rule, and no update on the GitOps owners"
 	wait_for "RBAC: no create jobs in other-ns" 20 bash -c "! kubectl auth can-i create jobs.batch -n other-ns --as '$SA_USER'"
 	can_no_jobs "$SA_USER"
+	can_all "$SA_USER" <<-EOF
+		yes get kustomizations.kustomize.toolkit.fluxcd.io flux-system
+		no update kustomizations.kustomize.toolkit.fluxcd.io flux-system
+		no update applications.argoproj.io argocd
+	EOF
 	# The provider container's environment, as the pod gets it.
 	local -a chart_env
 	mapfile -t chart_env < <(kc get deployment "$RELEASE" -n "$NS" \
