@@ -49,6 +49,12 @@ func (u *Unpauser) Maintain(ctx context.Context) {
 		if apierrors.IsNotFound(err) {
 			return // KEDA is not installed
 		}
+		if apierrors.IsForbidden(err) {
+			// scale needs list there to pause anything: no pause of ours
+			// can be there. Said every round, it is noise.
+			u.log().WithError(err).WithField("namespace", ns).Debug("keda: may not list ScaledObjects here; no pause of the provider's can be here")
+			continue
+		}
 		if err != nil {
 			u.log().WithError(err).WithField("namespace", ns).Warn("keda: cannot list the paused ScaledObjects to unpause the due ones")
 			continue

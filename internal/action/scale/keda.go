@@ -48,7 +48,7 @@ func kedaOwner(hpa *autoscalingv2.HorizontalPodAutoscaler) string {
 func refuseKEDA(ref workload.Ref, hpa *autoscalingv2.HorizontalPodAutoscaler, owner string) error {
 	return action.Refuse("KEDA autoscaler",
 		"%s is autoscaled by KEDA ScaledObject %s/%s through horizontalpodautoscaler %s, which KEDA puts back when changed; "+
-			"the provider pauses the ScaledObject instead (%s), but cannot read ScaledObjects here: allow it to get, list and patch scaledobjects.keda.sh",
+			"the provider pauses the ScaledObject instead (%s), but cannot read ScaledObjects here: allow it to list and patch scaledobjects.keda.sh",
 		ref, ref.Namespace, owner, hpa.Name, keda.PausedReplicasAnnotation)
 }
 

@@ -205,6 +205,12 @@ func (g *Gate) Maintain(ctx context.Context) {
 			if apierrors.IsNotFound(err) {
 				continue // the tool is not installed
 			}
+			if apierrors.IsForbidden(err) {
+				// Without list there, no suspension of ours can be there:
+				// suspending needs it too. Said every round, it is noise.
+				g.log.WithError(err).Debugf("gitops: may not list %s; no suspension of the provider's can be there", l.o.gvr.GroupResource())
+				continue
+			}
 			if err != nil {
 				g.log.WithError(err).Warnf("gitops: cannot list the suspended %s to resume them", l.o.gvr.GroupResource())
 				continue
