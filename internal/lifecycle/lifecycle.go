@@ -140,6 +140,7 @@ type job struct {
 // New returns a Lifecycle; Start sets its workers going. claims may be nil.
 func New(cfg Config, registry *action.Registry, seen *dedup.Window, claims Claimer, replier keptnevent.Replier,
 	publisher delivery.Publisher, log logrus.FieldLogger, m *metrics.Metrics) *Lifecycle {
+	m.QueueCapacity.Set(float64(cfg.QueueSize))
 	return &Lifecycle{
 		cfg: cfg, registry: registry, seen: seen, claims: claims, replier: replier,
 		publisher: publisher, log: log, metrics: m,
@@ -290,6 +291,9 @@ func (l *Lifecycle) handle(j job) {
 
 	l.metrics.Actions.WithLabelValues(j.action, string(status), string(result)).Inc()
 	l.metrics.ActionDuration.WithLabelValues(j.action).Observe(elapsed.Seconds())
+	if r := refusal(err); r != nil {
+		l.metrics.Refusals.WithLabelValues(r.Rule).Inc()
+	}
 
 	log := j.log.WithFields(logrus.Fields{
 		"status": status, "result": result, "duration": elapsed.String(), "message": message,
@@ -474,6 +478,7 @@ func (l *Lifecycle) adopt(o Orphan) (*pendingFinish, bool) {
 	})
 	if len(o.Finished) > 0 {
 		// It got as far as its finished event: send that one, as it was.
+		l.metrics.OrphansRecovered.Inc()
 		return &pendingFinish{log: log, event: keptnevent.Outgoing{
 			Type: keptnevent.FinishedType, Body: o.Finished,
 			KeptnContext: t.KeptnContext, TriggeredID: t.ID, Action: t.Data.Action.Action,
@@ -487,6 +492,7 @@ func (l *Lifecycle) adopt(o Orphan) (*pendingFinish, bool) {
 		return nil, false
 	}
 	l.metrics.Actions.WithLabelValues(t.Data.Action.Action, string(keptnv2.StatusErrored), string(keptnv2.ResultFailed)).Inc()
+	l.metrics.OrphansRecovered.Inc()
 	return &pendingFinish{event: finished, log: log}, true
 }
 
@@ -571,7 +577,13 @@ func Report(out action.Outcome, err error) (keptnv2.StatusType, keptnv2.ResultTy
 	return keptnv2.StatusSucceeded, result, out.Message
 }
 
-func isRefusal(err error) bool {
+func isRefusal(err error) bool { return refusal(err) != nil }
+
+// refusal is the rule's refusal err holds, or nil.
+func refusal(err error) *action.Refusal {
 	var r *action.Refusal
-	return errors.As(err, &r)
+	if errors.As(err, &r) {
+		return r
+	}
+	return nil
 }

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/intake"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
 )
 
@@ -186,5 +188,42 @@ func TestRecoverGoesOnAfterAnUnusableOrphan(t *testing.T) {
 	b.Recover(context.Background())
 	if n := pub.count(keptnevent.FinishedType); n != 1 {
 		t.Fatalf("sent %d finished events; want one, for the usable orphan after the unusable one:\n%s", n, pub)
+	}
+}
+
+// A refusal is counted by its rule, and an orphan answered by this
+// replica is counted: the dashboard's refusals panel and the "orphans
+// were recovered" alert read them.
+func TestRefusalsAndOrphansAreCounted(t *testing.T) {
+	l := newContractLifecycle(t, nil, &broker{}, nil)
+	l.claims = nil
+	var reg action.Registry
+	if err := reg.Register("scale", handlerFunc(func(context.Context, action.Request) (action.Outcome, error) {
+		return action.Outcome{}, action.Refuse("budget", "spent")
+	})); err != nil {
+		t.Fatal(err)
+	}
+	l.registry = &reg
+	l.Start(context.Background())
+	if d := l.Submit(context.Background(), contractEvent()); d != intake.Accepted {
+		t.Fatalf("Submit = %v", d)
+	}
+	l.Close()
+	if err := l.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(l.metrics.Refusals.WithLabelValues("budget")); n != 1 {
+		t.Errorf("refusals{rule=budget} = %v, want 1", n)
+	}
+	if n := testutil.ToFloat64(l.metrics.QueueCapacity); n != 1 {
+		t.Errorf("queue capacity = %v, want QueueSize 1", n)
+	}
+
+	book := &book{records: map[string]*rec{contractTriggeredID: {
+		holder: "dead", state: "started", record: inFlight(contractEvent())}}, dead: map[string]bool{"dead": true}}
+	b := newContractLifecycle(t, book.process("b", nil), &broker{}, nil)
+	b.Recover(context.Background())
+	if n := testutil.ToFloat64(b.metrics.OrphansRecovered); n != 1 {
+		t.Errorf("orphans recovered = %v, want 1", n)
 	}
 }

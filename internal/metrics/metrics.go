@@ -36,6 +36,14 @@ type Metrics struct {
 	Deliveries      *prometheus.CounterVec // by type, outcome (delivered, failed)
 	DeliveryRetries *prometheus.CounterVec // by type
 	DeliveryLatency prometheus.Histogram
+	// Refusals counts the actions a rule refused, by rule ("cooldown",
+	// "budget", "gitops", ...).
+	Refusals *prometheus.CounterVec
+	// OrphansRecovered counts the actions of a replica that died, taken
+	// over and answered by this one.
+	OrphansRecovered prometheus.Counter
+	// QueueCapacity is QUEUE_SIZE, for "the queue stays full".
+	QueueCapacity prometheus.Gauge
 }
 
 // New creates the collectors and registers them on reg.
@@ -75,8 +83,21 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to deliver one event, retries included.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .05, .25, 1, 5, 30, 120},
 		}),
+		Refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "refusals_total",
+			Help: "Actions a rule refused (reported succeeded/fail), by rule.",
+		}, []string{"rule"}),
+		OrphansRecovered: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "orphans_recovered_total",
+			Help: "Actions of a replica that stopped while running them, answered by this one.",
+		}),
+		QueueCapacity: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "queue_capacity",
+			Help: "How many accepted events the queue holds (QUEUE_SIZE).",
+		}),
 	}
 	reg.MustRegister(m.EventsReceived, m.Actions, m.ActionDuration, m.ActionsInFlight,
-		m.QueueDepth, m.Deliveries, m.DeliveryRetries, m.DeliveryLatency)
+		m.QueueDepth, m.Deliveries, m.DeliveryRetries, m.DeliveryLatency,
+		m.Refusals, m.OrphansRecovered, m.QueueCapacity)
 	return m
 }
