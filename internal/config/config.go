@@ -71,6 +71,7 @@ type Config struct {
 
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"logrus level: trace, debug, info, warn, error"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
+	AuditLog  string `envconfig:"AUDIT_LOG" desc:"one JSON line per finished action (docs/observability-audit.md): stdout, stderr or a file path (appended to, mode 0600); empty: off"`
 }
 
 // Sandbox and transport settings.
