@@ -33,6 +33,9 @@ Usage:
   action-provider lint FILE...
                             check remediation.yaml files against the action
                             catalog (ACTIONS_CONFIG); exit 1 on any problem
+  action-provider history [--since 24h] [--namespace NS] [--output table|json]
+                            print what the provider did, read from the cluster:
+                            its audit Events and its ledger's records
   action-provider --version print the version
   action-provider --help    print this help
 
@@ -66,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return demo(ctx, stdout, stderr)
 	case "lint":
 		return runLint(stdout, flags.Args()[1:])
+	case "history":
+		return runHistory(ctx, flags.Args()[1:], stdout, stderr)
 	case "help":
 		return usage(stdout)
 	default:
