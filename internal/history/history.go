@@ -139,12 +139,16 @@ func Read(ctx context.Context, client kubernetes.Interface, opts Options) ([]Ent
 		}
 		out = append(out, r)
 	}
+	// Events keep whole seconds, Leases microseconds: compared by the
+	// second first, a claim comes before what it led to within its second.
 	slices.SortStableFunc(out, func(a, b Entry) int {
-		if c := a.Time.Compare(b.Time); c != 0 {
+		if c := a.Time.Truncate(time.Second).Compare(b.Time.Truncate(time.Second)); c != 0 {
 			return c
 		}
-		// A claim comes before what it led to, at the same second.
-		return strings.Compare(b.Source, a.Source)
+		if c := strings.Compare(b.Source, a.Source); c != 0 {
+			return c
+		}
+		return a.Time.Compare(b.Time)
 	})
 	return out, nil
 }
