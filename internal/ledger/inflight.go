@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -67,6 +68,11 @@ func (l *Ledger) Finishing(ctx context.Context, triggeredID string, finished []b
 func (l *Ledger) Finished(ctx context.Context, triggeredID string) error {
 	return l.updateEvent(ctx, triggeredID, func(lease *coordinationv1.Lease) error {
 		lease.Labels[stateLabel] = stateFinished
+		// A refusal or an error leaves no Event on a target: this short
+		// summary is what `action-provider history` can say of it.
+		if s := audit.Summarize([]byte(lease.Annotations[recordKey]), []byte(lease.Annotations[finishedKey])); s != "" {
+			lease.Annotations[audit.OutcomeAnnotation] = s
+		}
 		delete(lease.Annotations, recordKey)
 		delete(lease.Annotations, finishedKey)
 		return nil

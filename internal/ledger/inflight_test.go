@@ -3,10 +3,12 @@ package ledger
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -357,4 +359,40 @@ func eventStart(t *testing.T, client *fake.Clientset, id string) time.Time {
 		t.Fatalf("record of %s: %+v, %v", id, lease, err)
 	}
 	return lease.Spec.AcquireTime.Time
+}
+
+// A finished event's Lease keeps a short summary of how it ended, all
+// that `action-provider history` can say of a refusal or an error, which
+// leave no Event on a target.
+func TestFinishedKeepsTheOutcome(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	l := newLedger(t, client, "a", &clock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)})
+	if _, err := l.Claim(ctx, "id-1"); err != nil {
+		t.Fatal(err)
+	}
+	record := []byte(`{"id":"id-1","shkeptncontext":"ctx-1","type":"sh.keptn.event.action.triggered","data":{"project":"sockshop","stage":"production","service":"carts","action":{"action":"scale"}}}`)
+	finished := []byte(`{"data":{"status":"succeeded","result":"fail","message":"refused (budget): spent"}}`)
+	for _, step := range []func() error{
+		func() error { return l.Started(ctx, "id-1", record) },
+		func() error { return l.Finishing(ctx, "id-1", finished) },
+		func() error { return l.Finished(ctx, "id-1") },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leases, err := client.CoordinationV1().Leases("keptn").List(ctx, metav1.ListOptions{})
+	if err != nil || len(leases.Items) != 1 {
+		t.Fatalf("%v %v", leases, err)
+	}
+	got := leases.Items[0].Annotations[audit.OutcomeAnnotation]
+	for _, want := range []string{`"action":"scale"`, `"result":"fail"`, `refused (budget): spent`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("outcome %s lacks %s", got, want)
+		}
+	}
+	if _, ok := leases.Items[0].Annotations[recordKey]; ok {
+		t.Error("the triggered event is still kept")
+	}
 }

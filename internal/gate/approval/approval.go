@@ -168,6 +168,7 @@ func (g *Gate) Admit(ctx context.Context, s gate.Subject) (gate.Admission, error
 	switch {
 	case err == nil && d.verdict == approved:
 		who := approver(d.obj, ApproveKey, d.note)
+		audit.NoteFrom(ctx).Approver(who)
 		g.event(ctx, target, d.obj, s, ReasonGranted, corev1.EventTypeNormal,
 			fmt.Sprintf("approved %s after %s: %s", who, g.now().Sub(start).Round(time.Second), n.why))
 		g.log.WithFields(logrus.Fields{"triggeredid": id, "target": target.String(), "by": who}).Info("approval granted")
