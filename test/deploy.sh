@@ -13,8 +13,11 @@
 #    entries in the catalog and with the gates' sections
 #    (test/deploy/values-gitops.yaml) in both scopes (exact rules) (sidecar: the
 #    render does not depend on the nats values; nats: one container, the
-#    NATS variables, TLS and credentials Secrets, its grace period); wrong
-#    values must fail with the schema's (or the chart's) message.
+#    NATS variables, TLS and credentials Secrets, its grace period); the
+#    Grafana dashboard's ConfigMap (the JSON as is, the sidecar's label) and
+#    the PrometheusRule, whose spec passes `promtool check rules` and the
+#    unit tests of test/promtool (`promtool test rules`); wrong values must
+#    fail with the schema's (or the chart's) message.
 # 3. On a real Kubernetes control plane (test/controlplane; kwok makes pods
 #    Running/Ready without images), in a private network namespace when the
 #    machine allows it:
@@ -308,6 +311,7 @@ static_checks() {
 	jobs_static_checks
 	gitops_static_checks
 	nats_static_checks
+	observability_static_checks
 
 	step "wrong values fail with a clear message"
 	must_fail "--set rbac.scope=everything" "at '/rbac/scope': value must be one of 'cluster', 'namespaced'" \
@@ -530,6 +534,72 @@ gitops_static_checks() {
 
 # nats_static_checks: the chart with transport=nats, and the default
 # (sidecar) render independent of every new value.
+# The Grafana dashboard's ConfigMap and the PrometheusRule (both off by
+# default: the default render's kinds above have neither): the ConfigMap
+# carries chart/dashboards' JSON byte for byte, with the sidecar's label; the
+# PrometheusRule's spec is a rule file that `promtool check rules` accepts
+# and that passes test/promtool's unit tests (the same ones make test runs
+# on its own render of chart/files/prometheus-rules.yaml); values reach it.
+observability_static_checks() {
+	local tpl=("$HELM" template "$RELEASE" chart/ -n "$NS" --kube-version "$KUBE_VERSION" --set 'rbac.namespaces={sockshop-production}')
+	local on=(--set grafanaDashboard.enabled=true --set prometheusRule.enabled=true) promtool dir f
+
+	step "Grafana dashboard and PrometheusRule (promtool)"
+	"$HELM" lint --strict chart/ -n "$NS" --kube-version "$KUBE_VERSION" --set 'rbac.namespaces={sockshop-production}' "${on[@]}" >"$TMP/lint.log" 2>&1 ||
+		fail "helm lint (grafanaDashboard, prometheusRule): $(cat "$TMP/lint.log")"
+	"${tpl[@]}" "${on[@]}" >"$TMP/observability.yaml" || fail "helm template --set grafanaDashboard.enabled=true,prometheusRule.enabled=true"
+	kinds=$(grep -E '^kind: ' "$TMP/observability.yaml" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $3, $1; sep=","}')
+	[[ $kinds == "ConfigMap=1,Deployment=1,Pod=1,PrometheusRule=1,Role=2,RoleBinding=2,Service=1,ServiceAccount=1" ]] ||
+		fail "with the dashboard and the rules: $kinds"
+
+	"${tpl[@]}" "${on[@]}" --show-only templates/grafana-dashboard.yaml >"$TMP/dashboard-cm.yaml" || fail "helm template --show-only templates/grafana-dashboard.yaml"
+	grep -qxF "  name: $RELEASE-dashboard" "$TMP/dashboard-cm.yaml" && grep -qxF "  namespace: $NS" "$TMP/dashboard-cm.yaml" ||
+		fail "the dashboard's ConfigMap is not $RELEASE-dashboard in $NS: $(head -n 8 "$TMP/dashboard-cm.yaml")"
+	grep -qxF '    grafana_dashboard: "1"' "$TMP/dashboard-cm.yaml" || fail "the dashboard's ConfigMap lacks the sidecar's label grafana_dashboard: \"1\""
+	awk '/^  keptn-action-provider.json: \|-$/ {on=1; next} on && /^    / {print substr($0, 5); next} on && /^$/ {print; next} on {exit}' \
+		"$TMP/dashboard-cm.yaml" >"$TMP/dashboard.json"
+	cmp -s chart/dashboards/keptn-action-provider.json "$TMP/dashboard.json" ||
+		fail "the ConfigMap's keptn-action-provider.json is not chart/dashboards/keptn-action-provider.json: $(diff chart/dashboards/keptn-action-provider.json "$TMP/dashboard.json" | head -n 10)"
+	ok "grafanaDashboard.enabled: ConfigMap $RELEASE-dashboard in $NS, label grafana_dashboard: \"1\", keptn-action-provider.json = chart/dashboards/keptn-action-provider.json ($(grep -c '"type": "timeseries"\|"type": "stat"' "$TMP/dashboard.json") panels)"
+	"${tpl[@]}" "${on[@]}" --set grafanaDashboard.sidecarLabel=grafana.example.com/dashboard --set grafanaDashboard.sidecarLabelValue=keptn \
+		--set grafanaDashboard.namespace=monitoring --set grafanaDashboard.annotations.grafana_folder=Keptn \
+		--show-only templates/grafana-dashboard.yaml >"$TMP/dashboard-cm2.yaml" || fail "helm template (dashboard values)"
+	grep -qxF '    grafana.example.com/dashboard: "keptn"' "$TMP/dashboard-cm2.yaml" && grep -qxF '  namespace: monitoring' "$TMP/dashboard-cm2.yaml" &&
+		grep -qxF '    grafana_folder: Keptn' "$TMP/dashboard-cm2.yaml" && ! grep -qF 'grafana_dashboard:' "$TMP/dashboard-cm2.yaml" ||
+		fail "the dashboard values do not reach the ConfigMap: $(head -n 20 "$TMP/dashboard-cm2.yaml")"
+	ok "grafanaDashboard.sidecarLabel, sidecarLabelValue, namespace and annotations reach the ConfigMap (label grafana.example.com/dashboard: \"keptn\" in monitoring, grafana_folder: Keptn)"
+
+	promtool=$("$ROOT/test/promtool/promtool.sh") || fail "test/promtool/promtool.sh could not install promtool"
+	dir="$TMP/promtool"
+	mkdir -p "$dir"
+	"${tpl[@]}" "${on[@]}" --show-only templates/prometheusrule.yaml >"$TMP/prometheusrule.yaml" || fail "helm template --show-only templates/prometheusrule.yaml"
+	grep -qxF "  name: $RELEASE" "$TMP/prometheusrule.yaml" && grep -qxF "  namespace: $NS" "$TMP/prometheusrule.yaml" ||
+		fail "the PrometheusRule is not $RELEASE in $NS"
+	# Its spec, one level up, is a rule file.
+	awk '/^spec:$/ {on=1; next} on {print substr($0, 3)}' "$TMP/prometheusrule.yaml" >"$dir/rules.yaml"
+	"$promtool" check rules "$dir/rules.yaml" >"$TMP/promtool.log" 2>&1 || fail "promtool check rules (the chart's PrometheusRule): $(cat "$TMP/promtool.log")"
+	for f in test/promtool/*.test.yaml; do cp "$f" "$dir/"; done
+	(cd "$dir" && "$promtool" test rules ./*.test.yaml) >"$TMP/promtool.log" 2>&1 ||
+		fail "promtool test rules (test/promtool/*.test.yaml on the chart's PrometheusRule): $(cat "$TMP/promtool.log")"
+	ok "prometheusRule.enabled: PrometheusRule $RELEASE in $NS, $(grep -c -- '- alert: ' "$dir/rules.yaml") alerts; promtool check rules and promtool test rules test/promtool/*.test.yaml pass on its spec ($("$promtool" --version 2>&1 | head -n1))"
+	"${tpl[@]}" "${on[@]}" --set prometheusRule.labels.release=kube-prometheus-stack --set prometheusRule.alerts.queueFull.for=17m \
+		--set prometheusRule.alerts.actionsFailing.failures=7 --set prometheusRule.alerts.noReplicaReady.severity=page \
+		--set prometheusRule.runbookURL=https://wiki.example.com/keptn \
+		--show-only templates/prometheusrule.yaml >"$TMP/prometheusrule2.yaml" || fail "helm template (prometheusRule values)"
+	for want in '    release: kube-prometheus-stack' '          for: 17m' '            severity: page' \
+		'            runbook_url: https://wiki.example.com/keptn#actionprovidernoreplicaready'; do
+		grep -qxF -- "$want" "$TMP/prometheusrule2.yaml" || fail "prometheusRule values: the render lacks '$want'"
+	done
+	grep -qF 'status="errored"}[30m])) >= 7' "$TMP/prometheusrule2.yaml" || fail "prometheusRule.alerts.actionsFailing.failures does not reach the rule"
+	awk '/^spec:$/ {on=1; next} on {print substr($0, 3)}' "$TMP/prometheusrule2.yaml" >"$dir/rules2.yaml"
+	"$promtool" check rules "$dir/rules2.yaml" >"$TMP/promtool.log" 2>&1 || fail "promtool check rules (with values): $(cat "$TMP/promtool.log")"
+	ok "prometheusRule values reach the rules (labels, for, failures, severity, runbookURL), and promtool accepts them"
+	must_fail "--set prometheusRule.alerts.queueFull.for=10min" "at '/prometheusRule/alerts/queueFull/for': '10min' does not match pattern" \
+		"${tpl[@]}" "${on[@]}" --set prometheusRule.alerts.queueFull.for=10min
+	must_fail "--set prometheusRule.alerts.queueFul.for=10m (a misspelt alert)" "additional properties 'queueFul' not allowed" \
+		"${tpl[@]}" "${on[@]}" --set prometheusRule.alerts.queueFul.for=10m
+}
+
 nats_static_checks() {
 	local tpl=("$HELM" template "$RELEASE" chart/ -n "$NS" --kube-version "$KUBE_VERSION" --set 'rbac.namespaces={sockshop-production}')
 	local dep=(--show-only templates/deployment.yaml) want got
