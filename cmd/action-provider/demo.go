@@ -31,6 +31,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/eventsink"
 	"github.com/keptn-action-provider/action-provider/internal/gate/approval"
+	"github.com/keptn-action-provider/action-provider/internal/history"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
@@ -102,7 +103,16 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 	}
 	stop()
 	fmt.Fprintln(out, "All example events behaved as the Keptn contract requires.")
-	return demoGates(ctx, out, cfg, client, dyn, sink, log, masker)
+	if err := demoGates(ctx, out, cfg, client, dyn, sink, log, masker); err != nil {
+		return err
+	}
+	// What a person reads the morning after: action-provider history.
+	entries, err := history.Read(ctx, client, history.Options{Since: time.Hour, LedgerNamespace: cfg.PodNamespace})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "\naction-provider history --since 1h, on the sandbox:")
+	return history.Table(out, entries, time.UTC)
 }
 
 // serveDemo builds and starts a provider on the sandbox; stop stops it.

@@ -75,6 +75,10 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 		"== gates 6: budget, spent",
 		`"refused (budget): remediation budget spent: 1 of 1 actions in the last 10m across the cluster`,
 		"Each gate refused with the rule and the setting that changes it.",
+		// The morning after.
+		"action-provider history --since 1h, on the sandbox:",
+		"sockshop-production/Deployment/carts             rollback      ApprovalGranted",
+		"keptn/Lease/action-provider-budget               Refuse        BudgetSpent",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("demo output lacks %q", want)
