@@ -38,6 +38,10 @@ const (
 	extTriggeredID  = "triggeredid"
 	extGitCommitID  = "gitcommitid"
 	extSpecVersion  = "shkeptnspecversion"
+	// The CloudEvents distributed-tracing extension (W3C Trace Context),
+	// which go-utils' sdk-go client sets on the events Keptn sends.
+	extTraceParent = "traceparent"
+	extTraceState  = "tracestate"
 
 	// defaultSpecVersion is the Keptn spec version go-utils v0.20.4 writes;
 	// used when the triggered event does not name one.
@@ -55,6 +59,12 @@ type Triggered struct {
 	// the action to decode; Data.Action.Value is left nil, so that no
 	// second, rounded copy of it exists.
 	Value json.RawMessage
+	// TraceParent and TraceState are the event's distributed-tracing
+	// extension, empty when it has none. The started and finished events
+	// carry them onward (the lifecycle puts its own span's there when it
+	// traces).
+	TraceParent string `json:",omitempty"`
+	TraceState  string `json:",omitempty"`
 }
 
 // Request is what the action handler gets from this event.
@@ -99,11 +109,15 @@ func Decode(header http.Header, body []byte) (Triggered, error) {
 	if err != nil {
 		return Triggered{}, err
 	}
+	// The SDK copies the extensions on each call of Extensions: once.
+	ext := ev.Extensions()
 	t := Triggered{
 		ID:           ev.ID(),
-		KeptnContext: stringExtension(ev, extKeptnContext),
-		GitCommitID:  stringExtension(ev, extGitCommitID),
-		SpecVersion:  stringExtension(ev, extSpecVersion),
+		KeptnContext: stringExtension(ext, extKeptnContext),
+		GitCommitID:  stringExtension(ext, extGitCommitID),
+		SpecVersion:  stringExtension(ext, extSpecVersion),
+		TraceParent:  stringExtension(ext, extTraceParent),
+		TraceState:   stringExtension(ext, extTraceState),
 	}
 	if ev.Type() != TriggeredType {
 		return Triggered{}, &InvalidError{ID: t.ID, Reason: fmt.Sprintf("event type %q is not %s", ev.Type(), TriggeredType)}
@@ -181,8 +195,8 @@ func single(body []byte) error {
 		"trailing data after the event: a structured-mode body is exactly one event, and %d byte(s) that are not JSON follow it", len(rest))}
 }
 
-func stringExtension(ev *event.Event, name string) string {
-	v, ok := ev.Extensions()[name]
+func stringExtension(ext map[string]any, name string) string {
+	v, ok := ext[name]
 	if !ok {
 		return ""
 	}

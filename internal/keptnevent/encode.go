@@ -131,6 +131,8 @@ type envelope struct {
 	TriggeredID     string    `json:"triggeredid"`
 	SpecVersionKT   string    `json:"shkeptnspecversion"`
 	GitCommitID     string    `json:"gitcommitid,omitempty"`
+	TraceParent     string    `json:"traceparent,omitempty"`
+	TraceState      string    `json:"tracestate,omitempty"`
 	Data            any       `json:"data"`
 }
 
@@ -151,6 +153,8 @@ func (r Replier) encode(t Triggered, eventType string, data any) (Outgoing, erro
 		TriggeredID:     t.ID,
 		SpecVersionKT:   t.SpecVersion,
 		GitCommitID:     t.GitCommitID,
+		TraceParent:     t.TraceParent,
+		TraceState:      t.TraceState,
 		Data:            data,
 	})
 	if err != nil {
