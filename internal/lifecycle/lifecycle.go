@@ -25,6 +25,8 @@ import (
 
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
@@ -33,6 +35,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/intake"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
+	"github.com/keptn-action-provider/action-provider/internal/tracing"
 )
 
 // Config tunes a Lifecycle.
@@ -41,6 +44,10 @@ type Config struct {
 	QueueSize     int
 	ActionTimeout time.Duration
 	DryRun        bool
+	// Tracing makes spans of claim, started, run and finished, under the
+	// span the intake's context carries or the event's traceparent; nil
+	// is off.
+	Tracing *tracing.Tracing
 	// Audit gets one line per action that ends here (AUDIT_LOG); nil: none.
 	Audit *audit.Stream
 }
@@ -138,6 +145,9 @@ type job struct {
 	action  string // canonical name
 	handler action.Handler
 	log     logrus.FieldLogger
+	// parent is the span the event's spans go under; not valid when
+	// tracing is off, or the event came with no trace and no intake span.
+	parent trace.SpanContext
 }
 
 // New returns a Lifecycle; Start sets its workers going. claims may be nil.
@@ -180,6 +190,12 @@ func (l *Lifecycle) Submit(ctx context.Context, t keptnevent.Triggered) intake.D
 		return intake.Draining
 	}
 	j := job{event: t, action: name, handler: handler, log: log}
+	if l.cfg.Tracing.On() {
+		j.parent = trace.SpanContextFromContext(ctx)
+		if !j.parent.IsValid() {
+			j.parent = trace.SpanContextFromContext(l.cfg.Tracing.Extract(ctx, t.TraceParent, t.TraceState))
+		}
+	}
 	select {
 	case l.queue <- j:
 		l.metrics.QueueDepth.Inc()
@@ -262,6 +278,12 @@ func (l *Lifecycle) Wait(ctx context.Context) error {
 
 // handle is the second half of the lifecycle, on a worker.
 func (l *Lifecycle) handle(j job) {
+	if l.cfg.Tracing.On() && !j.parent.IsValid() {
+		// No trace came with the event: it gets one of its own.
+		_, root := l.span(context.Background(), &j, "event")
+		defer root.End()
+		j.parent = root.SpanContext()
+	}
 	if !l.claim(j) {
 		return
 	}
@@ -269,13 +291,15 @@ func (l *Lifecycle) handle(j job) {
 	// the two then leaves an action another process reports, rather than
 	// a started event no process ever finishes. The cost is that, killed
 	// just before sending started, it may be reported finished without one.
+	ctx, span := l.span(l.deliveryCtx, &j, "started")
 	l.record(j.log, "started", func(ctx context.Context) error {
 		return l.claims.Started(ctx, j.event.ID, inFlight(j.event))
 	})
-	started, err := l.replier.Started(j.event)
+	started, err := l.replier.Started(carry(j.event, span))
 	if err == nil {
-		err = l.publisher.Publish(l.deliveryCtx, started)
+		err = l.publisher.Publish(ctx, started)
 	}
+	tracing.End(span, err)
 	if err != nil {
 		// Nothing was started as far as Keptn knows, so nothing may be
 		// finished, and production must not change unreported.
@@ -288,10 +312,15 @@ func (l *Lifecycle) handle(j job) {
 	defer l.metrics.ActionsInFlight.Dec()
 
 	begin := time.Now()
-	actx, note := audit.WithNote(l.actionCtx)
+	ctx, span = l.span(l.actionCtx, &j, "run")
+	actx, note := audit.WithNote(ctx)
 	outcome, err := l.run(actx, j)
 	status, result, message := Report(outcome, err)
 	elapsed := time.Since(begin)
+	if span.IsRecording() {
+		span.SetAttributes(tracing.Status.String(string(status)), tracing.Result.String(string(result)))
+	}
+	tracing.End(span, err)
 	if werr := l.cfg.Audit.Finished(audit.Finish{Event: j.event, Action: j.action, Status: string(status), Result: string(result),
 		Message: message, Duration: elapsed, Err: err, Note: note, DryRun: l.cfg.DryRun}); werr != nil {
 		j.log.WithError(werr).Warn("audit line not written")
@@ -306,7 +335,12 @@ func (l *Lifecycle) handle(j job) {
 	log := j.log.WithFields(logrus.Fields{
 		"status": status, "result": result, "duration": elapsed.String(), "message": message,
 	})
-	finished, err := l.replier.Finished(j.event, status, result, message)
+	ctx, span = l.span(l.deliveryCtx, &j, "finished")
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(tracing.Status.String(string(status)), tracing.Result.String(string(result)))
+	}
+	finished, err := l.replier.Finished(carry(j.event, span), status, result, message)
 	if err != nil {
 		// Submit checked that a finished event fits; this cannot happen.
 		log.WithError(err).Error("finished event could not be built; Keptn will not learn how the action ended")
@@ -328,7 +362,35 @@ func (l *Lifecycle) handle(j job) {
 			log.WithError(err).Warn("could not record the finished event on the cluster; sending it all the same")
 		}
 	}
-	l.finish(l.deliveryCtx, &pendingFinish{event: finished, log: log})
+	l.finish(ctx, &pendingFinish{event: finished, log: log})
+}
+
+// span starts a span of the event's trace under parent's cancellation;
+// when tracing is off it returns parent and a no-op span, allocating
+// nothing.
+func (l *Lifecycle) span(parent context.Context, j *job, name string) (context.Context, trace.Span) {
+	if !l.cfg.Tracing.On() {
+		return parent, trace.SpanFromContext(context.Background())
+	}
+	ctx := parent
+	if j.parent.IsValid() {
+		ctx = trace.ContextWithSpanContext(parent, j.parent)
+	}
+	return l.cfg.Tracing.Start(ctx, name, trace.WithAttributes(
+		tracing.KeptnContext.String(j.event.KeptnContext),
+		tracing.TriggeredID.String(j.event.ID),
+		tracing.Action.String(j.event.Data.Action.Action),
+	))
+}
+
+// carry puts span's traceparent on the event it answers t with, so that
+// Keptn's trace goes on from this one; t's own is kept when span is not
+// recording.
+func carry(t keptnevent.Triggered, span trace.Span) keptnevent.Triggered {
+	if span.IsRecording() {
+		t.TraceParent, t.TraceState = tracing.Inject(span.SpanContext())
+	}
+	return t
 }
 
 // pendingFinish is a finished event on its way: delivered, then recorded.
@@ -521,9 +583,14 @@ func (l *Lifecycle) claim(j job) bool {
 	// Under the delivery context, not the actions': cancelling actions at
 	// shutdown must not turn a claim into "run anyway" for an event that
 	// another replica may own.
-	ctx, cancel := context.WithTimeout(l.deliveryCtx, claimTimeout)
+	ctx, span := l.span(l.deliveryCtx, &j, "claim")
+	ctx, cancel := context.WithTimeout(ctx, claimTimeout)
 	defer cancel()
 	first, err := l.claims.Claim(ctx, j.event.ID)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Bool("first", first))
+	}
+	tracing.End(span, err)
 	switch {
 	case err != nil && l.deliveryCtx.Err() != nil:
 		j.log.WithError(err).Error("not run and not answered: the provider gave up on deliveries at shutdown while claiming the event")

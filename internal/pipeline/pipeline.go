@@ -17,6 +17,8 @@ import (
 
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/trace"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -26,6 +28,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/guard"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/rollout"
+	"github.com/keptn-action-provider/action-provider/internal/tracing"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -65,28 +68,31 @@ func (p *Pipeline) Run(ctx context.Context, name string, req action.Request, opt
 	dryRun := req.DryRun || opts.DryRun
 
 	// Resolve, refusing a forbidden namespace before reading anything in it.
-	ns, err := workload.Namespace(req, opts.Selector)
+	sctx, span := tracing.Child(ctx, "resolve")
+	ns, ref, obj, err := p.resolve(sctx, name, req, opts)
+	tracing.End(span, err)
 	if err != nil {
 		return action.Outcome{}, err
 	}
-	if err := p.Policy.Namespace(ctx, ns); err != nil {
-		return action.Outcome{}, err
-	}
-	ref, obj, err := workload.ResolveObjectWith(ctx, p.Client, p.Dynamic, req, opts.Selector)
-	if err != nil {
-		return action.Outcome{}, fmt.Errorf("find the workload to %s: %w", name, err)
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(tracing.Target.String(ref.String()))
 	}
 
 	// Guard: the workload's owner may have opted it out.
-	if err := guard.OptOut(ref, obj); err != nil {
+	_, span = tracing.Child(ctx, "guard")
+	err = guard.OptOut(ref, obj)
+	tracing.End(span, err)
+	if err != nil {
 		return action.Outcome{}, err
 	}
 
 	// Gates: whether it may act now, whatever the value says.
-	admission, err := p.Gates.Admit(ctx, gate.Subject{
+	sctx, span = tracing.Child(ctx, "gates")
+	admission, err := p.Gates.Admit(sctx, gate.Subject{
 		Entry: p.Entry, Kind: name, Request: req, Namespace: ns, Target: ref, Object: obj,
 		DryRun: dryRun, Settings: p.GateSettings,
 	})
+	tracing.End(span, err)
 	if err != nil {
 		return action.Outcome{}, err
 	}
@@ -96,18 +102,26 @@ func (p *Pipeline) Run(ctx context.Context, name string, req action.Request, opt
 	// Lock: one action at a time per target, and the cooldown.
 	var hold *ledger.Hold
 	if p.Ledger != nil {
-		if hold, err = p.Ledger.Lock(ctx, ref, name, req.TriggeredID, p.Cooldown, dryRun); err != nil {
+		sctx, span := tracing.Child(ctx, "lock")
+		hold, err = p.Ledger.Lock(sctx, ref, name, req.TriggeredID, p.Cooldown, dryRun)
+		tracing.End(span, err)
+		if err != nil {
 			return action.Outcome{}, err
 		}
 	}
 	defer func() {
-		if err := hold.Release(ctx, changed); err != nil {
+		sctx, span := tracing.Child(ctx, "release")
+		err := hold.Release(sctx, changed)
+		tracing.End(span, err)
+		if err != nil {
 			p.log(req).WithError(err).Warn("could not release the target's lock; it expires by itself")
 		}
 	}()
 
 	// Mutate.
-	change, err := m.Mutate(ctx, ref, dryRun)
+	sctx, span = tracing.Child(ctx, "mutate")
+	change, err := m.Mutate(sctx, ref, dryRun)
+	tracing.End(span, err)
 	changed = change.Changed
 	if err != nil {
 		return action.Outcome{}, err
@@ -136,7 +150,10 @@ func (p *Pipeline) Run(ctx context.Context, name string, req action.Request, opt
 			Context: req.KeptnContext, Trigger: req.TriggeredID, Problem: req.Problem.ProblemTitle,
 			Warning: change.Result == keptnv2.ResultWarning || change.Result == keptnv2.ResultFailed,
 		}
-		if err := p.Audit.Record(ctx, ref, obj, entry); err != nil {
+		sctx, span := tracing.Child(ctx, "audit")
+		err := p.Audit.Record(sctx, ref, obj, entry)
+		tracing.End(span, err)
+		if err != nil {
 			p.log(req).WithError(err).Warn("audit event not recorded")
 		}
 	}
@@ -152,9 +169,11 @@ func (p *Pipeline) Run(ctx context.Context, name string, req action.Request, opt
 	if opts.Timeout > 0 {
 		timeout = time.Duration(opts.Timeout)
 	}
-	report, err := rollout.Wait(ctx, p.Client, ref, rollout.Options{
+	sctx, span = tracing.Child(ctx, "verify")
+	report, err := rollout.Wait(sctx, p.Client, ref, rollout.Options{
 		Timeout: timeout, Interval: p.VerifyInterval, Replicas: change.Replicas, Pods: change.Pods, Dynamic: p.Dynamic,
 	})
+	tracing.End(span, err)
 	if err != nil {
 		return action.Outcome{}, fmt.Errorf("%s, but checking the rollout failed: %w", message, err)
 	}
@@ -162,6 +181,23 @@ func (p *Pipeline) Run(ctx context.Context, name string, req action.Request, opt
 		return action.Fail(message + ", but the rollout did not converge: " + report.Summary), nil
 	}
 	return outcome(change.Result, message+"; "+report.Summary), nil
+}
+
+// resolve finds the workload, refusing a forbidden namespace before
+// reading anything in it.
+func (p *Pipeline) resolve(ctx context.Context, name string, req action.Request, opts Options) (string, workload.Ref, metav1.Object, error) {
+	ns, err := workload.Namespace(req, opts.Selector)
+	if err != nil {
+		return "", workload.Ref{}, nil, err
+	}
+	if err := p.Policy.Namespace(ctx, ns); err != nil {
+		return "", workload.Ref{}, nil, err
+	}
+	ref, obj, err := workload.ResolveObjectWith(ctx, p.Client, p.Dynamic, req, opts.Selector)
+	if err != nil {
+		return "", workload.Ref{}, nil, fmt.Errorf("find the workload to %s: %w", name, err)
+	}
+	return ns, ref, obj, nil
 }
 
 // describe is the before → after of a change, for the audit record.

@@ -26,10 +26,14 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keptn-action-provider/action-provider/internal/intake"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
+	"github.com/keptn-action-provider/action-provider/internal/tracing"
 )
 
 // Receiver is an http.Handler for triggered events.
@@ -42,6 +46,9 @@ type Receiver struct {
 	QueueWait time.Duration
 	Log       logrus.FieldLogger
 	Metrics   *metrics.Metrics
+	// Tracing makes a span of each POST, under the event's traceparent,
+	// that the event's spans go under; nil is off.
+	Tracing *tracing.Tracing
 }
 
 // DefaultQueueWait leaves the distributor time, within its 5 s, to re-POST
@@ -77,7 +84,13 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rc.reject(w, metrics.Invalid, "", "could not read body: "+err.Error())
 		return
 	}
+	var began time.Time
+	if rc.Tracing.On() {
+		began = time.Now()
+	}
 	t, err := keptnevent.Decode(r.Header, body)
+	ctx, span := rc.trace(r, t, began, err)
+	defer span.End()
 	if err != nil {
 		var invalid *keptnevent.InvalidError
 		id := ""
@@ -91,10 +104,14 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if wait <= 0 {
 		wait = DefaultQueueWait
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	received := rc.Metrics.EventsReceived.WithLabelValues
-	switch rc.Submitter.Submit(ctx, t) {
+	disposition := rc.Submitter.Submit(ctx, t)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("disposition", dispositions[disposition]))
+	}
+	switch disposition {
 	case intake.Accepted:
 		received(keptnevent.TriggeredType, metrics.Accepted).Inc()
 		answer(w, http.StatusAccepted, "accepted")
@@ -116,6 +133,39 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		received(keptnevent.TriggeredType, metrics.Draining).Inc()
 		answer(w, http.StatusServiceUnavailable, "shutting down; retry on another replica")
 	}
+}
+
+// dispositions name intake's dispositions on the receive span.
+var dispositions = map[intake.Disposition]string{
+	intake.Accepted: metrics.Accepted, intake.Unknown: metrics.UnknownAction, intake.Duplicate: metrics.Duplicate,
+	intake.Busy: metrics.Busy, intake.Draining: metrics.Draining, intake.Unanswerable: metrics.Unanswerable,
+}
+
+// trace starts the span of a POST, under the event's traceparent (the
+// CloudEvents extension), or the request's when the event has none, and
+// the decode span under it, both from began. When tracing is off it
+// returns the request's context and a no-op span.
+func (rc *Receiver) trace(r *http.Request, t keptnevent.Triggered, began time.Time, decodeErr error) (context.Context, trace.Span) {
+	if !rc.Tracing.On() {
+		return r.Context(), trace.SpanFromContext(context.Background())
+	}
+	parent, state := t.TraceParent, t.TraceState
+	if parent == "" {
+		parent, state = r.Header.Get("traceparent"), r.Header.Get("tracestate")
+	}
+	ctx := rc.Tracing.Extract(r.Context(), parent, state)
+	ctx, span := rc.Tracing.Start(ctx, "receive", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(began),
+		trace.WithAttributes(
+			tracing.KeptnContext.String(t.KeptnContext),
+			tracing.TriggeredID.String(t.ID),
+			tracing.Action.String(t.Data.Action.Action),
+		))
+	_, decode := rc.Tracing.Start(ctx, "decode", trace.WithTimestamp(began))
+	tracing.End(decode, decodeErr)
+	if decodeErr != nil {
+		span.SetStatus(codes.Error, "rejected")
+	}
+	return ctx, span
 }
 
 // reject answers 200 to an event that can never be accepted, with the
