@@ -27,6 +27,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/retry"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 	"github.com/keptn-action-provider/action-provider/internal/server"
+	"github.com/keptn-action-provider/action-provider/internal/tracing"
 )
 
 // service is the assembled provider: the server to run, and what must be
@@ -52,6 +53,12 @@ const lockMargin = 30 * time.Second
 // from here. sandboxed says the cluster is this process's own in-memory
 // one, which no other replica shares.
 func build(cfg config.Config, client kubernetes.Interface, dyn dynamic.Interface, sandboxed bool, log logrus.FieldLogger, masker *secret.Masker) (*service, error) {
+	return buildTraced(cfg, client, dyn, sandboxed, log, masker, nil)
+}
+
+// buildTraced is build with traces made by tr (nil or off: none): the
+// receiver's and the lifecycle's spans, and the delivery's HTTP calls.
+func buildTraced(cfg config.Config, client kubernetes.Interface, dyn dynamic.Interface, sandboxed bool, log logrus.FieldLogger, masker *secret.Masker, tr *tracing.Tracing) (*service, error) {
 	identity := cfg.PodName
 	if identity == "" {
 		identity, _ = os.Hostname()
@@ -104,8 +111,10 @@ func build(cfg config.Config, client kubernetes.Interface, dyn dynamic.Interface
 		}
 		publisher, svc.close = bus, bus.Close
 	default:
+		hc := delivery.NewClient(cfg.Workers)
+		hc.Transport = tr.Transport(hc.Transport)
 		publisher = &delivery.HTTP{
-			URL: cfg.EventBroker, Client: delivery.NewClient(cfg.Workers),
+			URL: cfg.EventBroker, Client: hc,
 			Backoff: retry.Backoff{Bound: cfg.DeliveryRetryTime}, Metrics: m, Log: log,
 		}
 	}
@@ -117,7 +126,7 @@ func build(cfg config.Config, client kubernetes.Interface, dyn dynamic.Interface
 		claims = nil
 	}
 	lc := lifecycle.New(
-		lifecycle.Config{Workers: cfg.Workers, QueueSize: cfg.QueueSize, ActionTimeout: cfg.ActionTimeout, DryRun: cfg.DryRun},
+		lifecycle.Config{Workers: cfg.Workers, QueueSize: cfg.QueueSize, ActionTimeout: cfg.ActionTimeout, DryRun: cfg.DryRun, Tracing: tr},
 		catalog.Registry,
 		dedup.New(cfg.DedupTTL, cfg.DedupCapacity, nil),
 		claims,
@@ -133,7 +142,7 @@ func build(cfg config.Config, client kubernetes.Interface, dyn dynamic.Interface
 		in = bus.Intake(lc)
 	default:
 		svc.receiver = server.NewHTTPIntake(cfg, &receiver.Receiver{
-			Submitter: lc, MaxBodyBytes: cfg.MaxBodyBytes, QueueWait: cfg.QueueWait, Log: log, Metrics: m,
+			Submitter: lc, MaxBodyBytes: cfg.MaxBodyBytes, QueueWait: cfg.QueueWait, Log: log, Metrics: m, Tracing: tr,
 		})
 		in = svc.receiver
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/guard"
 	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
+	"github.com/keptn-action-provider/action-provider/internal/tracing"
 )
 
 const usageText = `action-provider: a Keptn action-provider.
@@ -92,14 +93,30 @@ func serve(ctx context.Context, logOut io.Writer) error {
 	}
 	masker := &secret.Masker{}
 	log := newLogger(cfg, logOut, masker)
-	client, dyn, sandboxed, err := connect(cfg, log)
+	// Traces, when the OTEL_* variables ask for them; flushed last, within
+	// SHUTDOWN_FLUSH, after the service stopped making spans.
+	tr, err := tracing.New(ctx, os.LookupEnv, version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownFlush)
+		defer cancel()
+		if err := tr.Shutdown(flush); err != nil {
+			log.WithError(err).Warn("spans not exported before shutdown")
+		}
+	}()
+	if tr.On() {
+		log.Info("tracing: exporting spans with OTLP (OTEL_EXPORTER_OTLP_*)")
+	}
+	client, dyn, sandboxed, err := connectTraced(cfg, log, tr)
 	if err != nil {
 		return err
 	}
 	if sandboxed {
 		sandboxPolicy(&cfg, log)
 	}
-	svc, err := build(cfg, client, dyn, sandboxed, log, masker)
+	svc, err := buildTraced(cfg, client, dyn, sandboxed, log, masker, tr)
 	if err != nil {
 		return err
 	}
@@ -140,6 +157,12 @@ func newLogger(cfg config.Config, out io.Writer, masker *secret.Masker) *logrus.
 // The dynamic client reads the objects of other tools (Argo CD, Flux, KEDA,
 // Argo Rollouts).
 func connect(cfg config.Config, log logrus.FieldLogger) (client kubernetes.Interface, dyn dynamic.Interface, sandboxed bool, err error) {
+	return connectTraced(cfg, log, nil)
+}
+
+// connectTraced is connect with the Kubernetes API calls made within an
+// event's trace as client spans of it (tr nil or off: none).
+func connectTraced(cfg config.Config, log logrus.FieldLogger, tr *tracing.Tracing) (client kubernetes.Interface, dyn dynamic.Interface, sandboxed bool, err error) {
 	home, _ := os.UserHomeDir()
 	switch {
 	case cfg.Sandbox == config.SandboxOn:
@@ -152,6 +175,9 @@ func connect(cfg config.Config, log logrus.FieldLogger) (client kubernetes.Inter
 	rc, source, err := kube.RESTConfig(os.LookupEnv, home)
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("connect to Kubernetes: %w", err)
+	}
+	if tr.On() {
+		rc.Wrap(tr.Transport)
 	}
 	if client, err = kubernetes.NewForConfig(rc); err != nil {
 		return nil, nil, false, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
