@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -97,7 +98,7 @@ func TestTracingToCollector(t *testing.T) {
 	}
 	run := only(t, spans, "run", receive.ID)
 	stages := map[string]span{}
-	for _, name := range []string{"resolve", "guard", "gates", "lock", "mutate", "audit", "verify"} {
+	for _, name := range []string{"resolve", "guard", "gates", "lock", "mutate", "audit", "verify", "release"} {
 		stages[name] = only(t, spans, name, run.ID)
 	}
 	var kube []span
@@ -197,6 +198,7 @@ const spanKindClient = 3 // OTLP's SPAN_KIND_CLIENT
 type span struct {
 	ID, Parent, Name string
 	Kind             int
+	Start            uint64 // Unix ns
 	Attrs            map[string]string
 }
 
@@ -222,6 +224,7 @@ func readSpans(t *testing.T, path, trace string) map[string]span {
 						ParentSpanID string `json:"parentSpanId"`
 						Name         string `json:"name"`
 						Kind         int    `json:"kind"`
+						Start        uint64 `json:"startTimeUnixNano,string"`
 						Attributes   []struct {
 							Key   string         `json:"key"`
 							Value map[string]any `json:"value"`
@@ -245,7 +248,7 @@ func readSpans(t *testing.T, path, trace string) map[string]span {
 							attrs[a.Key] = fmt.Sprint(v)
 						}
 					}
-					spans[s.SpanID] = span{ID: s.SpanID, Parent: s.ParentSpanID, Name: s.Name, Kind: s.Kind, Attrs: attrs}
+					spans[s.SpanID] = span{ID: s.SpanID, Parent: s.ParentSpanID, Name: s.Name, Kind: s.Kind, Start: s.Start, Attrs: attrs}
 				}
 			}
 		}
@@ -289,7 +292,8 @@ func names(spans map[string]span) []string {
 	return n
 }
 
-// tree draws the spans from their roots, for the log.
+// tree draws the spans from their roots, each one's children in the order
+// they started, for the log.
 func tree(spans map[string]span) string {
 	children := map[string][]span{}
 	for _, s := range spans {
@@ -302,7 +306,9 @@ func tree(spans map[string]span) string {
 	var b strings.Builder
 	var draw func(parent string, depth int)
 	draw = func(parent string, depth int) {
-		for _, s := range children[parent] {
+		kids := children[parent]
+		sort.Slice(kids, func(i, j int) bool { return kids[i].Start < kids[j].Start })
+		for _, s := range kids {
 			fmt.Fprintf(&b, "%s%s %s\n", strings.Repeat("  ", depth), s.Name, s.ID)
 			draw(s.ID, depth+1)
 		}
