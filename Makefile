@@ -38,6 +38,9 @@ demo: ## run the example events through the service in sandbox mode and print wh
 # - promtool (test/promtool/promtool.sh builds it with go install, first
 #   run only) for the alert rules' unit tests in test/promtool, via
 #   PROMTOOL_BIN.
+# - an OpenTelemetry Collector (test/otelcol/otelcol.sh builds one with the
+#   OTLP receiver and the file exporter, ~5 min the first time) for the
+#   tracing test in test/integration, via OTELCOL_BIN.
 # With all of them there, no test may skip: make test sets REQUIRE_INTEGRATION=1,
 # under which internal/testsupport.Skip fails the test instead of skipping it.
 CONTROLPLANE := test/controlplane/controlplane.sh
@@ -55,14 +58,15 @@ test: ## run every test, with the race detector, against a real Kubernetes contr
 	  $(UNLEASH) start "$$un_dir" >/dev/null || exit 1; \
 	  nats_bin=$$(test/nats/nats-server.sh) || exit 1; \
 	  promtool_bin=$$(test/promtool/promtool.sh) || exit 1; \
-	  echo "REQUIRE_INTEGRATION=1 CONTROLPLANE_ENV=$$cp_dir/env UNLEASH_ENV=$$un_dir/env NATS_SERVER_BIN=$$nats_bin PROMTOOL_BIN=$$promtool_bin go test -race -count=1 -timeout 15m ./..."; \
-	  REQUIRE_INTEGRATION=1 CONTROLPLANE_ENV="$$cp_dir/env" UNLEASH_ENV="$$un_dir/env" NATS_SERVER_BIN="$$nats_bin" PROMTOOL_BIN="$$promtool_bin" go test -race -count=1 -timeout 15m ./...
+	  otelcol_bin=$$(test/otelcol/otelcol.sh) || exit 1; \
+	  echo "REQUIRE_INTEGRATION=1 CONTROLPLANE_ENV=$$cp_dir/env UNLEASH_ENV=$$un_dir/env NATS_SERVER_BIN=$$nats_bin PROMTOOL_BIN=$$promtool_bin OTELCOL_BIN=$$otelcol_bin go test -race -count=1 -timeout 15m ./..."; \
+	  REQUIRE_INTEGRATION=1 CONTROLPLANE_ENV="$$cp_dir/env" UNLEASH_ENV="$$un_dir/env" NATS_SERVER_BIN="$$nats_bin" PROMTOOL_BIN="$$promtool_bin" OTELCOL_BIN="$$otelcol_bin" go test -race -count=1 -timeout 15m ./...
 
 # test-unit prints one line for each test that skips, with its reason and
 # the command that runs it (internal/testsupport/testreport reads go test
 # -json); failures are shown in full.
 test-unit: ## run the tests that need no cluster, NATS or Unleash (those integration tests skip, one line each), with the race detector
-	set -o pipefail; env -u CONTROLPLANE_ENV -u UNLEASH_ENV -u NATS_SERVER_BIN -u PROMTOOL_BIN -u REQUIRE_INTEGRATION \
+	set -o pipefail; env -u CONTROLPLANE_ENV -u UNLEASH_ENV -u NATS_SERVER_BIN -u PROMTOOL_BIN -u OTELCOL_BIN -u REQUIRE_INTEGRATION \
 	  go test -race -count=1 -timeout 15m -json ./... | go run ./internal/testsupport/testreport
 
 test-deploy: ## check deploy/service.yaml, the Helm chart and examples/keptn on a local control plane
