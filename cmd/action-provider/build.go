@@ -125,8 +125,20 @@ func buildTraced(cfg config.Config, client kubernetes.Interface, dyn dynamic.Int
 	if sandboxed {
 		claims = nil
 	}
+	// The audit stream (AUDIT_LOG): one JSON line per action, closed last.
+	stream, err := audit.OpenStream(cfg.AuditLog, identity, masker)
+	if err != nil {
+		return nil, err
+	}
+	closePublisher := svc.close
+	svc.close = func(ctx context.Context) {
+		closePublisher(ctx)
+		if err := stream.Close(); err != nil {
+			log.WithError(err).Warn("audit stream not closed cleanly")
+		}
+	}
 	lc := lifecycle.New(
-		lifecycle.Config{Workers: cfg.Workers, QueueSize: cfg.QueueSize, ActionTimeout: cfg.ActionTimeout, DryRun: cfg.DryRun, Tracing: tr},
+		lifecycle.Config{Workers: cfg.Workers, QueueSize: cfg.QueueSize, ActionTimeout: cfg.ActionTimeout, DryRun: cfg.DryRun, Tracing: tr, Audit: stream},
 		catalog.Registry,
 		dedup.New(cfg.DedupTTL, cfg.DedupCapacity, nil),
 		claims,

@@ -141,6 +141,7 @@ func (p *Pipeline) Run(ctx context.Context, name string, req action.Request, opt
 	if !change.Changed {
 		return outcome(change.Result, message), nil
 	}
+	audit.NoteFrom(ctx).Change(change.Before, change.After)
 
 	// Audit. A change that happened must be reported even when its record
 	// could not be written, so a failure here is logged, not returned.
@@ -197,6 +198,7 @@ func (p *Pipeline) resolve(ctx context.Context, name string, req action.Request,
 	if err != nil {
 		return "", workload.Ref{}, nil, fmt.Errorf("find the workload to %s: %w", name, err)
 	}
+	audit.NoteFrom(ctx).Target(ref.String()) // the audit line's target, refused or not
 	return ns, ref, obj, nil
 }
 

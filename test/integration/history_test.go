@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +31,8 @@ func TestHistoryAfterActions(t *testing.T) {
 	carts.create(ctx, t, cp.client, ns)
 
 	sink := &eventsink.Sink{}
-	p := startProvider(ctx, t, map[string]string{"EVENTBROKER": testsupport.ServeSink(t, sink), "SCALE_MAX_REPLICAS": "10"})
+	auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
+	p := startProvider(ctx, t, map[string]string{"EVENTBROKER": testsupport.ServeSink(t, sink), "SCALE_MAX_REPLICAS": "10", "AUDIT_LOG": auditLog})
 	steps := []struct {
 		example string
 		value   any
@@ -51,6 +54,35 @@ func TestHistoryAfterActions(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
+	// AUDIT_LOG: one line per action, with what the pipeline knew.
+	var audited []map[string]any
+	eventually(ctx, t, "an audit line per action", func(context.Context) (bool, string, error) {
+		b, err := os.ReadFile(auditLog)
+		if err != nil && !os.IsNotExist(err) {
+			return false, "", err
+		}
+		audited = nil
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) == nil {
+				audited = append(audited, m)
+			}
+		}
+		return len(audited) == len(ids), fmt.Sprintf("%d lines", len(audited)), nil
+	})
+	target := "deployment " + ns + "/carts"
+	for i, l := range audited {
+		if l["v"] != 1.0 || l["triggeredid"] != ids[i] || l["target"] != target || l["duration_ms"] == nil {
+			t.Errorf("audit line %d: %v", i, l)
+		}
+	}
+	if l := audited[0]; l["before"] != "1 replica" || l["after"] != "2 replicas" || l["result"] != "pass" {
+		t.Errorf("the scale's audit line: %v", l)
+	}
+	if l := audited[2]; l["refused_rule"] == nil || l["result"] != "fail" {
+		t.Errorf("the refusal's audit line: %v", l)
+	}
+
 	// The last record, "finished", is written just after the finished
 	// event is delivered.
 	var all []history.Entry
