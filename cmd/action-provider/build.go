@@ -82,7 +82,7 @@ func buildTraced(cfg config.Config, client kubernetes.Interface, dyn dynamic.Int
 	// The actions, from the catalog.
 	catalog, err := actionconfig.Load(cfg, actionconfig.Deps{
 		Client: client, Dynamic: dyn, Ledger: book, Audit: audit.New(client, identity), Log: log, Masker: masker,
-		Metrics: prom, Identity: identity, JobLogs: jobLogs(client, sandboxed),
+		Metrics: prom, Identity: identity, JobLogs: jobLogs(client, sandboxed), WrapTransport: tr.Transport,
 		// Set by the kubelet in every pod; webhooks may not call it.
 		KubernetesServiceHost: os.Getenv("KUBERNETES_SERVICE_HOST"),
 	})

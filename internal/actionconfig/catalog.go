@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -156,6 +157,10 @@ type Deps struct {
 	Metrics prometheus.Registerer
 	// Identity names this replica in the records gates keep.
 	Identity string
+	// WrapTransport, if set, wraps the HTTP transports of webhook and
+	// toggle-feature: tracing makes their requests spans of the event's
+	// trace.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// KubernetesServiceHost is the API server's service address
 	// (KUBERNETES_SERVICE_HOST in a pod), which webhooks may not call
 	// unless allowed.

@@ -101,7 +101,7 @@ func buildToggleFeature(_ config.Config, e Entry, _ *pipeline.Pipeline, d Deps) 
 	if err := decodeSettings(e.Settings, &c); err != nil {
 		return nil, err
 	}
-	return togglefeature.New(c, togglefeature.Options{Source: d.Secrets, Masker: d.Masker})
+	return togglefeature.New(c, togglefeature.Options{Source: d.Secrets, Masker: d.Masker, WrapTransport: d.WrapTransport})
 }
 
 func buildWebhook(_ config.Config, e Entry, _ *pipeline.Pipeline, d Deps) (action.Handler, error) {
@@ -111,6 +111,7 @@ func buildWebhook(_ config.Config, e Entry, _ *pipeline.Pipeline, d Deps) (actio
 	}
 	return webhook.New(e.Name, c, webhook.Options{
 		Masker: d.Masker, Source: d.Secrets, KubernetesServiceHost: d.KubernetesServiceHost,
+		WrapTransport: d.WrapTransport,
 	})
 }
 

@@ -80,6 +80,9 @@ type Options struct {
 	// HTTPClient sends the requests; nil means a new client with a
 	// transport of its own (proxy settings from the environment).
 	HTTPClient *http.Client
+	// WrapTransport, if set, wraps the transport of the client New makes
+	// when HTTPClient is nil: tracing makes each request a client span.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Handler is the toggle-feature action.
@@ -144,7 +147,11 @@ func New(cfg Config, opts Options) (*Handler, error) {
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		var rt http.RoundTripper = http.DefaultTransport.(*http.Transport).Clone()
+		if opts.WrapTransport != nil {
+			rt = opts.WrapTransport(rt)
+		}
+		hc = &http.Client{Transport: rt}
 	}
 	const initial, maxWait = 250 * time.Millisecond, 2 * time.Second
 	return &Handler{

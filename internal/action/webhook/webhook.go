@@ -188,6 +188,9 @@ type Options struct {
 	// MaxRetryAfter caps the wait a Retry-After header asks for; 0 means
 	// DefaultMaxRetryAfter.
 	MaxRetryAfter time.Duration
+	// WrapTransport, if set, wraps the egress-checked transport: tracing
+	// makes each request a client span of the event's trace.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Handler is one webhook of the catalog. It is safe for concurrent use.
@@ -207,7 +210,7 @@ type Handler struct {
 	retries       int
 	success       []int // nil: any 2xx
 	policy        *egress.Policy
-	transport     *http.Transport
+	transport     http.RoundTripper
 	masker        *secret.Masker
 	maxExcerpt    int
 	backoff       retry.Backoff
@@ -328,6 +331,9 @@ func (h *Handler) configure(cfg Config, opts Options) error {
 		return err
 	}
 	h.transport = h.policy.Transport()
+	if opts.WrapTransport != nil {
+		h.transport = opts.WrapTransport(h.transport)
+	}
 	return nil
 }
 
