@@ -3,6 +3,7 @@ package actionconfig
 import (
 	"context"
 	"encoding/json"
+	"errors"
 
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 	"github.com/sirupsen/logrus"
@@ -52,15 +53,17 @@ func (s serialized) Run(ctx context.Context, req action.Request) (action.Outcome
 	if err != nil {
 		return action.Outcome{}, err
 	}
-	// A run that failed may still have changed something (a webhook that
-	// timed out after the server acted): only a dry run surely did not.
-	changed := !req.DryRun
 	hold, err := s.ledger.Lock(ctx, ref, s.name, req.TriggeredID, s.cooldown, req.DryRun)
 	if err != nil {
 		admission.Finish(ctx, false)
 		return action.Outcome{}, err
 	}
 	out, err := s.handler.Run(ctx, req)
+	// A run that failed may still have changed something (a webhook that
+	// timed out after the server acted): only a dry run, or one its
+	// handler refused before acting, surely did not.
+	var refusal *action.Refusal
+	changed := !req.DryRun && !errors.As(err, &refusal)
 	admission.Finish(ctx, changed)
 	if err == nil && admission.Warning != "" {
 		out.Message += "; " + admission.Warning

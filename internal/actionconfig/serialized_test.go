@@ -2,6 +2,7 @@ package actionconfig
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -95,4 +96,33 @@ actions:
 
 func isRule(err error, rule string) bool {
 	return err != nil && strings.Contains(err.Error(), "refused ("+rule+")")
+}
+
+// A run its handler refused changed nothing: it starts no cooldown, and
+// gives its gates back what they lent (a budget's slot).
+func TestARefusedRunStartsNoCooldown(t *testing.T) {
+	cfg := testConfig(t, `
+actions:
+  - name: notify
+    kind: webhook
+    settings:
+      url: "http://127.0.0.1:1/hook"
+    guardrails:
+      cooldown: 1h
+`)
+	c, err := Load(cfg, testDeps(t, fake.NewClientset(), logrus.New()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, _ := c.Registry.Lookup("notify")
+	for _, id := range []string{"t-1", "t-2"} {
+		// Loopback is not allowed: the egress rule refuses, every time,
+		// and never the cooldown.
+		_, err := h.Run(context.Background(), action.Request{Action: "notify", Project: "sockshop", Stage: "production",
+			Service: "carts", KeptnContext: "ctx", TriggeredID: id})
+		var r *action.Refusal
+		if !errors.As(err, &r) || r.Rule != "webhook egress" {
+			t.Fatalf("%s: got %v, want the egress refusal", id, err)
+		}
+	}
 }
