@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
 )
 
 // natsServerVersion is the nats-server test/nats/nats-server.sh installs,
@@ -58,9 +56,12 @@ type replicaReport struct {
 	Source        string  `json:"source"`
 	StartedEvents int64   `json:"started_events"`
 	Share         float64 `json:"share"`
-	IdleRSSMiB    float64 `json:"idle_rss_mib"`
-	PeakRSSMiB    float64 `json:"peak_rss_mib"`
-	ReadyMillis   float64 `json:"ready_ms"`
+	// Idle: read once the ready process has settled (see idleMemory).
+	IdleRSSMiB     float64 `json:"idle_rss_mib"`
+	IdleRSSAnonMiB float64 `json:"idle_rss_anon_mib"`
+	IdleRSSFileMiB float64 `json:"idle_rss_file_mib"`
+	PeakRSSMiB     float64 `json:"peak_rss_mib"`
+	ReadyMillis    float64 `json:"ready_ms"`
 }
 
 // natsServerBin is NATS_SERVER_BIN, else where test/nats/nats-server.sh
@@ -204,9 +205,9 @@ func measureNATS(ctx context.Context, o options) (natsReport, error) {
 		replicas[i] = p
 		r.Replicas[i] = replicaReport{Source: p.name, ReadyMillis: ms(time.Since(p.execAt))}
 	}
-	time.Sleep(500 * time.Millisecond) // let start-up garbage be collected
 	for i, p := range replicas {
-		r.Replicas[i].IdleRSSMiB = rssMiB(p.pid(), "VmRSS")
+		idle := idleMemory(ctx, p.pid())
+		r.Replicas[i].IdleRSSMiB, r.Replicas[i].IdleRSSAnonMiB, r.Replicas[i].IdleRSSFileMiB = idle.RSS, idle.Anon, idle.File
 	}
 
 	// Any child that exits during the run ends it, with its last lines.
@@ -250,7 +251,7 @@ func measureNATS(ctx context.Context, o options) (natsReport, error) {
 		return r, fmt.Errorf("connect to %s: %w", natsURL, err)
 	}
 	defer sub.Close()
-	if _, err := sub.Subscribe(keptnevent.StartedType, func(m *nats.Msg) {
+	if _, err := sub.Subscribe(startedType, func(m *nats.Msg) {
 		started.Add(1)
 		if n, ok := bySource[field(m.Data, "source")]; ok {
 			n.Add(1)
@@ -260,7 +261,7 @@ func measureNATS(ctx context.Context, o options) (natsReport, error) {
 	}); err != nil {
 		return r, err
 	}
-	if _, err := sub.Subscribe(keptnevent.FinishedType, func(m *nats.Msg) {
+	if _, err := sub.Subscribe(finishedType, func(m *nats.Msg) {
 		finished.Add(1)
 		if ch, ok := waiters.LoadAndDelete(field(m.Data, "triggeredid")); ok {
 			close(ch.(chan struct{}))
@@ -295,7 +296,7 @@ func measureNATS(ctx context.Context, o options) (natsReport, error) {
 				done := make(chan struct{})
 				waiters.Store(id, done)
 				begin := time.Now()
-				if err := pub.Publish(keptnevent.TriggeredType, bytes.Replace(template, []byte("ID-PLACEHOLDER"), []byte(id), 2)); err != nil {
+				if err := pub.Publish(triggeredType, bytes.Replace(template, []byte("ID-PLACEHOLDER"), []byte(id), 2)); err != nil {
 					if runCtx.Err() == nil {
 						report(fmt.Errorf("publish %s: %w", id, err))
 					}
@@ -342,7 +343,7 @@ func measureNATS(ctx context.Context, o options) (natsReport, error) {
 		return r, ctx.Err()
 	}
 	for i, p := range replicas {
-		r.Replicas[i].PeakRSSMiB = rssMiB(p.pid(), "VmHWM")
+		r.Replicas[i].PeakRSSMiB = readMemory(p.pid()).Peak
 	}
 	r.Seconds = elapsed.Seconds()
 	r.Finished = count.Load()
@@ -394,9 +395,10 @@ func printNATSReport(w io.Writer, r natsReport) {
 	fmt.Fprintf(w, "  transport            nats-server %s on 127.0.0.1, %d replica(s) in queue group %s\n", r.NATSServer, len(r.Replicas), queueGroup)
 	fmt.Fprintf(w, "  finished events/s    %8.0f   (informational: the >= 6000 target is HTTP mode's)\n", r.EventsPerSecond)
 	fmt.Fprintf(w, "  trigger->finished    p50 %.2f ms, p99 %.2f ms   (end to end through nats-server)\n", r.P50Millis, r.P99Millis)
-	fmt.Fprintf(w, "  %-20s %9s %7s %10s %10s %9s\n", "replica (source)", "started", "share", "idle RSS", "peak RSS", "ready")
+	fmt.Fprintf(w, "  %-20s %9s %7s %10s %14s %10s %9s\n", "replica (source)", "started", "share", "idle RSS", "(anon + file)", "peak RSS", "ready")
 	for _, p := range r.Replicas {
-		fmt.Fprintf(w, "  %-20s %9d %6.1f%% %6.1f MiB %6.1f MiB %6.1f ms\n", p.Source, p.StartedEvents, 100*p.Share, p.IdleRSSMiB, p.PeakRSSMiB, p.ReadyMillis)
+		fmt.Fprintf(w, "  %-20s %9d %6.1f%% %6.1f MiB %6.1f + %5.1f %6.1f MiB %6.1f ms\n",
+			p.Source, p.StartedEvents, 100*p.Share, p.IdleRSSMiB, p.IdleRSSAnonMiB, p.IdleRSSFileMiB, p.PeakRSSMiB, p.ReadyMillis)
 	}
 	fmt.Fprintf(w, "  CPU per event        %8.0f us providers (%d together), %.0f us nats-server, %.0f us load tool (senders + subscriber)\n",
 		r.ProviderCPUMicros, len(r.Replicas), r.NATSServerCPUMicros, r.ToolCPUMicros)

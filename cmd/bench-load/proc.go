@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -135,4 +137,75 @@ var errPortTaken = errors.New("port taken")
 
 func portTaken(p *proc) bool {
 	return p.exited() && strings.Contains(p.log(), "address already in use")
+}
+
+// cpuTime is the user+system CPU time a process has used so far, all its
+// threads together (not its children's).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)           // field 14
+	stime, _ := strconv.ParseInt(f[12], 10, 64)           // field 15
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// memory is a process's resident memory, in MiB, from /proc/PID/status;
+// -1 where unreadable.
+type memory struct {
+	RSS  float64 // VmRSS: Anon + File + shared memory
+	Anon float64 // RssAnon: heap, stacks, the runtime's own
+	File float64 // RssFile: the pages of the binary (and other files) mapped in
+	Peak float64 // VmHWM: the highest VmRSS so far
+}
+
+func readMemory(pid int) memory {
+	m := memory{RSS: -1, Anon: -1, File: -1, Peak: -1}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return m
+	}
+	fields := map[string]*float64{"VmRSS": &m.RSS, "RssAnon": &m.Anon, "RssFile": &m.File, "VmHWM": &m.Peak}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		name, value, _ := strings.Cut(line, ":")
+		if dst, ok := fields[name]; ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(value), "kB")), 64)
+			*dst = kb / 1024
+		}
+	}
+	return m
+}
+
+// idleMemory reads the memory of a process that has just become ready and
+// is sent nothing, once it has settled: sampled every 100ms, it is taken
+// when VmRSS has stayed within 1% for 500ms, or after 5s. So every target
+// is read the same way, and not mid-way through work left from start-up.
+func idleMemory(ctx context.Context, pid int) memory {
+	const every, still, limit = 100 * time.Millisecond, 5, 5 * time.Second
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var window []float64 // the last still+1 samples of VmRSS
+	m := readMemory(pid)
+	for end := time.Now().Add(limit); time.Now().Before(end); {
+		window = append(window, m.RSS)
+		if len(window) > still+1 {
+			window = window[1:]
+		}
+		if len(window) == still+1 && slices.Max(window)-slices.Min(window) <= m.RSS/100 {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return m
+		}
+		m = readMemory(pid)
+	}
+	return m
 }

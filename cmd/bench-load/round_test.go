@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestMain lets a round re-run the test binary as the floor, as it re-runs
+// bench-load.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == floorCommand {
+		os.Exit(floorMain())
+	}
+	os.Exit(m.Run())
+}
+
+func TestFloorRound(t *testing.T) {
+	for _, mode := range []string{modePooled, modeDistributor} {
+		t.Run(mode, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			o := options{mode: mode, concurrency: 4, warmup: 100 * time.Millisecond, duration: 400 * time.Millisecond}
+			r, err := measureRound(ctx, o, targetFloor, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%+v", r)
+			if r.Finished == 0 || r.StartedEvents != r.FinishedEvents || r.StartedEvents < r.Finished {
+				t.Errorf("measured %d, started %d, finished %d", r.Finished, r.StartedEvents, r.FinishedEvents)
+			}
+			if r.ProviderCPUMicros <= 0 || r.ToolCPUMicros <= 0 {
+				t.Errorf("CPU per event: target %.0f us, tool %.0f us", r.ProviderCPUMicros, r.ToolCPUMicros)
+			}
+			if r.IdleRSSAnonMiB <= 0 || r.IdleRSSFileMiB <= 0 || r.IdleRSSAnonMiB+r.IdleRSSFileMiB > r.IdleRSSMiB+0.01 || r.PeakRSSMiB < r.IdleRSSMiB {
+				t.Errorf("memory: idle %.1f MiB (anon %.1f, file %.1f), peak %.1f", r.IdleRSSMiB, r.IdleRSSAnonMiB, r.IdleRSSFileMiB, r.PeakRSSMiB)
+			}
+			conns := r.ReceiverConnections
+			if mode == modePooled && conns > int64(o.concurrency) {
+				t.Errorf("pooled: %d connections to the floor for %d senders", conns, o.concurrency)
+			}
+			// One per forward; the last may have been cut short by the end
+			// of the round before the floor saw it.
+			if mode == modeDistributor && (conns < r.StartedEvents || conns > r.StartedEvents+1) {
+				t.Errorf("distributor: %d connections for %d events", conns, r.StartedEvents)
+			}
+		})
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(c.in); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
