@@ -190,6 +190,7 @@ build_crds() {
 	command -v curl >/dev/null && command -v unzip >/dev/null || die "curl and unzip are required (apt-get install -y curl unzip)"
 	local proxy entry mod ver path tmp start=$SECONDS
 	proxy="$(go env GOPROXY | tr ',|' '\n\n' | grep -m1 '^http')" || die "no module proxy in GOPROXY ($(go env GOPROXY))"
+	mkdir -p "$CP_CACHE" # a new machine has no cache yet
 	tmp="$(mktemp -d)"
 	for entry in "${CRDS[@]}"; do
 		read -r mod ver path <<<"$entry"
