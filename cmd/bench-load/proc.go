@@ -156,6 +156,25 @@ func cpuTime(pid int) time.Duration {
 	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
+// machineBusy is the CPU time all processors have spent busy so far:
+// /proc/stat's user, nice, system, irq, softirq and steal.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal …
+	var ticks int64
+	for i, v := range f {
+		if i == 1 || i == 2 || i == 3 || i == 6 || i == 7 || i == 8 {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			ticks += n
+		}
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+}
+
 // memory is a process's resident memory, in MiB, from /proc/PID/status;
 // -1 where unreadable.
 type memory struct {

@@ -42,8 +42,11 @@ type report struct {
 	// sink), which share the machine.
 	ProviderCPUMicros float64 `json:"provider_cpu_us_per_event"`
 	ToolCPUMicros     float64 `json:"tool_cpu_us_per_event"`
-	StartedEvents     int64   `json:"started_events"`
-	FinishedEvents    int64   `json:"finished_events"`
+	// The CPU every other process used meanwhile, in cores: what else
+	// loaded the machine (a build, another benchmark).
+	OtherCPUCores  float64 `json:"other_cpu_cores"`
+	StartedEvents  int64   `json:"started_events"`
+	FinishedEvents int64   `json:"finished_events"`
 }
 
 // measureRound starts a fresh target process, reads its idle memory, loads
@@ -78,6 +81,7 @@ func measureRound(ctx context.Context, o options, target, dir string) (report, e
 	r.EventsPerSecond = float64(r.Finished) / r.Seconds
 	r.ProviderCPUMicros = float64(w.targetCPU.Microseconds()) / float64(r.Finished)
 	r.ToolCPUMicros = float64(w.toolCPU.Microseconds()) / float64(r.Finished)
+	r.OtherCPUCores = max(0, (w.busyCPU-w.targetCPU-w.toolCPU).Seconds()/w.elapsed.Seconds())
 	r.P50Millis = ms(w.latencies[len(w.latencies)*50/100])
 	r.P99Millis = ms(w.latencies[len(w.latencies)*99/100])
 	r.ReceiverConnections, r.Refused503 = l.dials.Load(), l.refused.Load()
@@ -261,6 +265,7 @@ type window struct {
 	elapsed            time.Duration
 	latencies          []time.Duration // sorted
 	targetCPU, toolCPU time.Duration
+	busyCPU            time.Duration // of the whole machine
 }
 
 // run sends for the warm-up, then measures until -duration passes or
@@ -289,11 +294,12 @@ func (l *load) run(ctx context.Context, target *proc) (window, error) {
 	case <-time.After(l.o.warmup):
 	case <-runCtx.Done():
 	}
-	targetCPU0, toolCPU0 := cpuTime(target.pid()), cpuTime(os.Getpid())
+	targetCPU0, toolCPU0, busyCPU0 := cpuTime(target.pid()), cpuTime(os.Getpid()), machineBusy()
 	l.measuring.Store(true)
 	start := time.Now()
 	senders.Wait()
-	w := window{elapsed: time.Since(start), targetCPU: cpuTime(target.pid()) - targetCPU0, toolCPU: cpuTime(os.Getpid()) - toolCPU0}
+	w := window{elapsed: time.Since(start), targetCPU: cpuTime(target.pid()) - targetCPU0, toolCPU: cpuTime(os.Getpid()) - toolCPU0,
+		busyCPU: machineBusy() - busyCPU0}
 	once.Do(func() {}) // failed is final from here on
 	if failed != nil {
 		return w, failed

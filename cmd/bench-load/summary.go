@@ -15,7 +15,8 @@ type summary struct {
 	Mode            string   `json:"mode"`
 	Concurrency     int      `json:"concurrency"`
 	RoundsPerTarget int      `json:"rounds_per_target"`
-	Seconds         float64  `json:"seconds_per_round"`
+	Seconds         float64  `json:"max_seconds_per_round"`
+	Events          int64    `json:"events_per_round,omitempty"`
 	Rounds          []report `json:"rounds"`
 	// target → measure (a round's JSON key) → the median of its rounds.
 	Median map[string]map[string]float64 `json:"median"`
@@ -27,7 +28,7 @@ type summary struct {
 // provider alternating, so that both see the machine in the same state as
 // far as can be.
 func measureRounds(ctx context.Context, o options) (summary, error) {
-	s := summary{Mode: o.mode, Concurrency: o.concurrency, RoundsPerTarget: o.rounds, Seconds: o.duration.Seconds()}
+	s := summary{Mode: o.mode, Concurrency: o.concurrency, RoundsPerTarget: o.rounds, Seconds: o.duration.Seconds(), Events: o.events}
 	dir, err := os.MkdirTemp("", "bench-load-")
 	if err != nil {
 		return s, err
@@ -40,7 +41,8 @@ func measureRounds(ctx context.Context, o options) (summary, error) {
 			if err != nil {
 				return s, fmt.Errorf("round %d of the %s: %w", i+1, t, err)
 			}
-			fmt.Fprintf(os.Stderr, "bench-load: round %d/%d, %-8s %6.0f events/s, p99 %.2f ms\n", i+1, o.rounds, t, r.EventsPerSecond, r.P99Millis)
+			fmt.Fprintf(os.Stderr, "bench-load: round %d/%d, %-8s %6.0f events/s, p99 %.2f ms (other processes: %.2f cores)\n",
+				i+1, o.rounds, t, r.EventsPerSecond, r.P99Millis, r.OtherCPUCores)
 			s.Rounds = append(s.Rounds, r)
 		}
 	}
@@ -132,8 +134,12 @@ func printSummary(w io.Writer, s summary) {
 	if s.Mode == modeDistributor {
 		lane = "one forward at a time, each on a new TCP connection"
 	}
-	fmt.Fprintf(w, "bench-load: %s mode (%s), %d senders each with one event in flight, %d round(s) per target of %.0fs;\n",
-		s.Mode, lane, s.Concurrency, s.RoundsPerTarget, s.Seconds)
+	length := fmt.Sprintf("%.0fs", s.Seconds)
+	if s.Events > 0 {
+		length = fmt.Sprintf("%d events (at most %.0fs)", s.Events, s.Seconds)
+	}
+	fmt.Fprintf(w, "bench-load: %s mode (%s), %d senders each with one event in flight, %d round(s) per target of %s;\n",
+		s.Mode, lane, s.Concurrency, s.RoundsPerTarget, length)
 	fmt.Fprintf(w, "  the provider runs scale in dry-run against the sandbox; the floor decodes, answers 202, POSTs started and finished\n\n")
 	printRounds(w, s.Rounds)
 	fmt.Fprintln(w)
@@ -141,10 +147,11 @@ func printSummary(w io.Writer, s summary) {
 }
 
 func printRounds(w io.Writer, rounds []report) {
-	fmt.Fprintf(w, "  %-9s %9s %8s %8s %12s %10s %16s\n", "target", "events/s", "p50 ms", "p99 ms", "CPU/ev tgt", "tool", "started/finished")
+	fmt.Fprintf(w, "  %-9s %9s %8s %8s %12s %10s %16s %16s\n", "target", "events/s", "p50 ms", "p99 ms", "CPU/ev tgt", "tool",
+		"started/finished", "others' CPU")
 	for _, r := range rounds {
-		fmt.Fprintf(w, "  %-9s %9.0f %8.2f %8.2f %9.0f us %7.0f us %16s\n", r.Target, r.EventsPerSecond, r.P50Millis, r.P99Millis,
-			r.ProviderCPUMicros, r.ToolCPUMicros, fmt.Sprintf("%d/%d", r.StartedEvents, r.FinishedEvents))
+		fmt.Fprintf(w, "  %-9s %9.0f %8.2f %8.2f %9.0f us %7.0f us %16s %10.2f cores\n", r.Target, r.EventsPerSecond, r.P50Millis, r.P99Millis,
+			r.ProviderCPUMicros, r.ToolCPUMicros, fmt.Sprintf("%d/%d", r.StartedEvents, r.FinishedEvents), r.OtherCPUCores)
 	}
 }
 
