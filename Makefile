@@ -11,7 +11,7 @@ REPLICAS  ?= 3
 BENCH_ARGS ?=
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: help run demo test test-unit test-deploy check lint fuzz bench bench-load bench-load-nats build build-nosandbox size rootfs image clean
+.PHONY: help run demo test test-unit test-deploy check lint fuzz bench bench-load bench-load-nats bench-storm build build-nosandbox size rootfs image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -96,6 +96,18 @@ bench-load: build ## load the built binary (sandbox, dry run) and report events/
 bench-load-nats: build ## the same load through a nats-server of its own and REPLICAS (default 3) providers in one queue group
 	@nats_bin=$$(test/nats/nats-server.sh) || exit 1; \
 	  NATS_SERVER_BIN="$$nats_bin" go run ./cmd/bench-load -binary bin/action-provider -transport nats -replicas $(REPLICAS) $(BENCH_ARGS)
+
+# bench-storm starts a control plane of its own (test/controlplane, stopped
+# and removed however the run ends) and sends the built binary, acting on it
+# for real, 200 scale/restart events on 50 Deployments at once; see
+# docs/storm.md. STORM_ARGS goes to cmd/bench-storm (-events, -qps, -json, ...).
+bench-storm: build ## a remediation storm on a real control plane: time to the last finished, API server load, the provider's requests and RSS
+	@cp_dir=$$(mktemp -d "$${TMPDIR:-/tmp}/action-provider-storm.XXXXXX") || exit 1; \
+	  trap '$(CONTROLPLANE) stop "$$cp_dir" >/dev/null 2>&1 || true; rm -rf "$$cp_dir"' EXIT; \
+	  trap 'exit 130' INT; trap 'exit 143' TERM; \
+	  echo "starting a Kubernetes control plane in $$cp_dir"; \
+	  $(CONTROLPLANE) start "$$cp_dir" >/dev/null || exit 1; \
+	  go run ./cmd/bench-storm -binary bin/action-provider -controlplane-env "$$cp_dir/env" $(STORM_ARGS)
 
 build: ## build bin/action-provider (static)
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/action-provider ./cmd/action-provider
