@@ -32,6 +32,12 @@ func argoRollout(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interf
 	if err != nil {
 		return Status{}, fmt.Errorf("get %s: %w", ref, err)
 	}
+	return rolloutStatus(ctx, c, ro, want)
+}
+
+// rolloutStatus is argoRollout for a Rollout already read; only an aborted
+// one costs a read, of its stable ReplicaSet.
+func rolloutStatus(ctx context.Context, c kubernetes.Interface, ro *workload.ArgoRollout, want *int32) (Status, error) {
 	n := desired(ro.Spec.Replicas)
 	st := ro.Status
 	s := Status{Ready: st.ReadyReplicas, Desired: n}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/keptn-action-provider/action-provider/internal/workload"
@@ -31,43 +34,59 @@ func converged(n string) *regexp.Regexp {
 	return regexp.MustCompile(`^rollout converged in \d+(\.\d)?m?s: ` + n + ` pods ready$`)
 }
 
-// countGets counts the reads of deployments, and lets them through.
-func countGets(c interface {
-	PrependReactor(verb, resource string, fn clienttesting.ReactionFunc)
-}) *atomic.Int32 {
-	var n atomic.Int32
-	c.PrependReactor("get", "deployments", func(clienttesting.Action) (bool, runtime.Object, error) {
-		n.Add(1)
+// countReads counts the lists and watches of deployments, and lets them
+// through.
+func countReads(c *fake.Clientset) (lists, watches *atomic.Int32) {
+	lists, watches = new(atomic.Int32), new(atomic.Int32)
+	c.PrependReactor("list", "deployments", func(clienttesting.Action) (bool, runtime.Object, error) {
+		lists.Add(1)
 		return false, nil, nil
 	})
-	return &n
+	c.PrependWatchReactor("deployments", func(clienttesting.Action) (bool, watch.Interface, error) {
+		watches.Add(1)
+		return false, nil, nil
+	})
+	return lists, watches
+}
+
+// onWatch calls f when the first watch of resource starts, before the
+// fake registers it: the watch still sees f's changes, from the list's
+// resourceVersion on.
+func onWatch(c *fake.Clientset, resource string, f func()) {
+	var once sync.Once
+	c.PrependWatchReactor(resource, func(clienttesting.Action) (bool, watch.Interface, error) {
+		once.Do(f)
+		return false, nil, nil
+	})
 }
 
 func TestWaitConvergesAfterStatusUpdate(t *testing.T) {
 	// The controller has not yet seen the restart.
 	c := cluster(t, deploy(3, func(d *appsv1.Deployment) { d.Generation = 3 }))
-	gets := countGets(c)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		time.Sleep(15 * time.Millisecond)
-		d := deploy(3, func(d *appsv1.Deployment) { d.Generation, d.Status.ObservedGeneration = 3, 3 })
-		if _, err := c.AppsV1().Deployments(ns).UpdateStatus(context.Background(), d, metav1.UpdateOptions{}); err != nil {
-			t.Errorf("update status: %v", err)
-		}
-	}()
+	lists, watches := countReads(c)
+	updated := make(chan error, 1)
+	onWatch(c, "deployments", func() {
+		go func() {
+			d := deploy(3, func(d *appsv1.Deployment) { d.Generation, d.Status.ObservedGeneration = 3, 3 })
+			_, err := c.AppsV1().Deployments(ns).UpdateStatus(context.Background(), d, metav1.UpdateOptions{})
+			updated <- err
+		}()
+	})
 	opts := fast
-	opts.Timeout = time.Second
+	opts.Timeout = 5 * time.Second
 	rep, err := Wait(context.Background(), c, carts, opts)
-	<-done
+	if err := <-updated; err != nil {
+		t.Fatalf("update status: %v", err)
+	}
 	if err != nil {
 		t.Fatalf("Wait: %v", err)
 	}
 	if !rep.Converged || !converged("3/3").MatchString(rep.Summary) {
 		t.Errorf("Wait = %+v, want converged, 3/3 pods ready", rep)
 	}
-	if rep.Elapsed < 15*time.Millisecond || gets.Load() < 2 {
-		t.Errorf("converged after %s and %d reads, before the status changed", rep.Elapsed, gets.Load())
+	// The change came by the watch, not by reading again.
+	if lists.Load() != 1 || watches.Load() != 1 {
+		t.Errorf("%d lists and %d watches, want 1 of each", lists.Load(), watches.Load())
 	}
 }
 
@@ -178,13 +197,7 @@ func TestWaitParentEnds(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		c := cluster(t, deploy(3, func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 1 }))
-		gets := countGets(c)
-		c.PrependReactor("get", "deployments", func(clienttesting.Action) (bool, runtime.Object, error) {
-			if gets.Load() == 2 {
-				cancel() // while the second read is under way
-			}
-			return false, nil, nil
-		})
+		onWatch(c, "deployments", cancel) // while watching
 		rep, err := Wait(ctx, c, carts, Options{Timeout: 2 * time.Second, Interval: 5 * time.Millisecond})
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("Wait error = %v, want context.Canceled", err)
@@ -214,7 +227,8 @@ func TestWaitAPIErrors(t *testing.T) {
 	unavailable := apierrors.NewServiceUnavailable("the server is currently unable to handle the request")
 	tests := []struct {
 		name    string
-		fail    func(n int32) error // the error of the nth read, nil to let it through
+		fail    func(n int32) error // the error of the nth list, nil to let it through
+		broken  bool                // every watch and get fails too
 		obj     runtime.Object      // nil for none
 		wantErr string              // "" for no error
 		is      func(error) bool
@@ -234,7 +248,7 @@ func TestWaitAPIErrors(t *testing.T) {
 			name:    "every read fails",
 			fail:    func(int32) error { return unavailable },
 			obj:     deploy(3),
-			wantErr: "wait for the rollout of deployment sockshop-production/carts: no successful read in 50ms: get deployment sockshop-production/carts: the server is currently unable to handle the request",
+			wantErr: "wait for the rollout of deployment sockshop-production/carts: no successful read in 50ms: list deployment sockshop-production/carts: the server is currently unable to handle the request",
 			is:      apierrors.IsServiceUnavailable,
 		},
 		{
@@ -247,18 +261,19 @@ func TestWaitAPIErrors(t *testing.T) {
 				return fmt.Errorf("client rate limiter Wait returned an error: %w", context.DeadlineExceeded)
 			},
 			obj:     deploy(3),
-			wantErr: "wait for the rollout of deployment sockshop-production/carts: no successful read in 50ms: get deployment sockshop-production/carts: the server is currently unable to handle the request",
+			wantErr: "wait for the rollout of deployment sockshop-production/carts: no successful read in 50ms: list deployment sockshop-production/carts: the server is currently unable to handle the request",
 			is:      apierrors.IsServiceUnavailable,
 		},
 		{
 			name:    "reads fail after one succeeded",
 			fail:    func(n int32) error { return map[bool]error{true: unavailable}[n > 1] },
+			broken:  true,
 			obj:     deploy(3, func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 2 }),
 			summary: `not converged after 50ms: 3/3 pods ready; the pods could not be read: get deployment sockshop-production/carts: the server is currently unable to handle the request; waiting for deployment "carts" rollout to finish: 2 out of 3 new replicas have been updated`,
 		},
 		{
 			name:    "the workload is gone",
-			wantErr: `wait for the rollout of deployment sockshop-production/carts: get deployment sockshop-production/carts: deployments.apps "carts" not found`,
+			wantErr: `wait for the rollout of deployment sockshop-production/carts: deployments.apps "carts" not found`,
 			is:      apierrors.IsNotFound,
 			quick:   true,
 		},
@@ -268,7 +283,7 @@ func TestWaitAPIErrors(t *testing.T) {
 				return apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"}, "carts", errors.New("RBAC: access denied"))
 			},
 			obj:     deploy(3),
-			wantErr: `wait for the rollout of deployment sockshop-production/carts: get deployment sockshop-production/carts: deployments.apps "carts" is forbidden: RBAC: access denied`,
+			wantErr: `wait for the rollout of deployment sockshop-production/carts: list deployment sockshop-production/carts: deployments.apps "carts" is forbidden: RBAC: access denied`,
 			is:      apierrors.IsForbidden,
 			quick:   true,
 		},
@@ -281,7 +296,15 @@ func TestWaitAPIErrors(t *testing.T) {
 			}
 			c := cluster(t, obj)
 			var reads atomic.Int32
-			c.PrependReactor("get", "deployments", func(clienttesting.Action) (bool, runtime.Object, error) {
+			if tt.broken {
+				c.PrependReactor("get", "deployments", func(clienttesting.Action) (bool, runtime.Object, error) {
+					return true, nil, unavailable
+				})
+				c.PrependWatchReactor("deployments", func(clienttesting.Action) (bool, watch.Interface, error) {
+					return true, nil, unavailable
+				})
+			}
+			c.PrependReactor("list", "deployments", func(clienttesting.Action) (bool, runtime.Object, error) {
 				n := reads.Add(1)
 				if tt.fail == nil {
 					return false, nil, nil
