@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -79,19 +78,21 @@ func runFloor(ctx context.Context) error {
 	for i, ln := range []net.Listener{rcv, ops} {
 		go func() { errs <- servers[i].Serve(ln) }()
 	}
+	pending := len(servers)
 	select {
 	case <-ctx.Done():
-	case err = <-errs:
+	case err = <-errs: // a server failed: stop the other
+		pending--
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, s := range servers {
 		_ = s.Shutdown(shutdown)
 	}
-	f.replies.Wait()
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+	for ; pending > 0; pending-- {
+		<-errs // http.ErrServerClosed
 	}
+	f.replies.Wait()
 	return err
 }
 

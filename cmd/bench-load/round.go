@@ -98,7 +98,8 @@ func measureRound(ctx context.Context, o options, target, dir string) (report, e
 type sink struct {
 	url                      string
 	srv                      *http.Server
-	waiters                  sync.Map // triggered id → chan struct{}
+	served                   chan struct{} // closed once Serve has returned
+	waiters                  sync.Map      // triggered id → chan struct{}
 	conns, started, finished atomic.Int64
 }
 
@@ -107,17 +108,23 @@ func startSink() (*sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
-	s := &sink{url: "http://" + ln.Addr().String() + "/event"}
+	s := &sink{url: "http://" + ln.Addr().String() + "/event", served: make(chan struct{})}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, ConnState: func(_ net.Conn, st http.ConnState) {
 		if st == http.StateNew {
 			s.conns.Add(1)
 		}
 	}}
-	go func() { _ = s.srv.Serve(ln) }() // ends with close
+	go func() {
+		defer close(s.served)
+		_ = s.srv.Serve(ln)
+	}()
 	return s, nil
 }
 
-func (s *sink) close() { _ = s.srv.Close() }
+func (s *sink) close() {
+	_ = s.srv.Close()
+	<-s.served
+}
 
 func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, distributorMaxBytes+1))
