@@ -73,23 +73,19 @@ func Decode(raw []byte, v any, strict bool) error {
 // that without this {"torevision": 3} would pass the strict decode and roll
 // back somewhere its writer may not have checked.
 func exactKeys(raw []byte, t reflect.Type) error {
-	known := map[string]bool{}
-	jsonKeys(t, known)
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil { // {
+	// The strict decode has read raw already: it is one valid object.
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &keys); err != nil {
 		return fmt.Errorf("not valid JSON: %w", err)
 	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("not valid JSON: %w", err)
+	var known map[string]bool
+	for key := range keys {
+		if known == nil {
+			known = map[string]bool{}
+			jsonKeys(t, known)
 		}
-		if key, _ := tok.(string); !known[key] {
+		if !known[key] {
 			return fmt.Errorf("unknown key %q", key)
-		}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return fmt.Errorf("not valid JSON: %w", err)
 		}
 	}
 	return nil

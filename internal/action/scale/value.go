@@ -58,8 +58,14 @@ type object struct {
 // forms are always relative, because helm-service, whose "scaling" action
 // this one replaces, read its value as an increment.
 func parseValue(raw json.RawMessage) (value, error) {
-	if len(bytes.TrimSpace(raw)) == 0 {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
 		return value{}, errors.New("the action has no value")
+	}
+	// The object form is the common one: decode it once, strictly, rather
+	// than into an any first to learn that it is an object.
+	if raw[0] == '{' {
+		return parseObject(raw)
 	}
 	var v any
 	if err := action.Decode(raw, &v, false); err != nil {
@@ -78,8 +84,6 @@ func parseValue(raw json.RawMessage) (value, error) {
 			return value{}, err
 		}
 		return value{change: c}, nil
-	case map[string]any:
-		return parseObject(raw)
 	case nil:
 		return value{}, errors.New("the action has no value")
 	default:
