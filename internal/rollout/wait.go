@@ -63,8 +63,11 @@ const resyncParts = 4
 // judgement is no.
 //
 // The requests it makes do not grow with the rollout: a list and a watch
-// of the workload, of its pods and of its ReplicaSets; more only when a
-// watch fails, expires, or stays quiet for a quarter of the timeout.
+// of the workload (by a field selector on its name); with Pods, also of
+// its pods and, for a Deployment or a Rollout, of its ReplicaSets (by its
+// label selector). More only when a watch fails, expires, or stays quiet
+// for a quarter of the timeout, so that a watch broken without closing
+// costs at most that long.
 //
 // The error is for when the rollout could not be judged: ctx ended (the
 // error wraps ctx.Err()), the workload is gone or may not be read, or the
