@@ -74,10 +74,15 @@ func (p *proc) stop(grace time.Duration) (clean bool) {
 	return false
 }
 
+// log is everything the process wrote so far.
+func (p *proc) log() string {
+	b, _ := os.ReadFile(p.logPath)
+	return string(b)
+}
+
 // tail is the last n lines of the process's output.
 func (p *proc) tail(n int) string {
-	b, _ := os.ReadFile(p.logPath)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	lines := strings.Split(strings.TrimRight(p.log(), "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}

@@ -205,3 +205,40 @@ func TestJudge(t *testing.T) {
 		t.Errorf("problems do not name the lost scale of %s and the missing finished of %s:\n%s", scaled, other, joined)
 	}
 }
+
+func TestHeartbeatFigures(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	beats := []beat{
+		{renew: at(-1), seen: at(-0.9)},            // before the storm: the anchor
+		{renew: at(1), seen: at(3.5)},              // landed 2.5 s late: 4.5 s after the anchor
+		{renew: at(3), seen: at(3.1)},              // on time
+		{renew: at(5), seen: at(5.1)},              // the last one
+		{renew: at(20), seen: at(20), added: true}, // after the storm: ignored
+	}
+	var r report
+	r.heartbeatFigures(beats, t0, at(6), 2*time.Second)
+	if r.Heartbeats != 3 || r.HeartbeatGapMs != 2000 || r.HeartbeatLagMs != 2500 || r.HeartbeatLapseMs != 4500 {
+		t.Errorf("renewals %d, gap %g, lag %g, closest %g; want 3, 2000, 2500, 4500", r.Heartbeats, r.HeartbeatGapMs, r.HeartbeatLagMs, r.HeartbeatLapseMs)
+	}
+	if r.failed() {
+		t.Errorf("a heartbeat 1.5 s short of lapsing failed: %v", r.Checks)
+	}
+	// No renewal for 7 s at the end: lapsed.
+	r = report{}
+	r.heartbeatFigures(beats[:2], t0, at(8), 2*time.Second)
+	if !r.failed() {
+		t.Errorf("a heartbeat 7 s old passed: %v", r.Checks)
+	}
+}
+
+func TestThrottled(t *testing.T) {
+	var r report
+	r.throttled(`{"level":"info","msg":"action finished"}
+I1207 12:12:13.766433    8596 request.go:754] "Waited before sending request" delay="1.001515854s" reason="client-side throttling, not priority and fairness" verb="GET"
+I1207 12:12:23.785974    8596 request.go:754] "Waited before sending request" delay="1.3s" reason="client-side throttling, not priority and fairness" verb="POST"
+`)
+	if r.ThrottleLogLines != 2 || r.ThrottleMaxMs != 1300 {
+		t.Errorf("%d lines, longest %g ms; want 2, 1300", r.ThrottleLogLines, r.ThrottleMaxMs)
+	}
+}
