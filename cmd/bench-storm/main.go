@@ -17,9 +17,10 @@
 // names the event that passed on that Deployment; each Deployment has the
 // passes its events allow, and the API server shows their effect (replicas,
 // restart annotation) and nothing more; the ledger recorded every event as
-// finished and holds no lock; the heartbeat kept its period; the provider's
-// requests stayed within its client-side rate limit (KUBE_API_QPS and
-// KUBE_API_BURST when the build has them); the provider stopped cleanly.
+// finished and holds no lock; the heartbeat never lapsed; the provider's
+// requests, watches aside, stayed within its client-side rate limit
+// (KUBE_API_QPS and KUBE_API_BURST when the build has them); the provider
+// stopped cleanly. docs/storm.md has the figures and what they say.
 //
 // It reports: the time from the first POST to the last finished event; the
 // API server's requests and their latency during the storm (its /metrics
