@@ -30,7 +30,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -tags nosandbox \
+RUN CGO_ENABLED=0 go build -trimpath -tags nosandbox,grpcnotrace \
       -ldflags "-s -w -X main.version=${VERSION}" \
       -o /rootfs/action-provider ./cmd/action-provider \
  && mkdir -p /rootfs/etc/ssl/certs \

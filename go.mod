@@ -23,6 +23,7 @@ require (
 )
 
 require (
+	github.com/DataDog/datadog-agent/pkg/template v0.80.4 // indirect
 	github.com/benbjohnson/clock v1.3.5 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect

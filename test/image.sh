@@ -18,6 +18,17 @@ if ! command -v buildah >/dev/null; then
 fi
 [ -x dist/rootfs/action-provider ] || { echo "image: dist/rootfs is missing; run make rootfs" >&2; exit 1; }
 
+# The linker removes unused methods only while nothing reachable calls a
+# method by a computed name (text/template, html/template, reflect's
+# MethodByName): one such call brings back every method of every typed
+# client, 35 → 53 MiB (docs/performance.md#binary-size). A guard, not a target.
+max_mib=40
+bin_kib=$(du -k dist/rootfs/action-provider | cut -f1)
+if ((bin_kib > max_mib * 1024)); then
+  echo "image: the binary is $((bin_kib / 1024)) MiB, over ${max_mib} MiB: has the linker's dead-code removal been switched off? (go build -ldflags=-dumpdep shows <ReflectMethod>)" >&2
+  exit 1
+fi
+
 bh bud --quiet --isolation chroot --target prebuilt --build-arg "VERSION=${version}" -t "$tag" . >/dev/null
 
 fail() { echo "image: $*" >&2; exit 1; }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/url"
 	"path"
+	"reflect"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -258,12 +259,22 @@ func (c Config) Validate() error {
 
 // Usage writes one line per variable: name, default and meaning. It is what
 // --help prints, and docs/configuration.md's table is checked against it by a test.
+// It reads the struct tags itself rather than through envconfig.Usagef,
+// whose text/template would keep the linker from dropping unused methods
+// (docs/performance.md#binary-size).
 func Usage(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	format := usageHeading + "\n" +
-		`{{range .}}{{.Key}}	{{with .Tags.Get "default"}}{{.}}{{else}}(empty){{end}}	{{.Tags.Get "desc"}}` + "\n{{end}}"
-	if err := envconfig.Usagef("", &Config{}, tw, format); err != nil {
-		return fmt.Errorf("render configuration usage: %w", err)
+	fmt.Fprintln(tw, usageHeading)
+	for f := range reflect.TypeFor[Config]().Fields() {
+		key := f.Tag.Get("envconfig")
+		if key == "" {
+			continue
+		}
+		def := f.Tag.Get("default")
+		if def == "" {
+			def = "(empty)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", key, def, f.Tag.Get("desc"))
 	}
 	return tw.Flush()
 }

@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"text/template"
 	"unicode/utf8"
 
+	template "github.com/DataDog/datadog-agent/pkg/template/text"
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"

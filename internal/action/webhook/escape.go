@@ -6,8 +6,9 @@ import (
 	"mime"
 	"net/url"
 	"strings"
-	"text/template"
 	"text/template/parse"
+
+	template "github.com/DataDog/datadog-agent/pkg/template/text"
 )
 
 // Event data is escaped by where the template writes it, the way

@@ -7,9 +7,9 @@ import (
 	"reflect"
 	"sort"
 	"strings"
-	"text/template"
 	"text/template/parse"
 
+	template "github.com/DataDog/datadog-agent/pkg/template/text"
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
@@ -282,9 +282,6 @@ func (c *checker) chain(n parse.Node, t reflect.Type, idents []string) {
 	path := ""
 	for _, id := range idents {
 		if t == nil {
-			return
-		}
-		if _, ok := t.MethodByName(id); ok {
 			return
 		}
 		switch t.Kind() {
