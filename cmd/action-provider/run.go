@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
@@ -179,6 +180,11 @@ func connectTraced(cfg config.Config, log logrus.FieldLogger, tr *tracing.Tracin
 	if tr.On() {
 		rc.Wrap(tr.Transport)
 	}
+	// One token bucket for both clients: left to themselves, the clientset
+	// and the dynamic client would each make one, and together send twice
+	// KUBE_API_QPS (make bench-storm saw it).
+	rc.QPS, rc.Burst = cfg.KubeAPIQPS, cfg.KubeAPIBurst
+	rc.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(rc.QPS, rc.Burst)
 	if client, err = kubernetes.NewForConfig(rc); err != nil {
 		return nil, nil, false, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
 	}

@@ -53,6 +53,8 @@ type Config struct {
 	TerminationGrace time.Duration `envconfig:"TERMINATION_GRACE_PERIOD" default:"90s" desc:"the pod's terminationGracePeriodSeconds (the chart sets it): SHUTDOWN_GRACE + SHUTDOWN_FLUSH must end before it"`
 	DedupTTL         time.Duration `envconfig:"DEDUP_TTL" default:"10m" desc:"a triggered event id seen again within this time is not run twice"`
 	HeartbeatPeriod  time.Duration `envconfig:"HEARTBEAT_PERIOD" default:"10s" desc:"how often a replica records that it is alive; after three missed, another replica reports its running actions as interrupted"`
+	KubeAPIQPS       float32       `envconfig:"KUBE_API_QPS" default:"50" desc:"requests per second to the Kubernetes API server, all of the provider's clients together (a client-side limit, as kubectl's)"`
+	KubeAPIBurst     int           `envconfig:"KUBE_API_BURST" default:"100" desc:"requests that may go at once above KUBE_API_QPS"`
 	DedupCapacity    int           `envconfig:"DEDUP_CAPACITY" default:"100000" desc:"triggered ids remembered at most; the oldest are forgotten first"`
 	DryRun           bool          `envconfig:"DRY_RUN" default:"false" desc:"decide and report everything, mutate nothing"`
 	Sandbox          string        `envconfig:"SANDBOX" default:"auto" desc:"true: in-memory cluster; false: a real cluster is required; auto: sandbox when no in-cluster config, KUBECONFIG or ~/.kube/config exists"`
@@ -182,6 +184,12 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 1 {
 		bad("MAX_CONCURRENT_ACTIONS", c.Workers, "must be at least 1")
+	}
+	if c.KubeAPIQPS <= 0 {
+		bad("KUBE_API_QPS", c.KubeAPIQPS, "must be positive")
+	}
+	if c.KubeAPIBurst < 1 {
+		bad("KUBE_API_BURST", c.KubeAPIBurst, "must be at least 1")
 	}
 	if c.QueueSize < 0 {
 		bad("QUEUE_SIZE", c.QueueSize, "must not be negative")
