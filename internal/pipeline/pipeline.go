@@ -49,7 +49,8 @@ type Pipeline struct {
 	// VerifyTimeout bounds the wait for a rollout; the value's "timeout"
 	// overrides it. 0 means rollout.DefaultTimeout.
 	VerifyTimeout time.Duration
-	// VerifyInterval is the poll interval of the wait; 0 means the default.
+	// VerifyInterval is how long the wait, which watches, pauses before it
+	// retries a failed read or watch; 0 means rollout.DefaultInterval.
 	VerifyInterval time.Duration
 	// Entry is the catalog entry that runs, and Gates decide whether it may
 	// act now (package gate); GateSettings are the entry's own settings of
