@@ -166,8 +166,9 @@ type report struct {
 	LimitsSettable    bool     `json:"limits_settable"`
 	ToolPolls         int      `json:"tool_polls"` // this tool's own requests among APIRequests, about
 	// The provider's requests for custom resources (KEDA, Argo, Flux):
-	// its dynamic client's, which has a token bucket of its own; only the
-	// provider asks for them during the storm.
+	// its dynamic client's, which shares the clientset's token bucket since
+	// b6f4c7e (it had one of its own); only the provider asks for them
+	// during the storm.
 	CustomResourceRequests float64 `json:"custom_resource_requests"`
 	// The provider's watches, which client-go never rate-limits
 	// (rest.Request.Watch).
@@ -558,7 +559,7 @@ func (r *report) rateFigures(s []dispatched, pollErr error, between time.Duratio
 		limited <= bound,
 		fmt.Sprintf("%.0f requests (and %.0f watches, never rate-limited) in %s, at most %.0f (burst + QPS × time)",
 			limited, r.ProviderWatches, between.Round(time.Millisecond), bound),
-		fmt.Sprintf("its typed client alone: %.0f (within: %t); its dynamic client (custom resources), with a token bucket of its own: %.0f",
+		fmt.Sprintf("its typed client alone: %.0f (within: %t); its dynamic client (custom resources), on the same token bucket: %.0f",
 			typed, typed <= bound, r.CustomResourceRequests))
 }
 
@@ -649,7 +650,7 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "    busiest                %s\n", strings.Join(r.APIBusiest, ", "))
 	fmt.Fprintf(w, "  the provider's requests  %.0f (%.1f per event), %.0f/s on average, busiest second %.0f/s; limit QPS %g burst %d (%s)\n",
 		r.ProviderRequests, r.ProviderRequests/float64(max(r.Accepted, 1)), r.ProviderRate, r.ProviderPeak1s, r.QPS, r.Burst, limits)
-	fmt.Fprintf(w, "    by client              %.0f typed, %.0f dynamic (custom resources), each with a token bucket of QPS %g burst %d; %.0f watches (not rate-limited); client-go logged %d waits, the longest %.0f ms\n",
+	fmt.Fprintf(w, "    by client              %.0f typed, %.0f dynamic (custom resources), sharing one token bucket of QPS %g burst %d; %.0f watches (not rate-limited); client-go logged %d waits, the longest %.0f ms\n",
 		r.ProviderRequests-r.ProviderWatches-r.CustomResourceRequests, r.CustomResourceRequests, r.QPS, r.Burst, r.ProviderWatches, r.ThrottleLogLines, r.ThrottleMaxMs)
 	fmt.Fprintf(w, "    on the API server      execution (not watches) p50 %s ms, p99 %s ms; priority-and-fairness wait p99 %s ms; rejected %.0f\n",
 		nan(r.ProviderExecMs.P50), nan(r.ProviderExecMs.P99), nan(r.ProviderAPFWaitMs.P99), r.ProviderRejected)
