@@ -79,16 +79,16 @@ LEASES_NAME="$RELEASE-leases"       # the chart's
 # The rules the code needs (see the comments in deploy/service.yaml and
 # chart/templates/_helpers.tpl), as kubectl's jsonpath below prints them:
 # WANT_RULES where the provider acts, WANT_LEASE_RULES in its own namespace.
-WANT_RULES='["apps"]|["deployments","statefulsets","daemonsets"]|["get","patch","watch"];'
+WANT_RULES='["apps"]|["deployments","statefulsets","daemonsets"]|["get","list","patch","watch"];'
 WANT_RULES+='["apps"]|["deployments/scale","statefulsets/scale"]|["get","update"];'
-WANT_RULES+='["apps"]|["replicasets"]|["get","list"];'
+WANT_RULES+='["apps"]|["replicasets"]|["get","list","watch"];'
 WANT_RULES+='["apps"]|["controllerrevisions"]|["list"];'
-WANT_RULES+='[""]|["pods"]|["get","list"];'
+WANT_RULES+='[""]|["pods"]|["get","list","watch"];'
 WANT_RULES+='[""]|["pods/eviction"]|["create"];'
 WANT_RULES+='[""]|["events"]|["create"];'
 WANT_RULES+='["policy"]|["poddisruptionbudgets"]|["list"];'
 WANT_RULES+='["autoscaling"]|["horizontalpodautoscalers"]|["get","list","update"];'
-WANT_RULES+='["argoproj.io"]|["rollouts"]|["get","patch","watch"];'
+WANT_RULES+='["argoproj.io"]|["rollouts"]|["get","list","patch","watch"];'
 WANT_RULES+='["argoproj.io"]|["rollouts/status"]|["patch"];'
 WANT_RULES+='["argoproj.io"]|["rollouts/scale"]|["get","update"];'
 WANT_RULES+='["keda.sh"]|["scaledobjects"]|["list","patch"];'
@@ -742,7 +742,7 @@ expect_rules() {
 	local got more=${4:-}
 	got=$(rules_of "$1" "$2" "${3:-}") || fail "cannot read $1 $2"
 	[[ $got == "$WANT_RULES$more" ]] || fail "$1 $2${3:+ in $3} has rules $got; want exactly $WANT_RULES$more"
-	ok "$1 $2${3:+ (namespace $3)}: exactly get,patch,watch deployments,statefulsets,daemonsets; get,update their scale; get,list replicasets; list controllerrevisions; get,list pods; create pods/eviction, events; list poddisruptionbudgets; get,list,update horizontalpodautoscalers; get,patch,watch rollouts; patch rollouts/status; get,update rollouts/scale; list,patch scaledobjects${more:+; get,list Flux's and Argo CD's owners}"
+	ok "$1 $2${3:+ (namespace $3)}: exactly get,list,patch,watch deployments,statefulsets,daemonsets; get,update their scale; get,list,watch replicasets; list controllerrevisions; get,list,watch pods; create pods/eviction, events; list poddisruptionbudgets; get,list,update horizontalpodautoscalers; get,list,patch,watch rollouts; patch rollouts/status; get,update rollouts/scale; list,patch scaledobjects${more:+; get,list Flux's and Argo CD's owners}"
 }
 # expect_lease_rules NAME NAMESPACE: Role NAME (and its RoleBinding to
 # SA_NAME) has exactly WANT_LEASE_RULES.
@@ -836,7 +836,8 @@ can_matrix_common() {
 		for r in deployments statefulsets daemonsets; do
 			echo yes get "$r" "$p"
 			echo yes patch "$r" "$p"
-			echo yes watch "$r" "$p" # the approval gate
+			echo yes watch "$r" "$p" # the approval gate, the rollout's verification
+			echo yes list "$r" "$p" # the rollout's verification (by name)
 		done
 		for r in deployments statefulsets; do
 			echo yes get "$r" "$p" scale
@@ -844,10 +845,12 @@ can_matrix_common() {
 			echo no patch "$r" "$p" scale
 		done
 		echo yes list replicasets "$p"
+		echo yes watch replicasets "$p" # the rollout's verification
 		echo yes get replicasets "$p" # an Argo Rollout's stable ReplicaSet
 		echo yes list controllerrevisions "$p"
 		echo yes get pods "$p"
 		echo yes list pods "$p"
+		echo yes watch pods "$p" # the rollout's verification
 		echo yes create pods "$p" eviction
 		echo yes create events "$p"
 		echo yes list poddisruptionbudgets.policy "$p"
@@ -857,12 +860,12 @@ can_matrix_common() {
 			yes get rollouts.argoproj.io $p
 			yes patch rollouts.argoproj.io $p
 			yes watch rollouts.argoproj.io $p
+			yes list rollouts.argoproj.io $p
 			yes patch rollouts.argoproj.io $p status
 			yes get rollouts.argoproj.io $p scale
 			yes update rollouts.argoproj.io $p scale
 			yes list scaledobjects.keda.sh $p
 			yes patch scaledobjects.keda.sh $p
-			no list rollouts.argoproj.io $p
 			no update rollouts.argoproj.io $p
 			no delete rollouts.argoproj.io $p
 			no update rollouts.argoproj.io $p status
@@ -874,12 +877,12 @@ can_matrix_common() {
 			no patch scaledjobs.keda.sh $p
 		EOF
 		# Not a verb more.
-		for verb in list create update delete deletecollection; do echo no "$verb" deployments "$p"; done
+		for verb in create update delete deletecollection; do echo no "$verb" deployments "$p"; done
 		echo no update deployments "$p" status
 		echo no update daemonsets "$p"
-		for verb in watch patch delete; do echo no "$verb" replicasets "$p"; done
+		for verb in patch delete; do echo no "$verb" replicasets "$p"; done
 		echo no get controllerrevisions "$p"
-		for verb in watch create update patch delete deletecollection; do echo no "$verb" pods "$p"; done
+		for verb in create update patch delete deletecollection; do echo no "$verb" pods "$p"; done
 		echo "${JOB_RULES:-no}" get pods "$p" log # yes with job entries without a namespace
 		echo no create pods "$p" exec
 		echo no update pods "$p" status

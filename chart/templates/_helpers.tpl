@@ -165,9 +165,11 @@ a Rollout, or autoscaled by KEDA, is known only when an event names it. */}}
 # the approval-pending annotations onto the target, JSON-PATCH them away
 # (each removal testing its value), GET it and WATCH it (fieldSelector
 # metadata.name) until a person's approve or reject annotation names the run.
+# internal/rollout/watch.go (Wait): LIST and WATCH the workload by name
+# (fieldSelector metadata.name), as kubectl rollout status does.
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets", "daemonsets"]
-  verbs: ["get", "patch", "watch"]
+  verbs: ["get", "list", "patch", "watch"]
 # internal/action/scale/scale.go (Mutate): GetScale and UpdateScale (PUT) of
 # the scale subresource; replicas are never written any other way.
 - apiGroups: ["apps"]
@@ -177,10 +179,11 @@ a Rollout, or autoscaled by KEDA, is known only when an event names it. */}}
 # internal/action/rollback/deployment.go: LIST a Deployment's or a Rollout's
 # ReplicaSets (its pods, its revisions); internal/rollout/argo.go (aborted)
 # and internal/action/rollback/rollout.go (versions): GET the stable
-# ReplicaSet of an Argo Rollout.
+# ReplicaSet of an Argo Rollout; internal/rollout/watch.go: WATCH them while
+# a rollout is verified.
 - apiGroups: ["apps"]
   resources: ["replicasets"]
-  verbs: ["get", "list"]
+  verbs: ["get", "list", "watch"]
 # internal/action/rollback/history.go: LIST the ControllerRevisions of a
 # StatefulSet or DaemonSet.
 - apiGroups: ["apps"]
@@ -190,10 +193,11 @@ a Rollout, or autoscaled by KEDA, is known only when an event names it. */}}
 # rollout verification); internal/action/deletepods/deletepods.go (replaced):
 # GET one pod after its eviction answered 409 Conflict;
 # internal/action/job/wait.go (lastPod): LIST a Job's pods (label
-# batch.kubernetes.io/controller-uid), when the catalog has job entries.
+# batch.kubernetes.io/controller-uid), when the catalog has job entries;
+# internal/rollout/watch.go: WATCH the workload's pods while it is verified.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list"]
+  verbs: ["get", "list", "watch"]
 # internal/action/deletepods/deletepods.go (evict): CREATE an Eviction, so that
 # PodDisruptionBudgets are honoured; pods are never deleted directly.
 - apiGroups: [""]
@@ -222,10 +226,11 @@ a Rollout, or autoscaled by KEDA, is known only when an event names it. */}}
 # spec.restartAt; internal/action/rollback/rollout.go (patchAbort): PATCH
 # status.abort on the Rollout itself when its CRD has no status subresource;
 # internal/gate/approval/target.go: PATCH its approval annotations and WATCH
-# it by name, as for the apps kinds above.
+# it by name, as for the apps kinds above; internal/rollout/watch.go: LIST and
+# WATCH it by name while it is verified.
 - apiGroups: ["argoproj.io"]
   resources: ["rollouts"]
-  verbs: ["get", "patch", "watch"]
+  verbs: ["get", "list", "patch", "watch"]
 # internal/action/rollback/rollout.go (patchAbort): merge-PATCH status.abort
 # through the status subresource (kubectl argo rollouts abort).
 - apiGroups: ["argoproj.io"]
