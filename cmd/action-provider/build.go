@@ -53,12 +53,13 @@ const lockMargin = 30 * time.Second
 // from here. sandboxed says the cluster is this process's own in-memory
 // one, which no other replica shares.
 func build(cfg config.Config, client kubernetes.Interface, dyn dynamic.Interface, sandboxed bool, log logrus.FieldLogger, masker *secret.Masker) (*service, error) {
-	return buildTraced(cfg, client, dyn, sandboxed, log, masker, nil)
+	return buildTraced(cfg, client, dyn, nil, sandboxed, log, masker, nil)
 }
 
 // buildTraced is build with traces made by tr (nil or off: none): the
-// receiver's and the lifecycle's spans, and the delivery's HTTP calls.
-func buildTraced(cfg config.Config, client kubernetes.Interface, dyn dynamic.Interface, sandboxed bool, log logrus.FieldLogger, masker *secret.Masker, tr *tracing.Tracing) (*service, error) {
+// receiver's and the lifecycle's spans, and the delivery's HTTP calls; and
+// with beats, when not nil, the client of the ledger's heartbeats.
+func buildTraced(cfg config.Config, client kubernetes.Interface, dyn dynamic.Interface, beats kubernetes.Interface, sandboxed bool, log logrus.FieldLogger, masker *secret.Masker, tr *tracing.Tracing) (*service, error) {
 	identity := cfg.PodName
 	if identity == "" {
 		identity, _ = os.Hostname()
@@ -69,7 +70,8 @@ func buildTraced(cfg config.Config, client kubernetes.Interface, dyn dynamic.Int
 		Namespace: cfg.PodNamespace, Identity: identity,
 		EventTTL: cfg.DedupTTL, LockTTL: cfg.ActionTimeout + lockMargin, HeartbeatPeriod: cfg.HeartbeatPeriod,
 		// A target's Lease carries its cooldowns: it must outlive them.
-		IdleTTL: max(ledger.DefaultIdleTTL, cfg.Cooldown),
+		IdleTTL:         max(ledger.DefaultIdleTTL, cfg.Cooldown),
+		HeartbeatClient: beats,
 	})
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/keptn-action-provider/action-provider/internal/config"
@@ -110,14 +111,14 @@ func serve(ctx context.Context, logOut io.Writer) error {
 	if tr.On() {
 		log.Info("tracing: exporting spans with OTLP (OTEL_EXPORTER_OTLP_*)")
 	}
-	client, dyn, sandboxed, err := connectTraced(cfg, log, tr)
+	client, dyn, beats, sandboxed, err := connectTraced(cfg, log, tr)
 	if err != nil {
 		return err
 	}
 	if sandboxed {
 		sandboxPolicy(&cfg, log)
 	}
-	svc, err := buildTraced(cfg, client, dyn, sandboxed, log, masker, tr)
+	svc, err := buildTraced(cfg, client, dyn, beats, sandboxed, log, masker, tr)
 	if err != nil {
 		return err
 	}
@@ -153,44 +154,60 @@ func newLogger(cfg config.Config, out io.Writer, masker *secret.Masker) *logrus.
 	return log
 }
 
+// The heartbeats' own token bucket: a heartbeat is a GET and a PUT (a
+// create the first time) every HEARTBEAT_PERIOD, at least a second.
+const (
+	heartbeatQPS   = 1
+	heartbeatBurst = 4
+)
+
 // connect finds the cluster: in-cluster config, KUBECONFIG or ~/.kube/config,
 // else (with SANDBOX=auto) the in-memory sandbox.
 // The dynamic client reads the objects of other tools (Argo CD, Flux, KEDA,
 // Argo Rollouts).
 func connect(cfg config.Config, log logrus.FieldLogger) (client kubernetes.Interface, dyn dynamic.Interface, sandboxed bool, err error) {
-	return connectTraced(cfg, log, nil)
+	client, dyn, _, sandboxed, err = connectTraced(cfg, log, nil)
+	return client, dyn, sandboxed, err
 }
 
 // connectTraced is connect with the Kubernetes API calls made within an
-// event's trace as client spans of it (tr nil or off: none).
-func connectTraced(cfg config.Config, log logrus.FieldLogger, tr *tracing.Tracing) (client kubernetes.Interface, dyn dynamic.Interface, sandboxed bool, err error) {
+// event's trace as client spans of it (tr nil or off: none), and with
+// beats, the client of the heartbeats (nil in the sandbox: client).
+func connectTraced(cfg config.Config, log logrus.FieldLogger, tr *tracing.Tracing) (client kubernetes.Interface, dyn dynamic.Interface, beats kubernetes.Interface, sandboxed bool, err error) {
 	home, _ := os.UserHomeDir()
 	switch {
 	case cfg.Sandbox == config.SandboxOn:
 		client, dyn, err = startSandbox(cfg, log, "SANDBOX=true")
-		return client, dyn, true, err
+		return client, dyn, nil, true, err
 	case cfg.Sandbox == config.SandboxAuto && !kube.Available(os.LookupEnv, home):
 		client, dyn, err = startSandbox(cfg, log, "no in-cluster config, KUBECONFIG or ~/.kube/config")
-		return client, dyn, true, err
+		return client, dyn, nil, true, err
 	}
 	rc, source, err := kube.RESTConfig(os.LookupEnv, home)
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("connect to Kubernetes: %w", err)
+		return nil, nil, nil, false, fmt.Errorf("connect to Kubernetes: %w", err)
 	}
 	if tr.On() {
 		rc.Wrap(tr.Transport)
 	}
-	// One token bucket for both clients: left to themselves, the clientset
-	// and the dynamic client would each make one, and together send twice
-	// KUBE_API_QPS (make bench-storm saw it).
 	rc.QPS, rc.Burst = cfg.KubeAPIQPS, cfg.KubeAPIBurst
+	// The heartbeats get a bucket of their own (a GET and a PUT a period),
+	// so that actions queued behind the shared one never hold them back.
+	beat := rest.CopyConfig(rc)
+	beat.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(heartbeatQPS, heartbeatBurst)
+	if beats, err = kubernetes.NewForConfig(beat); err != nil {
+		return nil, nil, nil, false, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
+	}
+	// One token bucket for the clientset and the dynamic client: left to
+	// themselves they would each make one, and together send twice
+	// KUBE_API_QPS (make bench-storm saw it).
 	rc.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(rc.QPS, rc.Burst)
 	if client, err = kubernetes.NewForConfig(rc); err != nil {
-		return nil, nil, false, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
+		return nil, nil, nil, false, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
 	}
 	if dyn, err = dynamic.NewForConfig(rc); err != nil {
-		return nil, nil, false, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
+		return nil, nil, nil, false, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
 	}
 	log.WithFields(logrus.Fields{"cluster": rc.Host, "from": source}).Info("using Kubernetes cluster")
-	return client, dyn, false, nil
+	return client, dyn, beats, false, nil
 }

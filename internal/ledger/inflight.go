@@ -116,7 +116,7 @@ func (l *Ledger) Heartbeat(ctx context.Context) error {
 	err := l.write(ctx, func(ctx context.Context) error {
 		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			now := l.cfg.Now()
-			lease, err := l.leases().Get(ctx, name, metav1.GetOptions{})
+			lease, err := l.heartbeatLeases().Get(ctx, name, metav1.GetOptions{})
 			switch {
 			case apierrors.IsNotFound(err):
 				lease = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
@@ -124,14 +124,14 @@ func (l *Ledger) Heartbeat(ctx context.Context) error {
 					Labels: map[string]string{recordLabel: recordHeart, managedByLabel: managedBy},
 				}}
 				lease.Spec = l.spec(l.holder, now, l.heartbeatTTL())
-				_, err = l.leases().Create(ctx, lease, metav1.CreateOptions{})
+				_, err = l.heartbeatLeases().Create(ctx, lease, metav1.CreateOptions{})
 				if apierrors.IsAlreadyExists(err) {
 					return apierrors.NewConflict(coordinationv1.Resource("leases"), name, err)
 				}
 			case err == nil:
 				renew := metav1.NewMicroTime(now)
 				lease.Spec.RenewTime = &renew
-				_, err = l.leases().Update(ctx, lease, metav1.UpdateOptions{})
+				_, err = l.heartbeatLeases().Update(ctx, lease, metav1.UpdateOptions{})
 			}
 			if err != nil && !apierrors.IsConflict(err) {
 				return fmt.Errorf("heartbeat of %s: %w", l.holder, err)

@@ -396,3 +396,33 @@ func TestFinishedKeepsTheOutcome(t *testing.T) {
 		t.Error("the triggered event is still kept")
 	}
 }
+
+// TestHeartbeatGoesThroughItsOwnClient: with Config.HeartbeatClient, the
+// heartbeat is written through that client alone, so that a ledger client
+// held back by a storm of actions (here: one that fails every request)
+// cannot delay it.
+func TestHeartbeatGoesThroughItsOwnClient(t *testing.T) {
+	busy, beats := fake.NewClientset(), fake.NewClientset()
+	busy.PrependReactor("*", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("the ledger's client is busy")
+	})
+	clk := &clock{now: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
+	l, err := New(busy, Config{Namespace: "keptn", Identity: "a", EventTTL: 10 * time.Minute,
+		LockTTL: time.Minute, HeartbeatPeriod: time.Second, WriteBound: time.Second, Now: clk.Now,
+		HeartbeatClient: beats})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // a create, then an update
+		if err := l.Heartbeat(context.Background()); err != nil {
+			t.Fatalf("heartbeat: %v", err)
+		}
+	}
+	list, err := beats.CoordinationV1().Leases("keptn").List(context.Background(), metav1.ListOptions{})
+	if err != nil || len(list.Items) != 1 || list.Items[0].Spec.HolderIdentity == nil {
+		t.Fatalf("heartbeat Leases through the heartbeat's client: %v, %v", list, err)
+	}
+	for _, a := range busy.Actions() {
+		t.Errorf("the ledger's client was asked %s %s", a.GetVerb(), a.GetResource().Resource)
+	}
+}
