@@ -154,12 +154,10 @@ func newLogger(cfg config.Config, out io.Writer, masker *secret.Masker) *logrus.
 	return log
 }
 
-// The heartbeats' own token bucket: a heartbeat is a GET and a PUT (a
-// create the first time) every HEARTBEAT_PERIOD, at least a second.
-const (
-	heartbeatQPS   = 1
-	heartbeatBurst = 4
-)
+// heartbeatRequests is how many requests the heartbeats' own token bucket
+// allows each HEARTBEAT_PERIOD: a GET and a PUT (a create the first time),
+// and a retry after a conflict.
+const heartbeatRequests = 4
 
 // connect finds the cluster: in-cluster config, KUBECONFIG or ~/.kube/config,
 // else (with SANDBOX=auto) the in-memory sandbox.
@@ -194,7 +192,7 @@ func connectTraced(cfg config.Config, log logrus.FieldLogger, tr *tracing.Tracin
 	// The heartbeats get a bucket of their own (a GET and a PUT a period),
 	// so that actions queued behind the shared one never hold them back.
 	beat := rest.CopyConfig(rc)
-	beat.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(heartbeatQPS, heartbeatBurst)
+	beat.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(float32(heartbeatRequests/cfg.HeartbeatPeriod.Seconds()), heartbeatRequests)
 	if beats, err = kubernetes.NewForConfig(beat); err != nil {
 		return nil, nil, nil, false, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
 	}
