@@ -547,18 +547,27 @@ func (r *report) throttled(log string) {
 // the most requests beyond QPS × window in any window, as figures only: a
 // server that stalls for a second and then dispatches what piled up packs
 // requests the client spread out.
+// heartbeatRequests is the provider's heartbeat bucket: so many requests
+// per HEARTBEAT_PERIOD, and as many at once.
+const heartbeatRequests = 4
+
 func (r *report) rateFigures(s []dispatched, pollErr error, between time.Duration) {
 	if pollErr == nil && len(s) >= 2 {
 		f := rates(s, r.QPS)
 		r.ProviderPeak1s, r.ProviderExcess = f.peak1s, f.excess
 	}
 	bound := float64(r.Burst) + r.QPS*between.Seconds()
+	// The heartbeats have a bucket of their own in the provider
+	// (cmd/action-provider's heartbeatRequests per HEARTBEAT_PERIOD).
+	if period, err := time.ParseDuration(r.HeartbeatPeriod); err == nil && period > 0 {
+		bound += heartbeatRequests * (1 + between.Seconds()/period.Seconds())
+	}
 	limited := r.ProviderRequests - r.ProviderWatches
 	typed := limited - r.CustomResourceRequests
-	r.add(fmt.Sprintf("the provider's requests stay within its client-side limit (QPS %g, burst %d)", r.QPS, r.Burst),
+	r.add(fmt.Sprintf("the provider's requests stay within its client-side limit (QPS %g, burst %d, and the heartbeats' own bucket)", r.QPS, r.Burst),
 		limited <= bound,
-		fmt.Sprintf("%.0f requests (and %.0f watches, never rate-limited) in %s, at most %.0f (burst + QPS × time)",
-			limited, r.ProviderWatches, between.Round(time.Millisecond), bound),
+		fmt.Sprintf("%.0f requests (and %.0f watches, never rate-limited) in %s, at most %.0f (burst + QPS × time, and %d per heartbeat period)",
+			limited, r.ProviderWatches, between.Round(time.Millisecond), bound, heartbeatRequests),
 		fmt.Sprintf("its typed client alone: %.0f (within: %t); its dynamic client (custom resources), on the same token bucket: %.0f",
 			typed, typed <= bound, r.CustomResourceRequests))
 }
