@@ -984,11 +984,12 @@ can_matrix_cluster() {
 	can "$u" yes create pods other-ns eviction
 	can "$u" yes get deployments kube-system
 	can "$u" yes create events "$NS"
-	can "$u" no list deployments --all
-	# A ClusterRole's list is cluster-wide: pods, replicasets... of every
-	# namespace can be listed (not watched). rbac.scope=namespaced avoids it.
+	# A ClusterRole's verbs are cluster-wide: deployments, pods, replicasets...
+	# of every namespace can be listed and watched (the rollout's
+	# verification watches them). rbac.scope=namespaced avoids it.
+	can "$u" yes list deployments --all
 	can "$u" yes list pods --all
-	can "$u" no watch pods --all
+	can "$u" yes watch pods --all
 	can "$u" no update deployments kube-system
 	can "$u" no delete deployments kube-system
 	can "$u" no delete pods kube-system
