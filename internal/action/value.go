@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 )
@@ -78,17 +79,19 @@ func exactKeys(raw []byte, t reflect.Type) error {
 	if err := json.Unmarshal(raw, &keys); err != nil {
 		return fmt.Errorf("not valid JSON: %w", err)
 	}
-	var known map[string]bool
+	known := map[string]bool{}
+	jsonKeys(t, known)
+	var unknown []string
 	for key := range keys {
-		if known == nil {
-			known = map[string]bool{}
-			jsonKeys(t, known)
-		}
 		if !known[key] {
-			return fmt.Errorf("unknown key %q", key)
+			unknown = append(unknown, key)
 		}
 	}
-	return nil
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown) // the same message every time
+	return fmt.Errorf("unknown key %q", unknown[0])
 }
 
 // jsonKeys adds the JSON keys of struct type t to keys, those of embedded
