@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/keptn-action-provider/action-provider/internal/childproc"
 )
 
 // natsServerVersion is the nats-server test/nats/nats-server.sh installs,
@@ -119,12 +121,12 @@ func awaitNATS(ctx context.Context, p *proc, port int, limit time.Duration) erro
 		if portTaken(p) {
 			return errPortTaken
 		}
-		if p.exited() {
+		if p.Exited() {
 			return p.failure()
 		}
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
-			if strings.Contains(p.log(), "Server is ready") {
+			if strings.Contains(p.Log(), "Server is ready") {
 				return nil
 			}
 		}
@@ -192,7 +194,7 @@ func measureNATS(ctx context.Context, o options) (natsReport, error) {
 		return r, err
 	}
 	procs = append(procs, server)
-	r.NATSServer = natsServerVersionOf(server.cmd.Path)
+	r.NATSServer = natsServerVersionOf(server.Path())
 
 	replicas := make([]*proc, o.replicas)
 	r.Replicas = make([]replicaReport, o.replicas)
@@ -206,7 +208,7 @@ func measureNATS(ctx context.Context, o options) (natsReport, error) {
 		r.Replicas[i] = replicaReport{Source: p.name, ReadyMillis: ms(time.Since(p.execAt))}
 	}
 	for i, p := range replicas {
-		idle := idleMemory(ctx, p.pid())
+		idle := idleMemory(ctx, p.PID())
 		r.Replicas[i].IdleRSSMiB, r.Replicas[i].IdleRSSAnonMiB, r.Replicas[i].IdleRSSFileMiB = idle.RSS, idle.Anon, idle.File
 	}
 
@@ -225,7 +227,7 @@ func measureNATS(ctx context.Context, o options) (natsReport, error) {
 	for _, p := range procs {
 		go func() {
 			select {
-			case <-p.done:
+			case <-p.Done():
 				report(fmt.Errorf("during the run: %w", p.failure()))
 				cancel()
 			case <-watching:
@@ -324,16 +326,16 @@ func measureNATS(ctx context.Context, o options) (natsReport, error) {
 	}
 	providerCPU := func() (d time.Duration) {
 		for _, p := range replicas {
-			d += cpuTime(p.pid())
+			d += childproc.CPUTime(p.PID())
 		}
 		return d
 	}
-	providerCPU0, serverCPU0, toolCPU0 := providerCPU(), cpuTime(server.pid()), cpuTime(os.Getpid())
+	providerCPU0, serverCPU0, toolCPU0 := providerCPU(), childproc.CPUTime(server.PID()), childproc.CPUTime(os.Getpid())
 	measuring.Store(true)
 	measureStart := time.Now()
 	wg.Wait()
 	elapsed := time.Since(measureStart)
-	providerCPUUsed, serverCPUUsed, toolCPUUsed := providerCPU()-providerCPU0, cpuTime(server.pid())-serverCPU0, cpuTime(os.Getpid())-toolCPU0
+	providerCPUUsed, serverCPUUsed, toolCPUUsed := providerCPU()-providerCPU0, childproc.CPUTime(server.PID())-serverCPU0, childproc.CPUTime(os.Getpid())-toolCPU0
 	select {
 	case err := <-errs:
 		return r, err
@@ -343,7 +345,7 @@ func measureNATS(ctx context.Context, o options) (natsReport, error) {
 		return r, ctx.Err()
 	}
 	for i, p := range replicas {
-		r.Replicas[i].PeakRSSMiB = readMemory(p.pid()).Peak
+		r.Replicas[i].PeakRSSMiB = childproc.ReadMemory(p.PID()).Peak
 	}
 	r.Seconds = elapsed.Seconds()
 	r.Finished = count.Load()

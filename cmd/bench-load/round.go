@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/keptn-action-provider/action-provider/internal/childproc"
 )
 
 // report is what one round over HTTP measured.
@@ -64,7 +66,7 @@ func measureRound(ctx context.Context, o options, target, dir string) (report, e
 	}
 	defer t.stop(15 * time.Second)
 	r.ReadyMillis = ms(t.ready.Sub(t.execAt))
-	idle := idleMemory(ctx, t.pid())
+	idle := idleMemory(ctx, t.PID())
 	r.IdleRSSMiB, r.IdleRSSAnonMiB, r.IdleRSSFileMiB = idle.RSS, idle.Anon, idle.File
 
 	l := newLoad(o, s, t.url)
@@ -75,7 +77,7 @@ func measureRound(ctx context.Context, o options, target, dir string) (report, e
 	if len(w.latencies) == 0 {
 		return r, errNoEvents
 	}
-	r.PeakRSSMiB = readMemory(t.pid()).Peak
+	r.PeakRSSMiB = childproc.ReadMemory(t.PID()).Peak
 	r.Seconds = w.elapsed.Seconds()
 	r.Finished = int64(len(w.latencies))
 	r.EventsPerSecond = float64(r.Finished) / r.Seconds
@@ -288,7 +290,7 @@ func (l *load) run(ctx context.Context, target *proc) (window, error) {
 	defer cancel() // before the watcher is waited for
 	watcher.Go(func() {
 		select {
-		case <-target.done:
+		case <-target.Done():
 			fail(fmt.Errorf("during the run: %w", target.failure()))
 		case <-runCtx.Done():
 		}
@@ -301,11 +303,11 @@ func (l *load) run(ctx context.Context, target *proc) (window, error) {
 	case <-time.After(l.o.warmup):
 	case <-runCtx.Done():
 	}
-	targetCPU0, toolCPU0, busyCPU0 := cpuTime(target.pid()), cpuTime(os.Getpid()), machineBusy()
+	targetCPU0, toolCPU0, busyCPU0 := childproc.CPUTime(target.PID()), childproc.CPUTime(os.Getpid()), machineBusy()
 	l.measuring.Store(true)
 	start := time.Now()
 	senders.Wait()
-	w := window{elapsed: time.Since(start), targetCPU: cpuTime(target.pid()) - targetCPU0, toolCPU: cpuTime(os.Getpid()) - toolCPU0,
+	w := window{elapsed: time.Since(start), targetCPU: childproc.CPUTime(target.PID()) - targetCPU0, toolCPU: childproc.CPUTime(os.Getpid()) - toolCPU0,
 		busyCPU: machineBusy() - busyCPU0}
 	once.Do(func() {}) // failed is final from here on
 	if failed != nil {

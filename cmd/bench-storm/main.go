@@ -51,6 +51,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keptn-action-provider/action-provider/internal/childproc"
 	"github.com/keptn-action-provider/action-provider/internal/eventsink"
 	"github.com/keptn-action-provider/action-provider/internal/testsupport/controlplane"
 )
@@ -312,7 +313,7 @@ func run(ctx context.Context, o options) (*report, error) {
 
 	r := &report{Version: limits.version, Deployments: o.deployments, Events: o.events, Senders: o.senders, QPS: limits.qps, Burst: limits.burst,
 		LimitsSettable: limits.configurable, HeartbeatPeriod: o.heartbeat.String(), LoadBefore: loadavg()}
-	r.IdleRSSMiB = memMiB(prov.pid(), "VmRSS")
+	r.IdleRSSMiB = childproc.ReadMemory(prov.PID()).RSS
 
 	scrapedBefore := time.Now()
 	before, err := k.scrape(ctx)
@@ -322,7 +323,7 @@ func run(ctx context.Context, o options) (*report, error) {
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	poller := k.pollDispatched(pollCtx, priorityLevel, o.poll)
 	defer func() { stopPoll(); <-poller.done }()
-	cpu0 := cpuTime(prov.pid())
+	cpu0 := childproc.CPUTime(prov.PID())
 
 	fmt.Fprintf(os.Stderr, "bench-storm: %d events from %d senders at once\n", o.events, o.senders)
 	begin := time.Now()
@@ -350,8 +351,8 @@ func run(ctx context.Context, o options) (*report, error) {
 
 	last, waitErr := rec.awaitFinished(ctx, accepted)
 	r.LastFinishedSeconds = last.Sub(begin).Seconds()
-	r.ProviderCPUMs = float64((cpuTime(prov.pid()) - cpu0).Milliseconds())
-	r.PeakRSSMiB = memMiB(prov.pid(), "VmHWM")
+	r.ProviderCPUMs = float64((childproc.CPUTime(prov.PID()) - cpu0).Milliseconds())
+	r.PeakRSSMiB = childproc.ReadMemory(prov.PID()).Peak
 	r.LoadAfter = loadavg()
 	// A fresh context: the report is wanted even when the storm ran out of time.
 	endCtx, cancelEnd := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -379,7 +380,7 @@ func run(ctx context.Context, o options) (*report, error) {
 	r.ToolPolls = polls + 2
 	r.rateFigures(samples, pollErr, scrapedAfter.Sub(scrapedBefore))
 	r.heartbeatFigures(hb.all(), begin, last, o.heartbeat)
-	r.throttled(prov.log())
+	r.throttled(prov.Log())
 
 	states, err := k.targetStates(endCtx)
 	if err != nil {
