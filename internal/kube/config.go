@@ -1,6 +1,7 @@
 // Package kube finds the Kubernetes cluster the provider acts on, the way
 // kubectl and controllers do: an explicit KUBECONFIG, the in-cluster service
-// account, or the user's ~/.kube/config.
+// account, or the user's ~/.kube/config; and talks to it through a client
+// of the six API groups the provider uses (Interface, NewForConfig).
 package kube
 
 import (
