@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/rollout"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -85,7 +86,7 @@ func TestVerifyWatch(t *testing.T) {
 	var count requestCounter
 	cfg := rest.CopyConfig(cp.config)
 	cfg.WrapTransport = count.wrap
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kube.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func TestVerifyWatch(t *testing.T) {
 
 // restartAndVerify restarts ref as the restart action does, and verifies
 // the rollout with rollout.Wait through client.
-func restartAndVerify(ctx context.Context, t *testing.T, admin, client kubernetes.Interface, count *requestCounter, ref workload.Ref, replicas int32, pods bool) verified {
+func restartAndVerify(ctx context.Context, t *testing.T, admin kubernetes.Interface, client kube.Interface, count *requestCounter, ref workload.Ref, replicas int32, pods bool) verified {
 	t.Helper()
 	d, err := admin.AppsV1().Deployments(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 	if err != nil {
@@ -270,6 +271,13 @@ func observe(ctx context.Context, t *testing.T, c kubernetes.Interface, ref work
 					}
 					ready[p.UID] = ev.Type != watch.Deleted && podReady(*p)
 				}
+			}
+			// Once ctx ends the watches may close or report the
+			// cancellation before select picks ctx.Done: that is the end
+			// asked for, not an error.
+			if (!ok || ev.Type == watch.Error) && ctx.Err() != nil {
+				out <- o
+				return
 			}
 			if !ok {
 				o.err = fmt.Errorf("a watch of the test's own observer closed")
