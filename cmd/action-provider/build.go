@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/actionconfig"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
@@ -19,6 +18,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/dedup"
 	"github.com/keptn-action-provider/action-provider/internal/delivery"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	"github.com/keptn-action-provider/action-provider/internal/metrics"
@@ -52,14 +52,14 @@ const lockMargin = 30 * time.Second
 // it all. Nothing is defaulted further down: each part gets what it uses
 // from here. sandboxed says the cluster is this process's own in-memory
 // one, which no other replica shares.
-func build(cfg config.Config, client kubernetes.Interface, dyn dynamic.Interface, sandboxed bool, log logrus.FieldLogger, masker *secret.Masker) (*service, error) {
+func build(cfg config.Config, client kube.Interface, dyn dynamic.Interface, sandboxed bool, log logrus.FieldLogger, masker *secret.Masker) (*service, error) {
 	return buildTraced(cfg, client, dyn, nil, sandboxed, log, masker, nil)
 }
 
 // buildTraced is build with traces made by tr (nil or off: none): the
 // receiver's and the lifecycle's spans, and the delivery's HTTP calls; and
 // with beats, when not nil, the client of the ledger's heartbeats.
-func buildTraced(cfg config.Config, client kubernetes.Interface, dyn dynamic.Interface, beats kubernetes.Interface, sandboxed bool, log logrus.FieldLogger, masker *secret.Masker, tr *tracing.Tracing) (*service, error) {
+func buildTraced(cfg config.Config, client kube.Interface, dyn dynamic.Interface, beats kube.Interface, sandboxed bool, log logrus.FieldLogger, masker *secret.Masker, tr *tracing.Tracing) (*service, error) {
 	identity := cfg.PodName
 	if identity == "" {
 		identity, _ = os.Hostname()

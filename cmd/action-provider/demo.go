@@ -21,7 +21,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	examplecatalog "github.com/keptn-action-provider/action-provider/examples/catalog"
 	"github.com/keptn-action-provider/action-provider/examples/events"
@@ -33,6 +32,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/gate/approval"
 	"github.com/keptn-action-provider/action-provider/internal/history"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
@@ -116,7 +116,7 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 }
 
 // serveDemo builds and starts a provider on the sandbox; stop stops it.
-func serveDemo(ctx context.Context, cfg config.Config, client kubernetes.Interface, dyn dynamic.Interface,
+func serveDemo(ctx context.Context, cfg config.Config, client kube.Interface, dyn dynamic.Interface,
 	log logrus.FieldLogger, masker *secret.Masker) (url string, stop func(), err error) {
 	// The sandbox is the demo's own: no other replica to share claims with.
 	svc, err := build(cfg, client, dyn, true, log, masker)
@@ -152,7 +152,7 @@ func writeCatalog(body []byte) (path string, remove func(), err error) {
 
 // demoEvent sends one event and prints what Keptn receives; a person asked
 // to approve answers with decision (approval.ApproveKey or RejectKey).
-func demoEvent(ctx context.Context, out io.Writer, url string, client kubernetes.Interface,
+func demoEvent(ctx context.Context, out io.Writer, url string, client kube.Interface,
 	sink *eventsink.Sink, name string, body []byte, decision string) error {
 	fmt.Fprintf(out, "== %s\n", name)
 	// Decoding here only describes the event; the provider decodes it itself.
@@ -239,7 +239,7 @@ func post(ctx context.Context, url string, body []byte) (int, string, error) {
 
 // describeState says what a person would look at: replicas, images,
 // the restart stamp, and the pods.
-func describeState(ctx context.Context, client kubernetes.Interface, ref workload.Ref) string {
+func describeState(ctx context.Context, client kube.Interface, ref workload.Ref) string {
 	var (
 		tmpl     corev1.PodTemplateSpec
 		replicas = "a pod on each node"
@@ -309,7 +309,7 @@ func count(n *int32, noun string) string {
 
 // auditEvents lists the events the provider recorded on ref for the
 // triggered event id.
-func auditEvents(ctx context.Context, client kubernetes.Interface, ref workload.Ref, id string) []corev1.Event {
+func auditEvents(ctx context.Context, client kube.Interface, ref workload.Ref, id string) []corev1.Event {
 	list, err := client.CoreV1().Events(ref.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil
@@ -328,7 +328,7 @@ func auditEvents(ctx context.Context, client kubernetes.Interface, ref workload.
 // provider's ApprovalPending event for the triggered event id, and
 // annotates the target with decision as the event says, until ctx ends.
 // It returns what to print.
-func decide(ctx context.Context, client kubernetes.Interface, id, decision string) []string {
+func decide(ctx context.Context, client kube.Interface, id, decision string) []string {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -371,7 +371,7 @@ func decide(ctx context.Context, client kubernetes.Interface, id, decision strin
 
 // describeJobs shows the Jobs a job action created for the event, as
 // kubectl get and describe would.
-func describeJobs(ctx context.Context, out io.Writer, client kubernetes.Interface, id string) {
+func describeJobs(ctx context.Context, out io.Writer, client kube.Interface, id string) {
 	list, err := client.BatchV1().Jobs("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return

@@ -18,7 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	examplecatalog "github.com/keptn-action-provider/action-provider/examples/catalog"
 	"github.com/keptn-action-provider/action-provider/examples/events"
@@ -27,6 +26,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/gate/approval"
 	"github.com/keptn-action-provider/action-provider/internal/gate/gitops"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 )
 
@@ -46,7 +46,7 @@ type gateStep struct {
 // one that spends the budget. It stands in for what the gates look at: a
 // Prometheus with a firing alert, a Flux-managed Deployment, a namespace
 // under an alert's hold.
-func demoGates(ctx context.Context, out io.Writer, cfg config.Config, client kubernetes.Interface, dyn dynamic.Interface,
+func demoGates(ctx context.Context, out io.Writer, cfg config.Config, client kube.Interface, dyn dynamic.Interface,
 	sink *eventsink.Sink, log logrus.FieldLogger, masker *secret.Masker) error {
 	prom := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -121,7 +121,7 @@ func gateEvent(template []byte, n int, s gateStep) ([]byte, error) {
 // sockshop-dev with a carts Deployment, and a Deployment orders in
 // sockshop-production with the labels Flux's kustomize-controller puts on
 // what it applies, and its Kustomization.
-func gateWorld(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface) error {
+func gateWorld(ctx context.Context, client kube.Interface, dyn dynamic.Interface) error {
 	optIn, err := guard.ParseLabel(guard.SuggestedOptInLabel)
 	if err != nil {
 		return err

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/history"
@@ -110,7 +109,7 @@ func parseSince(s string) (time.Duration, error) {
 // historyClient finds the cluster as serve does (connect), with --kubeconfig
 // in place of KUBECONFIG when given. In sandbox mode it reads a fresh
 // sandbox, which has no history: the demo reads its own with history.Read.
-func historyClient(cfg config.Config, kubeconfig string, log logrus.FieldLogger) (kubernetes.Interface, error) {
+func historyClient(cfg config.Config, kubeconfig string, log logrus.FieldLogger) (kube.Interface, error) {
 	if kubeconfig == "" {
 		client, _, _, err := connect(cfg, log)
 		return client, err
@@ -125,7 +124,7 @@ func historyClient(cfg config.Config, kubeconfig string, log logrus.FieldLogger)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Kubernetes: %w", err)
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := kube.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
 	}

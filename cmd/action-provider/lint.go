@@ -7,12 +7,12 @@ import (
 	"os"
 
 	"github.com/sirupsen/logrus"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/keptn-action-provider/action-provider/internal/actionconfig"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/lint"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
@@ -30,7 +30,7 @@ func runLint(out io.Writer, files []string) error {
 	if err != nil {
 		return err
 	}
-	offline, err := kubernetes.NewForConfig(&rest.Config{Host: "https://lint.invalid"})
+	offline, err := kube.NewForConfig(&rest.Config{Host: "https://lint.invalid"})
 	if err != nil {
 		return fmt.Errorf("lint: %w", err)
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/flowcontrol"
 
@@ -163,7 +162,7 @@ const heartbeatRequests = 4
 // else (with SANDBOX=auto) the in-memory sandbox.
 // The dynamic client reads the objects of other tools (Argo CD, Flux, KEDA,
 // Argo Rollouts).
-func connect(cfg config.Config, log logrus.FieldLogger) (client kubernetes.Interface, dyn dynamic.Interface, sandboxed bool, err error) {
+func connect(cfg config.Config, log logrus.FieldLogger) (client kube.Interface, dyn dynamic.Interface, sandboxed bool, err error) {
 	client, dyn, _, sandboxed, err = connectTraced(cfg, log, nil)
 	return client, dyn, sandboxed, err
 }
@@ -171,7 +170,7 @@ func connect(cfg config.Config, log logrus.FieldLogger) (client kubernetes.Inter
 // connectTraced is connect with the Kubernetes API calls made within an
 // event's trace as client spans of it (tr nil or off: none), and with
 // beats, the client of the heartbeats (nil in the sandbox: client).
-func connectTraced(cfg config.Config, log logrus.FieldLogger, tr *tracing.Tracing) (client kubernetes.Interface, dyn dynamic.Interface, beats kubernetes.Interface, sandboxed bool, err error) {
+func connectTraced(cfg config.Config, log logrus.FieldLogger, tr *tracing.Tracing) (client kube.Interface, dyn dynamic.Interface, beats kube.Interface, sandboxed bool, err error) {
 	home, _ := os.UserHomeDir()
 	switch {
 	case cfg.Sandbox == config.SandboxOn:
@@ -193,14 +192,14 @@ func connectTraced(cfg config.Config, log logrus.FieldLogger, tr *tracing.Tracin
 	// so that actions queued behind the shared one never hold them back.
 	beat := rest.CopyConfig(rc)
 	beat.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(float32(heartbeatRequests/cfg.HeartbeatPeriod.Seconds()), heartbeatRequests)
-	if beats, err = kubernetes.NewForConfig(beat); err != nil {
+	if beats, err = kube.NewForConfig(beat); err != nil {
 		return nil, nil, nil, false, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
 	}
 	// One token bucket for the clientset and the dynamic client: left to
 	// themselves they would each make one, and together send twice
 	// KUBE_API_QPS (make bench-storm saw it).
 	rc.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(rc.QPS, rc.Burst)
-	if client, err = kubernetes.NewForConfig(rc); err != nil {
+	if client, err = kube.NewForConfig(rc); err != nil {
 		return nil, nil, nil, false, fmt.Errorf("connect to Kubernetes (%s): %w", source, err)
 	}
 	if dyn, err = dynamic.NewForConfig(rc); err != nil {

@@ -9,11 +9,11 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	sandboxseed "github.com/keptn-action-provider/action-provider/examples/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/action/job"
 	"github.com/keptn-action-provider/action-provider/internal/config"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 )
 
@@ -21,7 +21,7 @@ const sandboxBuild = "with sandbox"
 
 // startSandbox builds the in-memory cluster, and says so loudly: nothing a
 // sandboxed action does reaches a real cluster.
-func startSandbox(cfg config.Config, log logrus.FieldLogger, why string) (kubernetes.Interface, dynamic.Interface, error) {
+func startSandbox(cfg config.Config, log logrus.FieldLogger, why string) (kube.Interface, dynamic.Interface, error) {
 	var seed fs.FS = sandboxseed.FS
 	from := "built-in examples/sandbox"
 	if cfg.SandboxSeed != "" {
@@ -38,7 +38,7 @@ func startSandbox(cfg config.Config, log logrus.FieldLogger, why string) (kubern
 
 // jobLogs is the sandbox's stand-in for a kubelet's logs: it says what a
 // job's container would have run. Outside the sandbox, nil: the API server.
-func jobLogs(client kubernetes.Interface, sandboxed bool) job.LogReader {
+func jobLogs(client kube.Interface, sandboxed bool) job.LogReader {
 	if !sandboxed {
 		return nil
 	}

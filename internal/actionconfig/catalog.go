@@ -25,7 +25,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
@@ -35,6 +34,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/gate"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
 	"github.com/keptn-action-provider/action-provider/internal/keda"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
@@ -135,7 +135,7 @@ type Catalog struct {
 
 // Deps are what the handlers are built with.
 type Deps struct {
-	Client kubernetes.Interface
+	Client kube.Interface
 	// Ledger keeps the locks and cooldowns; Audit records each change as a
 	// Kubernetes Event. Both are required.
 	Ledger *ledger.Ledger

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
 	sandboxseed "github.com/keptn-action-provider/action-provider/examples/sandbox"
@@ -21,6 +20,8 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
 	"github.com/keptn-action-provider/action-provider/internal/keda"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/testsupport"
@@ -44,7 +45,7 @@ func testConfig(t *testing.T, catalogYAML string) config.Config {
 
 // testDeps are the catalog's dependencies on client, as the composition
 // root makes them.
-func testDeps(t *testing.T, client kubernetes.Interface, log logrus.FieldLogger) Deps {
+func testDeps(t *testing.T, client kube.Interface, log logrus.FieldLogger) Deps {
 	t.Helper()
 	book, err := ledger.New(client, ledger.Config{Namespace: "keptn", Identity: "test", EventTTL: time.Hour, LockTTL: time.Hour})
 	if err != nil {
@@ -57,7 +58,7 @@ func load(t *testing.T, catalogYAML string) (*Catalog, error) {
 	t.Helper()
 	log := logrus.New()
 	log.SetOutput(os.Stderr)
-	return Load(testConfig(t, catalogYAML), testDeps(t, fake.NewSimpleClientset(), log))
+	return Load(testConfig(t, catalogYAML), testDeps(t, adapt.Clientset(fake.NewSimpleClientset()), log))
 }
 
 func TestBuiltInCatalogKeepsTodaysActions(t *testing.T) {
@@ -206,7 +207,7 @@ actions:
 
 // loadOn loads the catalog against client, with edit applied to the
 // configuration the environment gives.
-func loadOn(t *testing.T, client kubernetes.Interface, catalogYAML string, edit func(*config.Config)) *Catalog {
+func loadOn(t *testing.T, client kube.Interface, catalogYAML string, edit func(*config.Config)) *Catalog {
 	t.Helper()
 	cfg := testConfig(t, catalogYAML)
 	cfg.Cooldown = 0
@@ -222,7 +223,7 @@ func loadOn(t *testing.T, client kubernetes.Interface, catalogYAML string, edit 
 	return c
 }
 
-func newSandbox(t *testing.T) kubernetes.Interface {
+func newSandbox(t *testing.T) kube.Interface {
 	t.Helper()
 	c, err := sandbox.New(sandboxseed.FS)
 	if err != nil {
@@ -348,7 +349,7 @@ actions:
 // TestLintFlagsDisallowedOverride: lint sees the target rule through the
 // handler's Validate, without a cluster or an event.
 func TestLintFlagsDisallowedOverride(t *testing.T) {
-	c := loadOn(t, fake.NewSimpleClientset(), "", nil)
+	c := loadOn(t, adapt.Clientset(fake.NewSimpleClientset()), "", nil)
 	for value, want := range map[string]string{
 		`{"replicas": "+1", "namespace": "ingress-nginx", "name": "controller"}`: `refused (target override): the value sets "namespace": "ingress-nginx"`,
 		`{"replicas": "+1", "name": "carts-db", "kind": "sts"}`:                  "",
@@ -422,7 +423,7 @@ actions:
 func TestKEDAPausesAreMaintained(t *testing.T) {
 	cfg := testConfig(t, "")
 	cfg.AllowedNamespaces = []string{"shop-prod", "shop-dev"}
-	d := testDeps(t, fake.NewSimpleClientset(), logrus.New())
+	d := testDeps(t, adapt.Clientset(fake.NewSimpleClientset()), logrus.New())
 	d.Dynamic = sandbox.NewDynamic()
 	c, err := Load(cfg, d)
 	if err != nil {

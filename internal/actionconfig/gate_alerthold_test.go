@@ -11,6 +11,7 @@ import (
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/gate/alerthold"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 )
 
 // TestAlertHoldRefusesThroughTheCatalog: with KubeAPIDown firing in a
@@ -66,7 +67,7 @@ func TestAlertHoldSectionErrorsNameTheField(t *testing.T) {
 		{"matchNamespace not a bool", "alertHold: {prometheus: 'http://p:9090', alerts: [A], matchNamespace: yes please}", "alertHold: matchNamespace: a string where bool is expected"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := gateCatalog(t, fake.NewSimpleClientset(), entry+tc.section+"\n")
+			_, err := gateCatalog(t, adapt.Clientset(fake.NewSimpleClientset()), entry+tc.section+"\n")
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "ACTIONS_CONFIG /") {
 				t.Fatalf("Load = %v\nwant the file named and %s", err, tc.want)
 			}

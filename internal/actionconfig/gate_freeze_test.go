@@ -14,20 +14,21 @@ import (
 
 	"github.com/sirupsen/logrus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/gate/freeze"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 )
 
 // gateCatalog loads catalogYAML against client, the provider allowed to
 // act in sockshop-production; the error is Load's.
-func gateCatalog(t *testing.T, client kubernetes.Interface, catalogYAML string) (*Catalog, error) {
+func gateCatalog(t *testing.T, client kube.Interface, catalogYAML string) (*Catalog, error) {
 	t.Helper()
 	cfg, err := config.Load()
 	if err != nil {
@@ -50,7 +51,7 @@ func gateCatalog(t *testing.T, client kubernetes.Interface, catalogYAML string) 
 // cartsCluster is a fake cluster (the sandbox's, which has the scale
 // subresource) with the Deployment carts, one replica, in
 // sockshop-production.
-func cartsCluster(t *testing.T) kubernetes.Interface {
+func cartsCluster(t *testing.T) kube.Interface {
 	t.Helper()
 	c, err := sandbox.New(fstest.MapFS{"carts.yaml": {Data: []byte(`
 apiVersion: v1
@@ -86,7 +87,7 @@ func runGated(t *testing.T, c *Catalog, name, value string, dryRun bool) (action
 		DryRun: dryRun, TriggeredID: "t", Value: json.RawMessage(value)})
 }
 
-func replicas(t *testing.T, client kubernetes.Interface) int32 {
+func replicas(t *testing.T, client kube.Interface) int32 {
 	t.Helper()
 	d, err := client.AppsV1().Deployments("sockshop-production").Get(context.Background(), "carts", metav1.GetOptions{})
 	if err != nil {
@@ -178,7 +179,7 @@ func TestFreezeSectionErrorsNameTheField(t *testing.T) {
 		{"bad glob", "freeze: {windows: [{name: a, cron: '0 0 * * *', duration: 1h, namespaces: ['[']}]}", `freeze: windows[0] "a": namespaces: "[" is not a valid glob`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := gateCatalog(t, fake.NewSimpleClientset(), entry+tc.section+"\n")
+			_, err := gateCatalog(t, adapt.Clientset(fake.NewSimpleClientset()), entry+tc.section+"\n")
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "ACTIONS_CONFIG /") {
 				t.Fatalf("Load = %v\nwant the file named and %s", err, tc.want)
 			}

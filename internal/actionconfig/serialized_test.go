@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 )
 
@@ -44,7 +45,7 @@ actions:
 `)
 	log, hook := test.NewNullLogger()
 	log.SetLevel(logrus.InfoLevel)
-	c, err := Load(cfg, testDeps(t, fake.NewClientset(), log))
+	c, err := Load(cfg, testDeps(t, adapt.Clientset(fake.NewClientset()), log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ actions:
     guardrails:
       cooldown: 1h
 `)
-	c, err := Load(cfg, testDeps(t, fake.NewClientset(), logrus.New()))
+	c, err := Load(cfg, testDeps(t, adapt.Clientset(fake.NewClientset()), logrus.New()))
 	if err != nil {
 		t.Fatal(err)
 	}

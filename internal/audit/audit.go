@@ -13,8 +13,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -26,13 +26,13 @@ const maxMessage = 1024
 
 // Recorder writes the events. The zero value is not usable; use New.
 type Recorder struct {
-	client   kubernetes.Interface
+	client   kube.Interface
 	instance string
 	now      func() time.Time
 }
 
 // New returns a Recorder; instance names this replica (its pod name).
-func New(c kubernetes.Interface, instance string) *Recorder {
+func New(c kube.Interface, instance string) *Recorder {
 	return &Recorder{client: c, instance: instance, now: time.Now}
 }
 

@@ -10,13 +10,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
 func TestRecordWritesAnEventDescribeShows(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset()
-	r := New(client, "action-provider-7c9d-xk2p")
+	r := New(adapt.Clientset(client), "action-provider-7c9d-xk2p")
 	r.now = func() time.Time { return time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC) }
 	ref := workload.Ref{Kind: workload.Deployment, Namespace: "sockshop-production", Name: "carts"}
 	obj := &metav1.ObjectMeta{UID: "uid-1", ResourceVersion: "42"}

@@ -15,9 +15,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -65,7 +65,7 @@ type Policy struct {
 	OptIn Label
 	// Client reads Namespace objects for the opt-in label; required with
 	// OptIn.
-	Client kubernetes.Interface
+	Client kube.Interface
 }
 
 // Label is a label key and value.
@@ -107,7 +107,7 @@ func NewPolicy(globs []string, own string) (Policy, error) {
 
 // WithOptIn returns p that also allows a namespace labelled label
 // ("key=value"), read through c. An empty label leaves p as it is.
-func (p Policy) WithOptIn(label string, c kubernetes.Interface) (Policy, error) {
+func (p Policy) WithOptIn(label string, c kube.Interface) (Policy, error) {
 	if strings.TrimSpace(label) == "" {
 		return p, nil
 	}

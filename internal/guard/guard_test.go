@@ -15,6 +15,7 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -109,7 +110,7 @@ func TestNamespaceOptInLabel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err = p.WithOptIn(SuggestedOptInLabel, c)
+	p, err = p.WithOptIn(SuggestedOptInLabel, adapt.Clientset(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestNamespaceOptInLabelForbiddenAndErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := fake.NewSimpleClientset()
 			c.PrependReactor("get", "namespaces", func(clienttesting.Action) (bool, runtime.Object, error) { return true, nil, tc.err })
-			p, err := Policy{}.WithOptIn(SuggestedOptInLabel, c)
+			p, err := Policy{}.WithOptIn(SuggestedOptInLabel, adapt.Clientset(c))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,7 +175,7 @@ func TestNamespaceOptInLabelForbiddenAndErrors(t *testing.T) {
 
 func TestWithOptInRefusesBadLabel(t *testing.T) {
 	for _, label := range []string{"remediation", "bad key=x", "k=", "k=bad value"} {
-		if _, err := (Policy{}).WithOptIn(label, fake.NewSimpleClientset()); err == nil || !strings.Contains(err.Error(), "NAMESPACE_OPT_IN_LABEL") {
+		if _, err := (Policy{}).WithOptIn(label, adapt.Clientset(fake.NewSimpleClientset())); err == nil || !strings.Contains(err.Error(), "NAMESPACE_OPT_IN_LABEL") {
 			t.Errorf("WithOptIn(%q) = %v, want an error naming NAMESPACE_OPT_IN_LABEL", label, err)
 		}
 	}

@@ -19,10 +19,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 )
 
 // The ledger's labels and annotations on a claimed event's Lease
@@ -94,7 +94,7 @@ func (e Entry) InFlight() bool {
 }
 
 // Read lists what the provider did within opts.Since, oldest first.
-func Read(ctx context.Context, client kubernetes.Interface, opts Options) ([]Entry, error) {
+func Read(ctx context.Context, client kube.Interface, opts Options) ([]Entry, error) {
 	if client == nil {
 		return nil, errors.New("history: nil Kubernetes client")
 	}
@@ -154,7 +154,7 @@ func Read(ctx context.Context, client kubernetes.Interface, opts Options) ([]Ent
 }
 
 // readEvents lists the provider's Events since from.
-func readEvents(ctx context.Context, client kubernetes.Interface, namespaces []string, from time.Time) ([]Entry, error) {
+func readEvents(ctx context.Context, client kube.Interface, namespaces []string, from time.Time) ([]Entry, error) {
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
@@ -218,7 +218,7 @@ func eventTime(ev *corev1.Event) time.Time {
 }
 
 // readLedger lists the claimed events' Leases claimed since from.
-func readLedger(ctx context.Context, client kubernetes.Interface, ns string, from time.Time) ([]Entry, error) {
+func readLedger(ctx context.Context, client kube.Interface, ns string, from time.Time) ([]Entry, error) {
 	opts := metav1.ListOptions{LabelSelector: recordLabel + "=" + recordEvent, Limit: pageSize}
 	var out []Entry
 	for {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/keptnevent"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -139,7 +140,7 @@ func check(t *testing.T, got []Entry, want []row) {
 }
 
 func TestReadMergesEventsAndLedgerOldestFirst(t *testing.T) {
-	got, err := Read(context.Background(), fixture(t), opts(nil))
+	got, err := Read(context.Background(), adapt.Clientset(fixture(t)), opts(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,21 +165,21 @@ func TestReadMergesEventsAndLedgerOldestFirst(t *testing.T) {
 
 func TestReadSinceAndNamespaces(t *testing.T) {
 	c := fixture(t)
-	got, err := Read(context.Background(), c, opts(func(o *Options) { o.Since = 48 * time.Hour }))
+	got, err := Read(context.Background(), adapt.Clientset(c), opts(func(o *Options) { o.Since = 48 * time.Hour }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 7 || got[0].TriggeredID != "id-3" || got[0].Result != corev1.EventTypeWarning {
 		t.Fatalf("48h: %v; want the staging restart first", rows(got))
 	}
-	got, err = Read(context.Background(), c, opts(func(o *Options) {
+	got, err = Read(context.Background(), adapt.Clientset(c), opts(func(o *Options) {
 		o.Since, o.Namespaces = 48*time.Hour, []string{"sockshop-staging"}
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	check(t, got, []row{{SourceEvent, "sockshop-staging/Deployment/orders", "restart", "Restarted", "Warning", "id-3"}})
-	got, err = Read(context.Background(), c, opts(func(o *Options) {
+	got, err = Read(context.Background(), adapt.Clientset(c), opts(func(o *Options) {
 		o.Since, o.Namespaces = 30*time.Minute, []string{"sockshop-production"}
 	}))
 	if err != nil {
@@ -191,7 +192,7 @@ func TestReadSinceAndNamespaces(t *testing.T) {
 }
 
 func TestTableAndJSON(t *testing.T) {
-	entries, err := Read(context.Background(), fixture(t), opts(nil))
+	entries, err := Read(context.Background(), adapt.Clientset(fixture(t)), opts(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +246,7 @@ func TestReadReportsAForbiddenList(t *testing.T) {
 	c.PrependReactor("list", "events", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(corev1.Resource("events"), "", nil)
 	})
-	_, err := Read(context.Background(), c, opts(nil))
+	_, err := Read(context.Background(), adapt.Clientset(c), opts(nil))
 	if err == nil || !strings.Contains(err.Error(), "all namespaces") {
 		t.Fatalf("err = %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keptn-action-provider/action-provider/internal/audit"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,7 +27,7 @@ import (
 
 func newProcess(t *testing.T, client *fake.Clientset, name string, clk *clock) *Ledger {
 	t.Helper()
-	l, err := New(client, Config{Namespace: "keptn", Identity: name, EventTTL: 10 * time.Minute,
+	l, err := New(adapt.Clientset(client), Config{Namespace: "keptn", Identity: name, EventTTL: 10 * time.Minute,
 		LockTTL: time.Minute, HeartbeatPeriod: time.Second, WriteBound: time.Second, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -407,9 +408,9 @@ func TestHeartbeatGoesThroughItsOwnClient(t *testing.T) {
 		return true, nil, errors.New("the ledger's client is busy")
 	})
 	clk := &clock{now: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
-	l, err := New(busy, Config{Namespace: "keptn", Identity: "a", EventTTL: 10 * time.Minute,
+	l, err := New(adapt.Clientset(busy), Config{Namespace: "keptn", Identity: "a", EventTTL: 10 * time.Minute,
 		LockTTL: time.Minute, HeartbeatPeriod: time.Second, WriteBound: time.Second, Now: clk.Now,
-		HeartbeatClient: beats})
+		HeartbeatClient: adapt.Clientset(beats)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,10 +30,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	backoff "github.com/keptn-action-provider/action-provider/internal/retry"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
@@ -100,7 +100,7 @@ type Config struct {
 	// behind the shared client-side limit never delays the renewal that
 	// keeps their claims this replica's (make bench-storm saw renewals land
 	// 2.7 s late). nil: the ledger's client.
-	HeartbeatClient kubernetes.Interface
+	HeartbeatClient kube.Interface
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -113,7 +113,7 @@ const (
 
 // Ledger is the cluster-side record. It is safe for concurrent use.
 type Ledger struct {
-	client kubernetes.Interface
+	client kube.Interface
 	cfg    Config
 	// holder is this process in the records: Identity and a nonce.
 	holder string
@@ -125,7 +125,7 @@ type Ledger struct {
 }
 
 // New returns a Ledger writing Leases through c.
-func New(c kubernetes.Interface, cfg Config) (*Ledger, error) {
+func New(c kube.Interface, cfg Config) (*Ledger, error) {
 	if c == nil {
 		return nil, errors.New("ledger: nil Kubernetes client")
 	}

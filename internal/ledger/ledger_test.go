@@ -18,6 +18,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -36,7 +37,7 @@ func (c *clock) advance(d time.Duration) {
 
 func newLedger(t *testing.T, client *fake.Clientset, identity string, clk *clock) *Ledger {
 	t.Helper()
-	l, err := New(client, Config{
+	l, err := New(adapt.Clientset(client), Config{
 		Namespace: "keptn", Identity: identity, EventTTL: 10 * time.Minute,
 		LockTTL: 6 * time.Minute, Now: clk.Now,
 	})
@@ -284,7 +285,7 @@ func TestNewChecksItsConfig(t *testing.T) {
 			if !tc.nilCli {
 				client = fake.NewClientset()
 			}
-			l, err := New(client, cfg)
+			l, err := New(adapt.Clientset(client), cfg)
 			if tc.want != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("New = %v; want an error containing %q", err, tc.want)

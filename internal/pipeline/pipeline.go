@@ -20,12 +20,12 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/gate"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/rollout"
 	"github.com/keptn-action-provider/action-provider/internal/tracing"
@@ -36,7 +36,7 @@ import (
 // a nil Ledger skips the lock and the cooldown, a nil Audit the events
 // (unit tests of one action use neither).
 type Pipeline struct {
-	Client kubernetes.Interface
+	Client kube.Interface
 	// Dynamic reads and changes the kinds of other tools (an Argo Rollout);
 	// nil where there is none.
 	Dynamic dynamic.Interface

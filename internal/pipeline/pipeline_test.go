@@ -16,6 +16,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
@@ -41,7 +42,7 @@ type fixture struct {
 func newFixture(t *testing.T, d *appsv1.Deployment) *fixture {
 	t.Helper()
 	client := fake.NewSimpleClientset(d)
-	book, err := ledger.New(client, ledger.Config{Namespace: "keptn", Identity: "a",
+	book, err := ledger.New(adapt.Clientset(client), ledger.Config{Namespace: "keptn", Identity: "a",
 		EventTTL: time.Minute, LockTTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +52,7 @@ func newFixture(t *testing.T, d *appsv1.Deployment) *fixture {
 		t.Fatal(err)
 	}
 	return &fixture{client: client, pipeline: &pipeline.Pipeline{
-		Client: client, Policy: policy, Ledger: book, Audit: audit.New(client, "a"),
+		Client: adapt.Clientset(client), Policy: policy, Ledger: book, Audit: audit.New(adapt.Clientset(client), "a"),
 		Cooldown:      ledger.Cooldown{Period: time.Hour, Setting: "ACTION_COOLDOWN"},
 		VerifyTimeout: 50 * time.Millisecond, VerifyInterval: time.Millisecond,
 	}}

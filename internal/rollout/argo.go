@@ -8,8 +8,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -27,7 +27,7 @@ const (
 // controller reports it Degraded by design, and the abort has worked once
 // the controller has seen it (status.abortedAt) and the stable ReplicaSet
 // has as many ready replicas as the Rollout wants.
-func argoRollout(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface, ref workload.Ref, want *int32) (Status, error) {
+func argoRollout(ctx context.Context, c kube.Interface, dyn dynamic.Interface, ref workload.Ref, want *int32) (Status, error) {
 	_, ro, err := workload.GetRollout(ctx, dyn, ref)
 	if err != nil {
 		return Status{}, fmt.Errorf("get %s: %w", ref, err)
@@ -37,7 +37,7 @@ func argoRollout(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interf
 
 // rolloutStatus is argoRollout for a Rollout already read; only an aborted
 // one costs a read, of its stable ReplicaSet.
-func rolloutStatus(ctx context.Context, c kubernetes.Interface, ro *workload.ArgoRollout, want *int32) (Status, error) {
+func rolloutStatus(ctx context.Context, c kube.Interface, ro *workload.ArgoRollout, want *int32) (Status, error) {
 	n := desired(ro.Spec.Replicas)
 	st := ro.Status
 	s := Status{Ready: st.ReadyReplicas, Desired: n}
@@ -79,7 +79,7 @@ func rolloutStatus(ctx context.Context, c kubernetes.Interface, ro *workload.Arg
 
 // aborted judges a Rollout whose update was aborted: by its stable
 // ReplicaSet, which the controller scales back up and puts the traffic on.
-func aborted(ctx context.Context, c kubernetes.Interface, ro *workload.ArgoRollout, s Status) (Status, error) {
+func aborted(ctx context.Context, c kube.Interface, ro *workload.ArgoRollout, s Status) (Status, error) {
 	st := ro.Status
 	switch {
 	case st.AbortedAt == nil:

@@ -13,6 +13,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -61,7 +62,7 @@ func TestCheckArgoRollout(t *testing.T) {
 				c = fake.NewClientset(&appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "carts-abc", Namespace: "ns"},
 					Status: appsv1.ReplicaSetStatus{ReadyReplicas: tt.stable}})
 			}
-			s, err := CheckWith(context.Background(), c, dyn, ref, tt.want)
+			s, err := CheckWith(context.Background(), adapt.Clientset(c), dyn, ref, tt.want)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -70,7 +71,7 @@ func TestCheckArgoRollout(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Check(context.Background(), fake.NewClientset(), ref, nil); err == nil || !permanent(err) {
+	if _, err := Check(context.Background(), adapt.Clientset(fake.NewClientset()), ref, nil); err == nil || !permanent(err) {
 		t.Errorf("Check without a dynamic client: %v, want a permanent error", err)
 	}
 }

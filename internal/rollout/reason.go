@@ -10,8 +10,8 @@ import (
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -47,7 +47,7 @@ type trouble struct {
 
 // why explains an unconverged rollout by its pods: "2/3 pods ready; pod
 // carts-7d9f-x2k4q: ImagePullBackOff (...)".
-func why(ctx context.Context, c kubernetes.Interface, ref workload.Ref, s Status) string {
+func why(ctx context.Context, c kube.Interface, ref workload.Ref, s Status) string {
 	parts := []string{fmt.Sprintf("%d/%d pods ready", s.Ready, s.Desired)}
 	ctx, cancel := context.WithTimeout(ctx, podsTimeout)
 	defer cancel()

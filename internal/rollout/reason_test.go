@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clienttesting "k8s.io/client-go/testing"
+
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 )
 
 func TestPodReason(t *testing.T) {
@@ -235,7 +237,7 @@ func TestWhy(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := cluster(t, tt.obj, tt.pods...)
-			got := why(context.Background(), c, refOf(t, tt.obj), Status{Ready: 2, Desired: 3})
+			got := why(context.Background(), adapt.Clientset(c), refOf(t, tt.obj), Status{Ready: 2, Desired: 3})
 			if got != tt.want {
 				t.Errorf("why =\n  %s\nwant\n  %s", got, tt.want)
 			}
@@ -248,7 +250,7 @@ func TestWhyPodsUnreadable(t *testing.T) {
 	c.PrependReactor("list", "pods", func(clienttesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New("etcdserver: request timed out")
 	})
-	got := why(context.Background(), c, refOf(t, deploy(3)), Status{Ready: 0, Desired: 3})
+	got := why(context.Background(), adapt.Clientset(c), refOf(t, deploy(3)), Status{Ready: 0, Desired: 3})
 	want := "0/3 pods ready; the pods could not be read: list the pods of deployment sockshop-production/carts: etcdserver: request timed out"
 	if got != want {
 		t.Errorf("why =\n  %s\nwant\n  %s", got, want)

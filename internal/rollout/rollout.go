@@ -13,8 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -41,12 +41,12 @@ var errUnsupportedKind = errors.New("no rollout status for this kind")
 // is the spec.replicas the workload must reach first (an autoscaler is
 // moving it); a DaemonSet has no spec.replicas and ignores it. Check has
 // no dynamic client, so it cannot judge an Argo Rollout; CheckWith can.
-func Check(ctx context.Context, c kubernetes.Interface, ref workload.Ref, want *int32) (Status, error) {
+func Check(ctx context.Context, c kube.Interface, ref workload.Ref, want *int32) (Status, error) {
 	return CheckWith(ctx, c, nil, ref, want)
 }
 
 // CheckWith is Check that also judges Argo Rollouts, read through dyn.
-func CheckWith(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface, ref workload.Ref, want *int32) (Status, error) {
+func CheckWith(ctx context.Context, c kube.Interface, dyn dynamic.Interface, ref workload.Ref, want *int32) (Status, error) {
 	switch ref.Kind {
 	case workload.Rollout:
 		return argoRollout(ctx, c, dyn, ref, want)

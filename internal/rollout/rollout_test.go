@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -273,7 +274,7 @@ func TestCheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := fake.NewClientset(tt.obj)
-			got, err := Check(context.Background(), c, refOf(t, tt.obj), tt.want)
+			got, err := Check(context.Background(), adapt.Clientset(c), refOf(t, tt.obj), tt.want)
 			if err != nil {
 				t.Fatalf("Check: %v", err)
 			}
@@ -319,7 +320,7 @@ func TestCheckErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Check(context.Background(), c, tt.ref, nil)
+			_, err := Check(context.Background(), adapt.Clientset(c), tt.ref, nil)
 			if err == nil || err.Error() != tt.want {
 				t.Fatalf("Check error = %v, want %q", err, tt.want)
 			}

@@ -11,8 +11,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -74,7 +74,7 @@ const resyncParts = 4
 // API server failed every read until the timeout. An error after a
 // successful read is taken as transient and the read tried again after
 // Interval.
-func Wait(ctx context.Context, c kubernetes.Interface, ref workload.Ref, opts Options) (Report, error) {
+func Wait(ctx context.Context, c kube.Interface, ref workload.Ref, opts Options) (Report, error) {
 	timeout, interval := opts.Timeout, opts.Interval
 	if timeout <= 0 {
 		timeout = DefaultTimeout

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -74,7 +75,7 @@ func TestWaitConvergesAfterStatusUpdate(t *testing.T) {
 	})
 	opts := fast
 	opts.Timeout = 5 * time.Second
-	rep, err := Wait(context.Background(), c, carts, opts)
+	rep, err := Wait(context.Background(), adapt.Clientset(c), carts, opts)
 	if err := <-updated; err != nil {
 		t.Fatalf("update status: %v", err)
 	}
@@ -110,7 +111,7 @@ func TestWaitConvergesAtOnce(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rep, err := Wait(context.Background(), cluster(t, tt.obj), refOf(t, tt.obj), tt.opts)
+			rep, err := Wait(context.Background(), adapt.Clientset(cluster(t, tt.obj)), refOf(t, tt.obj), tt.opts)
 			if err != nil {
 				t.Fatalf("Wait: %v", err)
 			}
@@ -156,7 +157,7 @@ func TestWaitTimesOut(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rep, err := Wait(context.Background(), cluster(t, tt.obj, tt.pods...), refOf(t, tt.obj), tt.opts)
+			rep, err := Wait(context.Background(), adapt.Clientset(cluster(t, tt.obj, tt.pods...)), refOf(t, tt.obj), tt.opts)
 			if err != nil {
 				t.Fatalf("Wait: %v", err)
 			}
@@ -176,7 +177,7 @@ func TestWaitFailedReturnsAtOnce(t *testing.T) {
 	})
 	unsched := unschedulable("0/1 nodes are available: 1 Insufficient cpu.")
 	c := cluster(t, d, newPod("carts-7d9f-aaaaa", unsched), newPod("carts-7d9f-bbbbb", unsched), newPod("carts-7d9f-ccccc", unsched), newPod("carts-7d9f-ddddd", unsched))
-	rep, err := Wait(context.Background(), c, carts, Options{Timeout: 2 * time.Second, Interval: 5 * time.Millisecond})
+	rep, err := Wait(context.Background(), adapt.Clientset(c), carts, Options{Timeout: 2 * time.Second, Interval: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("Wait: %v", err)
 	}
@@ -198,7 +199,7 @@ func TestWaitParentEnds(t *testing.T) {
 		defer cancel()
 		c := cluster(t, deploy(3, func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 1 }))
 		onWatch(c, "deployments", cancel) // while watching
-		rep, err := Wait(ctx, c, carts, Options{Timeout: 2 * time.Second, Interval: 5 * time.Millisecond})
+		rep, err := Wait(ctx, adapt.Clientset(c), carts, Options{Timeout: 2 * time.Second, Interval: 5 * time.Millisecond})
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("Wait error = %v, want context.Canceled", err)
 		}
@@ -213,7 +214,7 @@ func TestWaitParentEnds(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		defer cancel()
 		c := cluster(t, deploy(3, func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 1 }))
-		rep, err := Wait(ctx, c, carts, Options{Timeout: 2 * time.Second, Interval: 5 * time.Millisecond})
+		rep, err := Wait(ctx, adapt.Clientset(c), carts, Options{Timeout: 2 * time.Second, Interval: 5 * time.Millisecond})
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Wait error = %v, want the parent's context.DeadlineExceeded", err)
 		}
@@ -314,7 +315,7 @@ func TestWaitAPIErrors(t *testing.T) {
 				}
 				return false, nil, nil
 			})
-			rep, err := Wait(context.Background(), c, carts, fast)
+			rep, err := Wait(context.Background(), adapt.Clientset(c), carts, fast)
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("Wait: %v", err)
@@ -341,7 +342,7 @@ func TestWaitAPIErrors(t *testing.T) {
 
 func TestWaitUnsupportedKind(t *testing.T) {
 	ref := workload.Ref{Kind: "CronJob", Namespace: ns, Name: "carts"}
-	_, err := Wait(context.Background(), cluster(t, deploy(1)), ref, Options{Timeout: 2 * time.Second})
+	_, err := Wait(context.Background(), adapt.Clientset(cluster(t, deploy(1))), ref, Options{Timeout: 2 * time.Second})
 	if !errors.Is(err, errUnsupportedKind) || !strings.Contains(err.Error(), `"CronJob"`) {
 		t.Errorf("Wait error = %v, want that a CronJob has no rollout", err)
 	}
@@ -370,7 +371,7 @@ func TestWaitPodsMustAgreeWithTheStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rep, err := Wait(context.Background(), cluster(t, obj, tt.pods...), refOf(t, obj), tt.opts)
+			rep, err := Wait(context.Background(), adapt.Clientset(cluster(t, obj, tt.pods...)), refOf(t, obj), tt.opts)
 			if err != nil {
 				t.Fatalf("Wait: %v", err)
 			}

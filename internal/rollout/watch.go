@@ -18,8 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -199,7 +199,7 @@ func (s *source) apply(ev watch.Event, ok bool, interval time.Duration) (changed
 // watcher follows one workload and, when its pods count, its pods and the
 // ReplicaSets between them.
 type watcher struct {
-	c    kubernetes.Interface
+	c    kube.Interface
 	ref  workload.Ref
 	gr   schema.GroupResource
 	self *source
@@ -209,7 +209,7 @@ type watcher struct {
 	ownerUID types.UID
 }
 
-func newWatcher(c kubernetes.Interface, dyn dynamic.Interface, ref workload.Ref) (*watcher, error) {
+func newWatcher(c kube.Interface, dyn dynamic.Interface, ref workload.Ref) (*watcher, error) {
 	byName := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", ref.Name).String()}
 	var (
 		lw listWatch

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -140,7 +141,7 @@ func TestWaitRelistsAnExpiredWatch(t *testing.T) {
 		fw.Error(&apierrors.NewResourceExpired("too old resource version: 1 (5)").ErrStatus)
 		return nil
 	})
-	rep, err := Wait(context.Background(), c, carts, Options{Timeout: 5 * time.Second, Interval: time.Hour})
+	rep, err := Wait(context.Background(), adapt.Clientset(c), carts, Options{Timeout: 5 * time.Second, Interval: time.Hour})
 	done()
 	if err != nil || !rep.Converged {
 		t.Fatalf("Wait = %+v, %v; want converged", rep, err)
@@ -163,7 +164,7 @@ func TestWaitResumesAClosedWatch(t *testing.T) {
 		fw.Stop() // as the server ends a watch after its timeout
 		return nil
 	})
-	rep, err := Wait(context.Background(), c, carts, Options{Timeout: 5 * time.Second, Interval: 5 * time.Millisecond})
+	rep, err := Wait(context.Background(), adapt.Clientset(c), carts, Options{Timeout: 5 * time.Second, Interval: 5 * time.Millisecond})
 	done()
 	if err != nil || !rep.Converged {
 		t.Fatalf("Wait = %+v, %v; want converged", rep, err)
@@ -197,7 +198,7 @@ func TestWaitRelistsWhenAWatchFailsToStart(t *testing.T) {
 				}
 				return false, nil, nil
 			})
-			rep, err := Wait(context.Background(), c, carts, Options{Timeout: 5 * time.Second, Interval: 5 * time.Millisecond})
+			rep, err := Wait(context.Background(), adapt.Clientset(c), carts, Options{Timeout: 5 * time.Second, Interval: 5 * time.Millisecond})
 			if err != nil || !rep.Converged {
 				t.Fatalf("Wait = %+v, %v; want converged", rep, err)
 			}
@@ -223,7 +224,7 @@ func TestWaitRelistsAQuietWatch(t *testing.T) {
 	r := countAll(c)
 	done := whenWatched(t, c, "deployments", updateStatus(c, deploy(3, observed)))
 	timeout := 2 * time.Second
-	rep, err := Wait(context.Background(), c, carts, Options{Timeout: timeout, Interval: 5 * time.Millisecond})
+	rep, err := Wait(context.Background(), adapt.Clientset(c), carts, Options{Timeout: timeout, Interval: 5 * time.Millisecond})
 	done()
 	if err != nil || !rep.Converged {
 		t.Fatalf("Wait = %+v, %v; want converged", rep, err)
@@ -245,7 +246,7 @@ func TestWaitWorkloadDeletedWhileWatching(t *testing.T) {
 	done := whenWatched(t, c, "deployments", func() error {
 		return c.AppsV1().Deployments(ns).Delete(context.Background(), "carts", metav1.DeleteOptions{})
 	})
-	_, err := Wait(context.Background(), c, carts, Options{Timeout: 5 * time.Second})
+	_, err := Wait(context.Background(), adapt.Clientset(c), carts, Options{Timeout: 5 * time.Second})
 	done()
 	if !apierrors.IsNotFound(err) {
 		t.Errorf("Wait error = %v, want NotFound", err)
@@ -267,7 +268,7 @@ func TestWaitJudgesOnlyItsWorkload(t *testing.T) {
 		_, err := c.AppsV1().Deployments(ns).UpdateStatus(context.Background(), other, metav1.UpdateOptions{})
 		return err
 	})
-	rep, err := Wait(context.Background(), c, carts, Options{Timeout: 100 * time.Millisecond, Interval: 5 * time.Millisecond})
+	rep, err := Wait(context.Background(), adapt.Clientset(c), carts, Options{Timeout: 100 * time.Millisecond, Interval: 5 * time.Millisecond})
 	done()
 	if err != nil || rep.Converged || !strings.Contains(rep.Summary, `deployment "carts" spec update to be observed`) {
 		t.Errorf("Wait = %+v, %v; want carts not converged", rep, err)
@@ -375,7 +376,7 @@ func TestWaitRequestsDoNotGrowWithTheRollout(t *testing.T) {
 				}
 				r := countAll(c)
 				done := whenWatched(t, c, "pods", rolloutSteps(c, n, isSts))
-				rep, err := Wait(context.Background(), c, ref, Options{Timeout: 5 * time.Second, Pods: true})
+				rep, err := Wait(context.Background(), adapt.Clientset(c), ref, Options{Timeout: 5 * time.Second, Pods: true})
 				done()
 				if err != nil || !rep.Converged || !strings.HasSuffix(rep.Summary, fmt.Sprintf(": %d/%d pods ready", n, n)) {
 					t.Fatalf("Wait = %+v, %v; want converged", rep, err)
@@ -403,7 +404,7 @@ func TestWaitPodsByWatch(t *testing.T) {
 		_, err := c.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
 		return err
 	})
-	rep, err := Wait(context.Background(), c, carts, Options{Timeout: 5 * time.Second, Pods: true})
+	rep, err := Wait(context.Background(), adapt.Clientset(c), carts, Options{Timeout: 5 * time.Second, Pods: true})
 	done()
 	if err != nil || !rep.Converged || !strings.HasSuffix(rep.Summary, "2/2 pods ready") {
 		t.Errorf("Wait = %+v, %v; want converged, 2/2 pods ready", rep, err)
@@ -427,7 +428,7 @@ func TestWaitArgoRolloutByWatch(t *testing.T) {
 		_, err := dyn.Resource(workload.RolloutResource()).Namespace("ns").UpdateStatus(context.Background(), ro("Healthy"), metav1.UpdateOptions{})
 		return err
 	})
-	rep, err := Wait(context.Background(), fake.NewClientset(), ref, Options{Timeout: 5 * time.Second, Dynamic: dyn})
+	rep, err := Wait(context.Background(), adapt.Clientset(fake.NewClientset()), ref, Options{Timeout: 5 * time.Second, Dynamic: dyn})
 	done()
 	if err != nil || !rep.Converged || !strings.HasSuffix(rep.Summary, "2/2 pods ready") {
 		t.Fatalf("Wait = %+v, %v; want converged", rep, err)
@@ -435,7 +436,7 @@ func TestWaitArgoRolloutByWatch(t *testing.T) {
 	if r.total() != 2 {
 		t.Errorf("%s; want one list and one watch", r)
 	}
-	if _, err := Wait(context.Background(), fake.NewClientset(), ref, Options{Timeout: time.Second}); err == nil || !permanent(err) {
+	if _, err := Wait(context.Background(), adapt.Clientset(fake.NewClientset()), ref, Options{Timeout: time.Second}); err == nil || !permanent(err) {
 		t.Errorf("Wait without a dynamic client: %v, want a permanent error", err)
 	}
 }

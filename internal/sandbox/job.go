@@ -14,9 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/uuid"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
+
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 )
 
 // addJobReactor stands in for the job controller and a kubelet: a created
@@ -90,7 +91,7 @@ func jobPod(j *batchv1.Job, now metav1.Time) *corev1.Pod {
 // expanded as the kubelet would, from the container's plain variables (a
 // Secret's stays a reference: the sandbox has none).
 type JobLogs struct {
-	Client kubernetes.Interface
+	Client kube.Interface
 }
 
 // reference is a $(NAME) reference with the "$"s before it: an even

@@ -28,13 +28,9 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/kubernetes/scheme"
-	appsv1 "k8s.io/client-go/kubernetes/typed/apps/v1"
-	autoscalingv2 "k8s.io/client-go/kubernetes/typed/autoscaling/v2"
-	batchv1 "k8s.io/client-go/kubernetes/typed/batch/v1"
-	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
-	corev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	eventsv1 "k8s.io/client-go/kubernetes/typed/events/v1"
-	policyv1 "k8s.io/client-go/kubernetes/typed/policy/v1"
+
+	"github.com/keptn-action-provider/action-provider/internal/kube"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"sigs.k8s.io/yaml"
 )
 
@@ -70,7 +66,7 @@ func New(seed fs.FS) (*Cluster, error) {
 	addScaleReactors(cs)
 	addEvictionReactor(cs)
 	addJobReactor(cs)
-	return &Cluster{Clientset: cs}, nil
+	return newCluster(cs), nil
 }
 
 // Cluster is the sandbox's clientset: client-go's fake, except that it does
@@ -78,33 +74,35 @@ func New(seed fs.FS) (*Cluster, error) {
 // as long as the service, and the log would grow without bound; it is
 // cleared every forgetEvery uses of an API group, outside the fake's lock.
 type Cluster struct {
-	*fake.Clientset
+	fake *fake.Clientset
+	api  kube.Interface
 	uses atomic.Uint64
 }
+
+func newCluster(cs *fake.Clientset) *Cluster {
+	return &Cluster{fake: cs, api: adapt.Clientset(cs)}
+}
+
+// Fake is the client-go fake behind the cluster, for tests that add
+// reactors or read its objects.
+func (c *Cluster) Fake() *fake.Clientset { return c.fake }
 
 const forgetEvery = 1024
 
 func (c *Cluster) forget() {
 	if c.uses.Add(1)%forgetEvery == 0 {
-		c.ClearActions()
+		c.fake.ClearActions()
 	}
 }
 
 // The API groups the actions use; each use may clear the call log.
 
-func (c *Cluster) AppsV1() appsv1.AppsV1Interface { c.forget(); return c.Clientset.AppsV1() }
-func (c *Cluster) CoreV1() corev1.CoreV1Interface { c.forget(); return c.Clientset.CoreV1() }
-func (c *Cluster) AutoscalingV2() autoscalingv2.AutoscalingV2Interface {
-	c.forget()
-	return c.Clientset.AutoscalingV2()
-}
-func (c *Cluster) PolicyV1() policyv1.PolicyV1Interface { c.forget(); return c.Clientset.PolicyV1() }
-func (c *Cluster) BatchV1() batchv1.BatchV1Interface    { c.forget(); return c.Clientset.BatchV1() }
-func (c *Cluster) CoordinationV1() coordinationv1.CoordinationV1Interface {
-	c.forget()
-	return c.Clientset.CoordinationV1()
-}
-func (c *Cluster) EventsV1() eventsv1.EventsV1Interface { c.forget(); return c.Clientset.EventsV1() }
+func (c *Cluster) AppsV1() kube.AppsV1                 { c.forget(); return c.api.AppsV1() }
+func (c *Cluster) CoreV1() kube.CoreV1                 { c.forget(); return c.api.CoreV1() }
+func (c *Cluster) AutoscalingV2() kube.AutoscalingV2   { c.forget(); return c.api.AutoscalingV2() }
+func (c *Cluster) PolicyV1() kube.PolicyV1             { c.forget(); return c.api.PolicyV1() }
+func (c *Cluster) BatchV1() kube.BatchV1               { c.forget(); return c.api.BatchV1() }
+func (c *Cluster) CoordinationV1() kube.CoordinationV1 { c.forget(); return c.api.CoordinationV1() }
 
 // seeded is one decoded seed object and where it came from.
 type seeded struct {

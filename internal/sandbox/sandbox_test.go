@@ -173,7 +173,7 @@ func TestClusterForgetsItsCallLog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(c.Actions()); n > forgetEvery {
+	if n := len(c.fake.Actions()); n > forgetEvery {
 		t.Errorf("%d calls recorded after %d; the log is not bounded", n, 10*forgetEvery)
 	}
 }

@@ -9,10 +9,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
 	sandboxseed "github.com/keptn-action-provider/action-provider/examples/sandbox"
+
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 )
 
 // scaler is the scale subresource of one kind of workload, so that tests
@@ -32,15 +33,15 @@ type workloadState struct {
 type workload struct {
 	kind, ns, name, selector string
 	replicas                 int32
-	scaler                   func(kubernetes.Interface) scaler
-	state                    func(context.Context, kubernetes.Interface) (workloadState, error)
+	scaler                   func(kube.Interface) scaler
+	state                    func(context.Context, kube.Interface) (workloadState, error)
 }
 
 var workloads = []workload{
 	{
 		kind: "Deployment", ns: "sockshop-production", name: "carts", selector: "app=carts", replicas: 1,
-		scaler: func(c kubernetes.Interface) scaler { return c.AppsV1().Deployments("sockshop-production") },
-		state: func(ctx context.Context, c kubernetes.Interface) (workloadState, error) {
+		scaler: func(c kube.Interface) scaler { return c.AppsV1().Deployments("sockshop-production") },
+		state: func(ctx context.Context, c kube.Interface) (workloadState, error) {
 			d, err := c.AppsV1().Deployments("sockshop-production").Get(ctx, "carts", metav1.GetOptions{})
 			if err != nil {
 				return workloadState{}, err
@@ -51,8 +52,8 @@ var workloads = []workload{
 	},
 	{
 		kind: "StatefulSet", ns: "sockshop-production", name: "carts-db", selector: "app=carts-db", replicas: 1,
-		scaler: func(c kubernetes.Interface) scaler { return c.AppsV1().StatefulSets("sockshop-production") },
-		state: func(ctx context.Context, c kubernetes.Interface) (workloadState, error) {
+		scaler: func(c kube.Interface) scaler { return c.AppsV1().StatefulSets("sockshop-production") },
+		state: func(ctx context.Context, c kube.Interface) (workloadState, error) {
 			s, err := c.AppsV1().StatefulSets("sockshop-production").Get(ctx, "carts-db", metav1.GetOptions{})
 			if err != nil {
 				return workloadState{}, err

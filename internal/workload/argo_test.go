@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 )
 
 func rolloutObject(ns, name string, replicas int64) *unstructured.Unstructured {
@@ -67,7 +68,7 @@ func TestResolveRollout(t *testing.T) {
 			if tt.dyn {
 				dyn = fakeDynamic(ro.DeepCopy())
 			}
-			got, obj, err := ResolveObjectWith(context.Background(), c, dyn, req, tt.sel)
+			got, obj, err := ResolveObjectWith(context.Background(), adapt.Clientset(c), dyn, req, tt.sel)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
@@ -108,7 +109,7 @@ func TestRolloutPods(t *testing.T) {
 	}
 	c := fake.NewClientset(rs("carts-a", "Rollout", "carts"), rs("carts-b", "Rollout", "carts"), rs("carts-c", "Deployment", "carts"),
 		pod("p1", "carts-a"), pod("p2", "carts-b"), pod("p3", "carts-c"))
-	pods, err := Pods(context.Background(), c, Ref{Rollout, "ns", "carts"})
+	pods, err := Pods(context.Background(), adapt.Clientset(c), Ref{Rollout, "ns", "carts"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 )
 
 // Pods lists the pods that belong to the workload: those its label selector
@@ -16,7 +17,7 @@ import (
 //
 // Ownership is followed one level for StatefulSets and DaemonSets (they own
 // their pods) and two for Deployments and Rollouts (→ ReplicaSet → pod).
-func Pods(ctx context.Context, c kubernetes.Interface, ref Ref) ([]corev1.Pod, error) {
+func Pods(ctx context.Context, c kube.Interface, ref Ref) ([]corev1.Pod, error) {
 	if ref.Kind == Rollout {
 		return rolloutPods(ctx, c, ref)
 	}
@@ -94,7 +95,7 @@ func owned(refs []metav1.OwnerReference, uid string) bool {
 // those ReplicaSets control are its own. A Rollout's ReplicaSets differ in
 // their selectors (the pod-template-hash), so the pods are listed once for
 // the namespace and kept by owner.
-func rolloutPods(ctx context.Context, c kubernetes.Interface, ref Ref) ([]corev1.Pod, error) {
+func rolloutPods(ctx context.Context, c kube.Interface, ref Ref) ([]corev1.Pod, error) {
 	rss, err := c.AppsV1().ReplicaSets(ref.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list the replicasets of %s: %w", ref, err)

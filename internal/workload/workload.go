@@ -13,9 +13,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 )
 
 // Kind is a kind of workload, spelled as in the Kubernetes API.
@@ -90,14 +90,14 @@ const primarySuffix = "-primary"
 //
 // Resolve has no dynamic client, so it finds no Argo Rollout; see
 // ResolveObjectWith.
-func Resolve(ctx context.Context, c kubernetes.Interface, req action.Request, sel Selector) (Ref, error) {
+func Resolve(ctx context.Context, c kube.Interface, req action.Request, sel Selector) (Ref, error) {
 	ref, _, err := ResolveObjectWith(ctx, c, nil, req, sel)
 	return ref, err
 }
 
 // ResolveObject is Resolve, also returning the workload as it was read, so
 // that a caller that needs its metadata does not read it a second time.
-func ResolveObject(ctx context.Context, c kubernetes.Interface, req action.Request, sel Selector) (Ref, metav1.Object, error) {
+func ResolveObject(ctx context.Context, c kube.Interface, req action.Request, sel Selector) (Ref, metav1.Object, error) {
 	return ResolveObjectWith(ctx, c, nil, req, sel)
 }
 
@@ -108,7 +108,7 @@ func ResolveObject(ctx context.Context, c kubernetes.Interface, req action.Reque
 // "<service>": a project that deploys with Argo Rollouts then needs no
 // "kind" in its remediation. Argo's blue/green runs inside one Rollout, so
 // there is no "-primary" Rollout to fall back to.
-func ResolveObjectWith(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface, req action.Request, sel Selector) (Ref, metav1.Object, error) {
+func ResolveObjectWith(ctx context.Context, c kube.Interface, dyn dynamic.Interface, req action.Request, sel Selector) (Ref, metav1.Object, error) {
 	ref := Ref{Kind: Deployment, Namespace: sel.Namespace, Name: sel.Name}
 	if sel.Kind != "" {
 		k, err := ParseKind(sel.Kind)
@@ -208,7 +208,7 @@ func Namespace(req action.Request, sel Selector) (string, error) {
 
 // Object reads the workload's metadata: its annotations for the guards, its
 // UID for the audit record.
-func Object(ctx context.Context, c kubernetes.Interface, ref Ref) (metav1.Object, error) {
+func Object(ctx context.Context, c kube.Interface, ref Ref) (metav1.Object, error) {
 	obj, _, err := read(ctx, c, nil, ref)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", ref, err)
@@ -218,7 +218,7 @@ func Object(ctx context.Context, c kubernetes.Interface, ref Ref) (metav1.Object
 
 // Desired reads the workload's desired replica count (spec.replicas); -1
 // for a DaemonSet, which has none.
-func Desired(ctx context.Context, c kubernetes.Interface, ref Ref) (int32, error) {
+func Desired(ctx context.Context, c kube.Interface, ref Ref) (int32, error) {
 	_, n, err := read(ctx, c, nil, ref)
 	return n, err
 }
@@ -226,7 +226,7 @@ func Desired(ctx context.Context, c kubernetes.Interface, ref Ref) (int32, error
 // read gets the workload once: the object and its desired replica count
 // (-1 for a DaemonSet). A Rollout needs dyn. API errors come back
 // unwrapped.
-func read(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface, ref Ref) (metav1.Object, int32, error) {
+func read(ctx context.Context, c kube.Interface, dyn dynamic.Interface, ref Ref) (metav1.Object, int32, error) {
 	var replicas *int32
 	var obj metav1.Object
 	switch ref.Kind {

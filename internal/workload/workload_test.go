@@ -15,6 +15,7 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 )
 
 func TestParseKind(t *testing.T) {
@@ -248,7 +249,7 @@ func TestResolve(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := fake.NewClientset(objects...)
-			got, err := Resolve(context.Background(), c, tt.req, tt.sel)
+			got, err := Resolve(context.Background(), adapt.Clientset(c), tt.req, tt.sel)
 			if tt.wantErr != "" {
 				if err == nil {
 					t.Fatalf("Resolve = %v, want an error containing %q", got, tt.wantErr)
@@ -279,7 +280,7 @@ func TestResolveAPIError(t *testing.T) {
 	c.PrependReactor("get", "deployments", func(clienttesting.Action) (bool, runtime.Object, error) {
 		return true, nil, forbidden
 	})
-	_, err := Resolve(context.Background(), c, action.Request{Project: "sockshop", Stage: "production", Service: "carts"}, Selector{})
+	_, err := Resolve(context.Background(), adapt.Clientset(c), action.Request{Project: "sockshop", Stage: "production", Service: "carts"}, Selector{})
 	if !apierrors.IsForbidden(err) {
 		t.Fatalf("Resolve error = %v, want it to wrap the Forbidden error", err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -38,7 +39,7 @@ type instance struct {
 
 // newInstance builds an instance named name. The defaults suit tests that
 // run several steps on one workload; edit changes them.
-func newInstance(t *testing.T, c kubernetes.Interface, name string, edit func(*config.Config)) instance {
+func newInstance(t *testing.T, c kube.Interface, name string, edit func(*config.Config)) instance {
 	t.Helper()
 	cfg, err := config.Load() // the defaults, and whatever the environment sets
 	if err != nil {
@@ -126,7 +127,7 @@ func TestRestartReplacesPodsAndConverges(t *testing.T) {
 	for _, o := range []object{{workload.Deployment, "carts", 2}, {workload.StatefulSet, "carts-db", 2}} {
 		o.create(ctx, t, cp.client, ns)
 	}
-	inst := newInstance(t, cp.client, "a", nil)
+	inst := newInstance(t, cp.api, "a", nil)
 
 	for _, tc := range []struct {
 		value, app string
@@ -198,7 +199,7 @@ func TestRollbackRestoresThePreviousImage(t *testing.T) {
 	stage, ns := newNamespace(ctx, t, cp.client)
 	object{workload.Deployment, "carts", 2}.create(ctx, t, cp.client, ns)
 	setImage(ctx, t, cp.client, ns, "carts", "registry.invalid/carts:2")
-	inst := newInstance(t, cp.client, "a", nil)
+	inst := newInstance(t, cp.api, "a", nil)
 
 	got := inst.run(ctx, t, request(stage, "rollback", "", false))
 	checkFinished(t, 0, step{want: "rolled back deployment {ns}/carts from revision 2 to revision 1"}, ns, got)
@@ -262,7 +263,7 @@ func TestDeletePodsRespectsPodDisruptionBudget(t *testing.T) {
 	stage, ns := newNamespace(ctx, t, cp.client)
 	object{workload.Deployment, "carts", 2}.create(ctx, t, cp.client, ns)
 	// "all": true asks a person by default; the approval has tests of its own.
-	inst := approvalInstance(t, cp.client, "approval: {defaults: false}\nactions:\n  - {name: delete-pods, kind: delete-pods}\n")
+	inst := approvalInstance(t, cp.api, "approval: {defaults: false}\nactions:\n  - {name: delete-pods, kind: delete-pods}\n")
 
 	// Without a budget, one pod is evicted and replaced.
 	before := podUIDs(ctx, t, cp.client, ns, "carts")
@@ -332,7 +333,7 @@ func TestScaleMovesTheAutoscalerFloor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst := newInstance(t, cp.client, "a", nil)
+	inst := newInstance(t, cp.api, "a", nil)
 
 	got := inst.run(ctx, t, request(stage, "scale", `{"replicas": "+2"}`, false))
 	checkFinished(t, 0, step{want: "scaled: deployment {ns}/carts is autoscaled by horizontalpodautoscaler carts, so its minReplicas was set instead of the replicas: 1 → 3 (maxReplicas raised 2 → 3 to make room); the autoscaler takes it from 1 to 3 replicas; rollout converged in "}, ns, got)
@@ -400,7 +401,7 @@ func TestGuardrailsRefuseAndChangeNothing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := map[workload.Ref]state{carts: read(ctx, t, cp.client, carts), orders: read(ctx, t, cp.client, orders)}
-			got := newInstance(t, cp.client, "a", tc.edit).run(ctx, t, request(stage, tc.action, tc.value, false))
+			got := newInstance(t, cp.api, "a", tc.edit).run(ctx, t, request(stage, tc.action, tc.value, false))
 			checkFinished(t, 0, step{wantFail: tc.want}, ns, got)
 			for ref, b := range before {
 				if a := read(ctx, t, cp.client, ref); a.generation != b.generation {
@@ -431,8 +432,8 @@ func TestLockAndCooldownAcrossInstances(t *testing.T) {
 	})
 
 	cooldown := func(c *config.Config) { c.Cooldown = time.Hour; c.VerifyTimeout = 8 * time.Second }
-	a := newInstance(t, cp.client, "replica-a", cooldown)
-	b := newInstance(t, cp.client, "replica-b", cooldown)
+	a := newInstance(t, cp.api, "replica-a", cooldown)
+	b := newInstance(t, cp.api, "replica-b", cooldown)
 
 	var wg sync.WaitGroup
 	var first finished

@@ -19,12 +19,13 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/gate/approval"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
 // approvalInstance is a provider whose catalog is catalogYAML, allowed to
 // scale to 0.
-func approvalInstance(t *testing.T, c kubernetes.Interface, catalogYAML string) instance {
+func approvalInstance(t *testing.T, c kube.Interface, catalogYAML string) instance {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "actions.yaml")
 	if err := os.WriteFile(path, []byte(catalogYAML), 0o600); err != nil {
@@ -156,7 +157,7 @@ func TestApprovalGranted(t *testing.T) {
 	carts.create(ctx, t, cp.client, ns)
 	stale := map[string]string{approval.RejectKey: "trig-an-earlier-run"}
 	annotateAs(ctx, t, cp.client, ns, "carts", stale)
-	inst := approvalInstance(t, cp.client, catalogFor("2m", "production"))
+	inst := approvalInstance(t, cp.api, catalogFor("2m", "production"))
 
 	req := request(stage, "scale", `{"replicas": 0}`, false)
 	done := inst.runAsync(ctx, t, req)
@@ -196,7 +197,7 @@ func TestApprovalRejected(t *testing.T) {
 	stage, ns := newNamespace(ctx, t, cp.client)
 	carts := object{workload.Deployment, "carts", 2}
 	carts.create(ctx, t, cp.client, ns)
-	inst := approvalInstance(t, cp.client, catalogFor("2m", "production"))
+	inst := approvalInstance(t, cp.api, catalogFor("2m", "production"))
 	eventually(ctx, t, "two pods of carts", func(ctx context.Context) (bool, string, error) {
 		n := len(podUIDs(ctx, t, cp.client, ns, "carts"))
 		return n == 2, "", nil
@@ -233,7 +234,7 @@ func TestApprovalTimedOut(t *testing.T) {
 	carts.create(ctx, t, cp.client, ns)
 	stale := map[string]string{approval.ApproveKey: "trig-an-earlier-run"}
 	annotateAs(ctx, t, cp.client, ns, "carts", stale)
-	inst := approvalInstance(t, cp.client, catalogFor("2s", "production"))
+	inst := approvalInstance(t, cp.api, catalogFor("2s", "production"))
 
 	req := request(stage, "scale", `"-2"`, false) // relative, lands on 0
 	got := inst.run(ctx, t, req)
@@ -262,7 +263,7 @@ func TestApprovalDefaults(t *testing.T) {
 	carts := object{workload.Deployment, "carts", 1}
 	carts.create(ctx, t, cp.client, ns)
 	// The test's random stage is a production stage of this catalog.
-	inst := approvalInstance(t, cp.client, catalogFor("1s", stage))
+	inst := approvalInstance(t, cp.api, catalogFor("1s", stage))
 
 	got := inst.run(ctx, t, request(stage, "scale", `{"replicas": 2}`, false))
 	checkFinished(t, 0, step{want: "scaled deployment {ns}/carts from 1 to 2 replicas"}, ns, got)
@@ -298,7 +299,7 @@ func TestApprovalDryRunDoesNotWait(t *testing.T) {
 	carts := object{workload.Deployment, "carts", 2}
 	carts.create(ctx, t, cp.client, ns)
 	// Had it waited, it would have answered "not approved within 3m0s".
-	inst := approvalInstance(t, cp.client, catalogFor("3m", "production"))
+	inst := approvalInstance(t, cp.api, catalogFor("3m", "production"))
 
 	start := time.Now()
 	req := request(stage, "scale", `{"replicas": 0}`, true)

@@ -21,6 +21,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/gate"
 	"github.com/keptn-action-provider/action-provider/internal/gate/budget"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -40,7 +41,7 @@ func newReplicas(t *testing.T, cp *controlPlane, ns string, n int, limits budget
 	t.Helper()
 	rs := make([]replica, n)
 	for i := range rs {
-		c, err := kubernetes.NewForConfig(cp.config)
+		c, err := kube.NewForConfig(cp.config)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,7 +331,7 @@ func TestBudgetInTheCatalog(t *testing.T) {
 	if err := os.WriteFile(catalog, []byte("actions:\n  - {name: scale, kind: scale}\nbudget: {max: 1, window: 5m}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	inst := newInstance(t, cp.client, "budget", func(c *config.Config) { c.ActionsConfig, c.PodNamespace = catalog, home })
+	inst := newInstance(t, cp.api, "budget", func(c *config.Config) { c.ActionsConfig, c.PodNamespace = catalog, home })
 
 	for i, s := range []struct {
 		value  string

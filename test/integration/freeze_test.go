@@ -66,7 +66,7 @@ alertHold:
 	if err := os.WriteFile(catalog, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	inst := newInstance(t, cp.client, "freeze", func(c *config.Config) { c.ActionsConfig = catalog })
+	inst := newInstance(t, cp.api, "freeze", func(c *config.Config) { c.ActionsConfig = catalog })
 
 	expect := func(step string, got finished, result keptnv2.ResultType, msg string) {
 		t.Helper()

@@ -27,6 +27,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/config"
 	"github.com/keptn-action-provider/action-provider/internal/gate/gitops"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -73,11 +74,11 @@ func gitopsInstance(t *testing.T, cp *controlPlane, name, catalog string) instan
 }
 
 // providerClients are clients that write as the provider does.
-func providerClients(t *testing.T, cp *controlPlane) (kubernetes.Interface, dynamic.Interface) {
+func providerClients(t *testing.T, cp *controlPlane) (kube.Interface, dynamic.Interface) {
 	t.Helper()
 	rc := rest.CopyConfig(cp.config)
 	rc.UserAgent = providerUserAgent
-	c, err := kubernetes.NewForConfig(rc)
+	c, err := kube.NewForConfig(rc)
 	if err != nil {
 		t.Fatal(err)
 	}

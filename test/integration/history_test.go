@@ -88,7 +88,7 @@ func TestHistoryAfterActions(t *testing.T) {
 	var all []history.Entry
 	eventually(ctx, t, "the ledger records every action finished", func(ctx context.Context) (bool, string, error) {
 		var err error
-		all, err = history.Read(ctx, cp.client, history.Options{Since: time.Hour, LedgerNamespace: ledgerNamespace})
+		all, err = history.Read(ctx, cp.api, history.Options{Since: time.Hour, LedgerNamespace: ledgerNamespace})
 		if err != nil {
 			return false, "", err
 		}
@@ -140,7 +140,7 @@ func TestHistoryAfterActions(t *testing.T) {
 	}
 
 	// --namespace keeps what happened there: the two changes.
-	inNS, err := history.Read(ctx, cp.client, history.Options{Since: time.Hour, Namespaces: []string{ns}, LedgerNamespace: ledgerNamespace})
+	inNS, err := history.Read(ctx, cp.api, history.Options{Since: time.Hour, Namespaces: []string{ns}, LedgerNamespace: ledgerNamespace})
 	if err != nil {
 		t.Fatal(err)
 	}

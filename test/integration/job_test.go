@@ -27,6 +27,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/eventsink"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/testsupport"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -69,7 +70,7 @@ func jobLogLines(t *testing.T, cp *controlPlane) []string {
 // jobHandler is a job entry's handler, wired as the catalog wires it, but
 // without the entry's lock: two of them stand for two replicas that both
 // got the event.
-func jobHandler(t *testing.T, c kubernetes.Interface, cfg job.Config, deadline time.Duration) *job.Handler {
+func jobHandler(t *testing.T, c kube.Interface, cfg job.Config, deadline time.Duration) *job.Handler {
 	t.Helper()
 	p, err := guard.NewPolicy([]string{project + "-*"}, ledgerNamespace)
 	if err != nil {
@@ -158,7 +159,7 @@ func TestJobOutcomes(t *testing.T) {
 			if _, err := cp.client.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			h := jobHandler(t, cp.client, job.Config{
+			h := jobHandler(t, cp.api, job.Config{
 				Image: tc.image, Command: []string{"sh", "-c", "echo $(TOKEN)"}, LogLines: &five, Timeout: tc.timeout,
 				Secrets: []job.SecretEnv{{SecretName: "kwok-token", Key: "token", Env: "TOKEN"}},
 			}, 5*time.Minute)
@@ -211,7 +212,7 @@ func TestJobActionDeadlineDeletesIt(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	stage, ns := newNamespace(ctx, t, cp.client)
-	h := jobHandler(t, cp.client, job.Config{Image: imageHang}, 5*time.Minute)
+	h := jobHandler(t, cp.api, job.Config{Image: imageHang}, 5*time.Minute)
 	id := "itest-" + randomSuffix()
 	name := job.Name("remediate", id)
 
@@ -249,7 +250,7 @@ func TestJobTwoDeliveriesOneJob(t *testing.T) {
 		got [2]finished
 	)
 	for i := range got {
-		h := jobHandler(t, cp.client, job.Config{Image: imageComplete}, 5*time.Minute)
+		h := jobHandler(t, cp.api, job.Config{Image: imageComplete}, 5*time.Minute)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -43,12 +43,12 @@ func newDynamicInstance(t *testing.T, cp *controlPlane, name string) (instance, 
 	cfg.VerifyTimeout = waitTimeout / 2
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	book, err := ledger.New(cp.client, ledger.Config{Namespace: cfg.PodNamespace, Identity: name,
+	book, err := ledger.New(cp.api, ledger.Config{Namespace: cfg.PodNamespace, Identity: name,
 		EventTTL: cfg.DedupTTL, LockTTL: cfg.ActionTimeout + 30*time.Second, HeartbeatPeriod: cfg.HeartbeatPeriod})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := actionconfig.Load(cfg, actionconfig.Deps{Client: cp.client, Dynamic: dyn, Ledger: book, Audit: audit.New(cp.client, name), Log: log, Identity: name})
+	cat, err := actionconfig.Load(cfg, actionconfig.Deps{Client: cp.api, Dynamic: dyn, Ledger: book, Audit: audit.New(cp.api, name), Log: log, Identity: name})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/ledger"
 	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
@@ -35,7 +36,7 @@ func newProcesses(t *testing.T, cp *controlPlane, ns, prefix string, n int, edit
 	t.Helper()
 	ls := make([]*ledger.Ledger, n)
 	for i := range ls {
-		c, err := kubernetes.NewForConfig(cp.config)
+		c, err := kube.NewForConfig(cp.config)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/testsupport"
 	"github.com/keptn-action-provider/action-provider/internal/testsupport/controlplane"
 )
@@ -40,7 +41,8 @@ const ledgerNamespace = "action-provider-itest"
 type controlPlane struct {
 	env    map[string]string // DIR/env
 	config *rest.Config
-	client kubernetes.Interface
+	client kubernetes.Interface // the tests' own, for fixtures
+	api    kube.Interface       // the provider's, as its composition root builds it
 }
 
 // Set once by TestMain, read-only afterwards.
@@ -109,5 +111,9 @@ func connect(envPath string) (*controlPlane, error) {
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("create namespace %s: %w", ledgerNamespace, err)
 	}
-	return &controlPlane{env: c.Env, config: c.Config, client: c.Client}, nil
+	api, err := kube.NewForConfig(c.Config)
+	if err != nil {
+		return nil, err
+	}
+	return &controlPlane{env: c.Env, config: c.Config, client: c.Client, api: api}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/lifecycle"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -137,7 +138,7 @@ func TestScaleHandler(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)
 			stage, ns := newNamespace(ctx, t, cp.client)
-			h := newInstance(t, cp.client, "a", nil).handler(t, "scale")
+			h := newInstance(t, cp.api, "a", nil).handler(t, "scale")
 			refs := map[string]workload.Ref{}
 			for _, o := range tc.objects {
 				o.create(ctx, t, cp.client, ns)
@@ -211,7 +212,7 @@ func TestScaleHandlerRetriesOnConflict(t *testing.T) {
 			return resp, err
 		})
 	}
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kube.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,9 +20,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -48,7 +48,7 @@ type Options struct {
 
 // Mutator evicts the unhealthy pods of a workload, within a bound.
 type Mutator struct {
-	client kubernetes.Interface
+	client kube.Interface
 	opts   Options
 	value  Value
 }
@@ -58,7 +58,7 @@ var _ pipeline.Mutator = (*Mutator)(nil)
 // NewMutator returns a Mutator that evicts through c as v asks, within
 // opts. A negative opts.MaxPods makes every Mutate fail: it is a
 // configuration error that must not pass for "no limit".
-func NewMutator(c kubernetes.Interface, opts Options, v Value) *Mutator {
+func NewMutator(c kube.Interface, opts Options, v Value) *Mutator {
 	if opts.MaxPods == 0 {
 		opts.MaxPods = DefaultMaxPods
 	}
@@ -390,7 +390,7 @@ func (m *Mutator) replaced(ctx context.Context, ns string, p pod) bool {
 // budgets finds the PodDisruptionBudgets of a namespace, listing them once
 // and only if an eviction is refused.
 type budgets struct {
-	client kubernetes.Interface
+	client kube.Interface
 	ns     string
 	listed bool
 	items  []policyv1.PodDisruptionBudget

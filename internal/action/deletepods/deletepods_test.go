@@ -20,6 +20,7 @@ import (
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/action/deletepods"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -255,7 +256,7 @@ func TestMutate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := tt.fx.client()
-			m := deletepods.NewMutator(c, tt.opts, tt.value)
+			m := deletepods.NewMutator(adapt.Clientset(c), tt.opts, tt.value)
 			got, err := m.Mutate(context.Background(), tt.fx.ref(), tt.dryRun)
 			if err != nil {
 				t.Fatalf("Mutate: %v", err)
@@ -315,7 +316,7 @@ func TestMutateNothingToDo(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := tt.fx.client()
-			got, err := deletepods.NewMutator(c, deletepods.Options{}, tt.value).Mutate(context.Background(), tt.fx.ref(), false)
+			got, err := deletepods.NewMutator(adapt.Clientset(c), deletepods.Options{}, tt.value).Mutate(context.Background(), tt.fx.ref(), false)
 			if err != nil {
 				t.Fatalf("Mutate: %v", err)
 			}
@@ -334,7 +335,7 @@ func TestMutateNothingToDo(t *testing.T) {
 func TestMutateEvictionRequest(t *testing.T) {
 	fx := fixture{kind: workload.StatefulSet, name: "carts-db", replicas: 2, pods: []*corev1.Pod{newPod("carts-db-1", notReady)}}
 	c := fx.client()
-	if _, err := deletepods.NewMutator(c, deletepods.Options{}, deletepods.Value{}).Mutate(context.Background(), fx.ref(), false); err != nil {
+	if _, err := deletepods.NewMutator(adapt.Clientset(c), deletepods.Options{}, deletepods.Value{}).Mutate(context.Background(), fx.ref(), false); err != nil {
 		t.Fatal(err)
 	}
 	var got []*policyv1.Eviction
@@ -537,7 +538,7 @@ func TestMutateEvictionAnswers(t *testing.T) {
 				})
 			}
 
-			got, err := deletepods.NewMutator(c, deletepods.Options{}, deletepods.Value{}).Mutate(context.Background(), fx.ref(), false)
+			got, err := deletepods.NewMutator(adapt.Clientset(c), deletepods.Options{}, deletepods.Value{}).Mutate(context.Background(), fx.ref(), false)
 
 			if want := unhealthyNames(tt.pods); !slices.Equal(evictions(c), want) {
 				t.Errorf("evictions asked for %q, want one each for %q", evictions(c), want)
@@ -591,7 +592,7 @@ func TestMutateStopsWhenCancelled(t *testing.T) {
 		cancel() // the shutdown arrives during the first eviction
 		return false, nil, nil
 	})
-	got, err := deletepods.NewMutator(c, deletepods.Options{}, deletepods.Value{}).Mutate(ctx, fx.ref(), false)
+	got, err := deletepods.NewMutator(adapt.Clientset(c), deletepods.Options{}, deletepods.Value{}).Mutate(ctx, fx.ref(), false)
 	if err != nil {
 		t.Fatalf("Mutate: %v", err)
 	}
@@ -646,7 +647,7 @@ func TestMutateErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := fx.client()
-			got, err := deletepods.NewMutator(c, tt.opts, deletepods.Value{}).Mutate(tt.ctx, tt.ref, false)
+			got, err := deletepods.NewMutator(adapt.Clientset(c), tt.opts, deletepods.Value{}).Mutate(tt.ctx, tt.ref, false)
 			if err == nil {
 				t.Fatalf("Mutate = %+v, want an error", got)
 			}

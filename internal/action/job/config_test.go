@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 )
 
 func i32(v int32) *int32 { return &v }
@@ -54,7 +55,7 @@ func TestCheckRefusesBadSettings(t *testing.T) {
 		{"root group", Config{Image: "i", RunAsGroup: i64(0)}, `"runAsGroup": 0`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := New("e", tc.cfg, Options{Client: newCluster().cs, Deadline: 5 * time.Minute})
+			_, err := New("e", tc.cfg, Options{Client: adapt.Clientset(newCluster().cs), Deadline: 5 * time.Minute})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want %q", err, tc.want)
 			}
@@ -68,14 +69,14 @@ func TestCheckAcceptsReferences(t *testing.T) {
 		{"$$(NOT_A_VARIABLE)", "$$(LABELS_OWNER)", "cost: $5"},
 	} {
 		_, err := New("e", Config{Image: "i", Args: args, Env: []EnvVar{{Name: "X", Value: "1"}},
-			Secrets: []SecretEnv{{SecretName: "s", Key: "token"}}}, Options{Client: newCluster().cs, Deadline: time.Minute})
+			Secrets: []SecretEnv{{SecretName: "s", Key: "token"}}}, Options{Client: adapt.Clientset(newCluster().cs), Deadline: time.Minute})
 		if err != nil {
 			t.Errorf("%q: %v", args, err)
 		}
 	}
 	// A whole Secret brings names no one can check.
 	if _, err := New("e", Config{Image: "i", Args: []string{"$(ANYTHING)"}, Secrets: []SecretEnv{{SecretName: "s"}}},
-		Options{Client: newCluster().cs, Deadline: time.Minute}); err != nil {
+		Options{Client: adapt.Clientset(newCluster().cs), Deadline: time.Minute}); err != nil {
 		t.Error(err)
 	}
 }

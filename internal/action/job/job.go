@@ -51,11 +51,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -74,7 +74,7 @@ const (
 
 // Options are the provider-wide dependencies of every job entry.
 type Options struct {
-	Client kubernetes.Interface
+	Client kube.Interface
 	// Policy decides the namespaces a Job may run in.
 	Policy guard.Policy
 	// Audit records each Job's start and end as Kubernetes Events on the
@@ -96,7 +96,7 @@ type Options struct {
 type Handler struct {
 	name   string
 	spec   *spec
-	client kubernetes.Interface
+	client kube.Interface
 	policy guard.Policy
 	audit  *audit.Recorder
 	masker *secret.Masker

@@ -24,6 +24,7 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 )
 
@@ -75,7 +76,7 @@ func (c *cluster) handler(t *testing.T, cfg Config, allowed ...string) *Handler 
 		t.Fatal(err)
 	}
 	h, err := New("flush-cache", cfg, Options{
-		Client: c.cs, Policy: p, Audit: audit.New(c.cs, "test-pod"), Deadline: 5 * time.Minute, Logs: c.logs,
+		Client: adapt.Clientset(c.cs), Policy: p, Audit: audit.New(adapt.Clientset(c.cs), "test-pod"), Deadline: 5 * time.Minute, Logs: c.logs,
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -18,9 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/secret"
 )
 
@@ -349,7 +349,7 @@ type LogReader interface {
 }
 
 // apiLogs reads logs through the API server, as `kubectl logs --tail` does.
-type apiLogs struct{ client kubernetes.Interface }
+type apiLogs struct{ client kube.Interface }
 
 func (a apiLogs) Tail(ctx context.Context, namespace, pod, container string, lines int64) ([]byte, error) {
 	// No LimitBytes: it would keep the start of the tail, and the end of a

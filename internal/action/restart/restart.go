@@ -17,9 +17,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -78,7 +78,7 @@ func parseValue(raw json.RawMessage) (pipeline.Options, error) {
 }
 
 type mutator struct {
-	client  kubernetes.Interface
+	client  kube.Interface
 	dynamic dynamic.Interface // Argo Rollouts; nil where there is none
 	now     func() time.Time
 }

@@ -9,11 +9,11 @@ import (
 
 	keptnv2 "github.com/keptn/go-utils/pkg/lib/v0_2_0"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	sandboxseed "github.com/keptn-action-provider/action-provider/examples/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 )
@@ -40,7 +40,7 @@ func request(value string) action.Request {
 }
 
 // templateStamp reads the restart annotation of a workload's pod template.
-func templateStamp(t *testing.T, c kubernetes.Interface, kind, ns, name string) string {
+func templateStamp(t *testing.T, c kube.Interface, kind, ns, name string) string {
 	t.Helper()
 	ctx := context.Background()
 	var tmpl map[string]string

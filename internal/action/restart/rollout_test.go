@@ -13,6 +13,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -29,7 +30,7 @@ func TestRestartRollout(t *testing.T) {
 		}}
 		dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 			map[schema.GroupVersionResource]string{workload.RolloutResource(): "RolloutList"}, ro)
-		m := mutator{client: fake.NewClientset(), dynamic: dyn, now: func() time.Time { return now }}
+		m := mutator{client: adapt.Clientset(fake.NewClientset()), dynamic: dyn, now: func() time.Time { return now }}
 		c, err := m.Mutate(context.Background(), ref, dryRun)
 		if err != nil {
 			t.Fatal(err)
@@ -50,7 +51,7 @@ func TestRestartRollout(t *testing.T) {
 			t.Errorf("restart: %+v, restartAt %s", c, at)
 		}
 	}
-	if _, err := (mutator{client: fake.NewClientset(), now: time.Now}).Mutate(context.Background(), ref, false); err == nil ||
+	if _, err := (mutator{client: adapt.Clientset(fake.NewClientset()), now: time.Now}).Mutate(context.Background(), ref, false); err == nil ||
 		!strings.Contains(err.Error(), "no client for Argo Rollouts here") {
 		t.Errorf("without a dynamic client: %v", err)
 	}

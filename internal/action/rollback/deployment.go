@@ -14,9 +14,9 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -49,7 +49,7 @@ func skippedAnnotation(key string) bool {
 // the Deployment's ReplicaSets, and a rollback copies one's pod template
 // and annotations back into the Deployment with a JSON patch.
 type deploymentRollbacker struct {
-	client kubernetes.Interface
+	client kube.Interface
 	ref    workload.Ref
 }
 

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/keptn-action-provider/action-provider/internal/action/rollback"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -292,7 +293,7 @@ func TestMutateDeployment(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cs := clientset(tt.objects...)
-			got, err := rollback.NewMutator(cs, tt.toRevision).Mutate(context.Background(), carts, tt.dryRun)
+			got, err := rollback.NewMutator(adapt.Clientset(cs), tt.toRevision).Mutate(context.Background(), carts, tt.dryRun)
 			switch {
 			case tt.wantErr != "":
 				if err == nil || err.Error() != tt.wantErr {
@@ -356,7 +357,7 @@ func TestMutateDeploymentReplansOnConflict(t *testing.T) {
 		return false, nil, nil
 	})
 
-	got, err := rollback.NewMutator(cs, 0).Mutate(context.Background(), carts, false)
+	got, err := rollback.NewMutator(adapt.Clientset(cs), 0).Mutate(context.Background(), carts, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +405,7 @@ func TestMutateDeploymentKeepsChanging(t *testing.T) {
 		return false, nil, nil
 	})
 
-	_, err := rollback.NewMutator(cs, 0).Mutate(context.Background(), carts, false)
+	_, err := rollback.NewMutator(adapt.Clientset(cs), 0).Mutate(context.Background(), carts, false)
 	want := "cannot roll back deployment sockshop-production/carts: it kept changing while the rollback was worked out: " +
 		`Operation cannot be fulfilled on deployments.apps "carts": the object has been modified; please apply your changes to the latest version and try again`
 	if err == nil || err.Error() != want {
@@ -449,7 +450,7 @@ func TestMutateAPIErrors(t *testing.T) {
 					return true, nil, boom
 				})
 			}
-			_, err := rollback.NewMutator(cs, 0).Mutate(context.Background(), tt.ref, false)
+			_, err := rollback.NewMutator(adapt.Clientset(cs), 0).Mutate(context.Background(), tt.ref, false)
 			if err == nil || err.Error() != tt.wantErr {
 				t.Fatalf("Mutate error = %v, want %q", err, tt.wantErr)
 			}

@@ -14,8 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -27,7 +27,7 @@ import (
 
 // statefulSetRollbacker is kubectl's StatefulSetRollbacker.
 type statefulSetRollbacker struct {
-	client kubernetes.Interface
+	client kube.Interface
 	ref    workload.Ref
 }
 
@@ -55,7 +55,7 @@ func (r statefulSetRollbacker) patch(ctx context.Context, p plan) error {
 
 // daemonSetRollbacker is kubectl's DaemonSetRollbacker.
 type daemonSetRollbacker struct {
-	client kubernetes.Interface
+	client kube.Interface
 	ref    workload.Ref
 }
 
@@ -153,7 +153,7 @@ func withResourceVersion(patch []byte, resourceVersion string) ([]byte, error) {
 
 // controllerRevisions lists the ControllerRevisions that selector matches
 // and owner controls, ascending by revision.
-func controllerRevisions(ctx context.Context, c kubernetes.Interface, ref workload.Ref, owner metav1.Object, selector *metav1.LabelSelector) ([]*appsv1.ControllerRevision, error) {
+func controllerRevisions(ctx context.Context, c kube.Interface, ref workload.Ref, owner metav1.Object, selector *metav1.LabelSelector) ([]*appsv1.ControllerRevision, error) {
 	sel, err := metav1.LabelSelectorAsSelector(selector)
 	if err != nil {
 		return nil, fmt.Errorf("selector of %s: %w", ref, err)

@@ -17,6 +17,7 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/keptn-action-provider/action-provider/internal/action/rollback"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -226,7 +227,7 @@ func TestMutateControllerRevisions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cs := clientset(tt.objects(t)...)
-			got, err := rollback.NewMutator(cs, tt.toRevision).Mutate(context.Background(), tt.ref, tt.dryRun)
+			got, err := rollback.NewMutator(adapt.Clientset(cs), tt.toRevision).Mutate(context.Background(), tt.ref, tt.dryRun)
 			if err != nil {
 				t.Fatalf("Mutate: %v", err)
 			}
@@ -297,7 +298,7 @@ func TestMutateStatefulSetReplansOnConflict(t *testing.T) {
 		return false, nil, nil
 	})
 
-	got, err := rollback.NewMutator(cs, 0).Mutate(context.Background(), cartsDB, false)
+	got, err := rollback.NewMutator(adapt.Clientset(cs), 0).Mutate(context.Background(), cartsDB, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +372,7 @@ func TestMutatePatchIsConditional(t *testing.T) {
 			// The plain fake, which applies any patch: this test reads the
 			// patch, not what the API server makes of it.
 			cs := fake.NewSimpleClientset(tt.objects(t)...)
-			if _, err := rollback.NewMutator(cs, 0).Mutate(context.Background(), tt.ref, false); err != nil {
+			if _, err := rollback.NewMutator(adapt.Clientset(cs), 0).Mutate(context.Background(), tt.ref, false); err != nil {
 				t.Fatal(err)
 			}
 			ps := patches(cs)

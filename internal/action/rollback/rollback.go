@@ -17,9 +17,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -30,7 +30,7 @@ const reason = "RolledBack"
 
 // Mutator rolls back one workload.
 type Mutator struct {
-	client     kubernetes.Interface
+	client     kube.Interface
 	dynamic    dynamic.Interface // Argo Rollouts; nil where there is none
 	toRevision int64
 }
@@ -40,7 +40,7 @@ var _ pipeline.Mutator = (*Mutator)(nil)
 // NewMutator returns a Mutator that rolls back through c to toRevision, or
 // with 0 to the revision before the current one. toRevision comes from
 // ParseValue, which refuses a negative one.
-func NewMutator(c kubernetes.Interface, toRevision int64) *Mutator {
+func NewMutator(c kube.Interface, toRevision int64) *Mutator {
 	return &Mutator{client: c, toRevision: toRevision}
 }
 

@@ -17,6 +17,7 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/keptn-action-provider/action-provider/internal/action/rollback"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -58,7 +59,7 @@ func TestAbortRollout(t *testing.T) {
 			}}
 			dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 				map[schema.GroupVersionResource]string{workload.RolloutResource(): "RolloutList"}, ro)
-			c, err := rollback.NewMutator(fake.NewClientset(stableRS), tt.toRevision).WithDynamic(dyn).Mutate(context.Background(), ref, tt.dryRun)
+			c, err := rollback.NewMutator(adapt.Clientset(fake.NewClientset(stableRS)), tt.toRevision).WithDynamic(dyn).Mutate(context.Background(), ref, tt.dryRun)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want %q", err, tt.wantErr)

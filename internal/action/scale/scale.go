@@ -20,11 +20,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/keda"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
@@ -131,7 +131,7 @@ func (h *Handler) Run(ctx context.Context, req action.Request) (action.Outcome, 
 
 // mutator scales one workload.
 type mutator struct {
-	client  kubernetes.Interface
+	client  kube.Interface
 	dynamic dynamic.Interface // Argo Rollouts and KEDA; nil where there is none
 	opts    Options
 	change  change

@@ -14,7 +14,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
 
@@ -23,6 +22,8 @@ import (
 	"github.com/keptn-action-provider/action-provider/internal/action/scale"
 	"github.com/keptn-action-provider/action-provider/internal/guard"
 	"github.com/keptn-action-provider/action-provider/internal/keda"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/pipeline"
 	"github.com/keptn-action-provider/action-provider/internal/sandbox"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
@@ -30,7 +31,7 @@ import (
 
 // newPipeline runs the action with every namespace allowed and no ledger or
 // audit: those stages have tests of their own.
-func newPipeline(c kubernetes.Interface) *pipeline.Pipeline {
+func newPipeline(c kube.Interface) *pipeline.Pipeline {
 	return &pipeline.Pipeline{Client: c, Policy: guard.Policy{Namespaces: []string{"*"}}, VerifyTimeout: 5 * time.Second}
 }
 
@@ -44,7 +45,7 @@ func newSandbox(t testing.TB) *sandbox.Cluster {
 }
 
 // specReplicas reads spec.replicas of a workload straight from the cluster.
-func specReplicas(t *testing.T, c kubernetes.Interface, ref workload.Ref) int32 {
+func specReplicas(t *testing.T, c kube.Interface, ref workload.Ref) int32 {
 	t.Helper()
 	ctx := context.Background()
 	switch ref.Kind {
@@ -264,14 +265,14 @@ func TestRunNotFoundIsWrapped(t *testing.T) {
 func TestRunRetriesConflicts(t *testing.T) {
 	c := newSandbox(t)
 	conflicts := 0
-	c.PrependReactor("update", "deployments/scale", func(a clienttesting.Action) (bool, runtime.Object, error) {
+	c.Fake().PrependReactor("update", "deployments/scale", func(a clienttesting.Action) (bool, runtime.Object, error) {
 		if conflicts > 0 {
 			return false, nil, nil
 		}
 		conflicts++
 		// The reactor runs under the clientset's lock: write through the tracker.
 		gvr := appsv1.SchemeGroupVersion.WithResource("deployments")
-		obj, err := c.Tracker().Get(gvr, "sockshop-production", "carts")
+		obj, err := c.Fake().Tracker().Get(gvr, "sockshop-production", "carts")
 		if err != nil {
 			return true, nil, err
 		}
@@ -279,7 +280,7 @@ func TestRunRetriesConflicts(t *testing.T) {
 		five := int32(5)
 		d.Spec.Replicas = &five
 		d.ResourceVersion = "42" // stale for the action, which read version 1
-		if err := c.Tracker().Update(gvr, d, "sockshop-production"); err != nil {
+		if err := c.Fake().Tracker().Update(gvr, d, "sockshop-production"); err != nil {
 			return true, nil, err
 		}
 		return true, nil, apierrors.NewConflict(gvr.GroupResource(), "carts", errors.New("the object has been modified"))
@@ -303,7 +304,7 @@ func TestRunRetriesConflicts(t *testing.T) {
 func TestRunGivesUpOnEndlessConflicts(t *testing.T) {
 	c := newSandbox(t)
 	updates := 0
-	c.PrependReactor("update", "deployments/scale", func(a clienttesting.Action) (bool, runtime.Object, error) {
+	c.Fake().PrependReactor("update", "deployments/scale", func(a clienttesting.Action) (bool, runtime.Object, error) {
 		updates++
 		return true, nil, apierrors.NewConflict(appsv1.Resource("deployments"), "carts", errors.New("the object has been modified"))
 	})
@@ -341,7 +342,7 @@ func TestRunHonoursContext(t *testing.T) {
 			if tt.cancelOn == "" {
 				cancel()
 			} else {
-				c.PrependReactor(tt.cancelOn, "deployments", func(clienttesting.Action) (bool, runtime.Object, error) {
+				c.Fake().PrependReactor(tt.cancelOn, "deployments", func(clienttesting.Action) (bool, runtime.Object, error) {
 					cancel()
 					return false, nil, nil
 				})
@@ -378,7 +379,7 @@ func TestNew(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, err := scale.New(newPipeline(fake.NewClientset()), tt.opts)
+			h, err := scale.New(newPipeline(adapt.Clientset(fake.NewClientset())), tt.opts)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("New error = %v, want one containing %q", err, tt.wantErr)
@@ -413,7 +414,7 @@ func BenchmarkRunDryRun(b *testing.B) {
 			b.Fatal(err)
 		}
 		// The fake records every call; keep that from growing with b.N.
-		c.ClearActions()
+		c.Fake().ClearActions()
 	}
 }
 

@@ -24,11 +24,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/gate"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 )
 
 // Rule names the gate in refusals and in the catalog.
@@ -93,7 +93,7 @@ type Config struct {
 
 // Gate waits for approvals. Use New.
 type Gate struct {
-	client  kubernetes.Interface
+	client  kube.Interface
 	dynamic dynamic.Interface
 	cfg     Config
 	log     logrus.FieldLogger
@@ -102,7 +102,7 @@ type Gate struct {
 
 // New returns the gate. dyn reaches Argo Rollouts (nil: none); log may be
 // nil.
-func New(c kubernetes.Interface, dyn dynamic.Interface, cfg Config, log logrus.FieldLogger) *Gate {
+func New(c kube.Interface, dyn dynamic.Interface, cfg Config, log logrus.FieldLogger) *Gate {
 	if log == nil {
 		l := logrus.New()
 		l.SetOutput(io.Discard)

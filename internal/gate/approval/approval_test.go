@@ -21,6 +21,7 @@ import (
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/gate"
+	kubeadapt "github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 	"github.com/keptn-action-provider/action-provider/internal/workload"
 )
 
@@ -50,7 +51,7 @@ func subject(kind, value, stage string, obj metav1.Object, settings map[string]s
 }
 
 func newGate(c kubernetes.Interface, timeout time.Duration) *Gate {
-	return New(c, nil, Config{Timeout: timeout, Defaults: true, ProductionStages: DefaultProductionStages,
+	return New(kubeadapt.Clientset(c), nil, Config{Timeout: timeout, Defaults: true, ProductionStages: DefaultProductionStages,
 		ScaleToZero: true, Namespace: "keptn", Identity: "provider-0"}, nil)
 }
 

@@ -36,11 +36,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/audit"
 	"github.com/keptn-action-provider/action-provider/internal/gate"
+	"github.com/keptn-action-provider/action-provider/internal/kube"
 	backoff "github.com/keptn-action-provider/action-provider/internal/retry"
 )
 
@@ -98,7 +98,7 @@ type Config struct {
 
 // Gate is the budget. It is safe for concurrent use.
 type Gate struct {
-	client  kubernetes.Interface
+	client  kube.Interface
 	cfg     Config
 	metrics *metrics
 }
@@ -109,7 +109,7 @@ var (
 )
 
 // New returns the budget kept in c's Lease of cfg.Namespace.
-func New(c kubernetes.Interface, cfg Config) (*Gate, error) {
+func New(c kube.Interface, cfg Config) (*Gate, error) {
 	if c == nil {
 		return nil, errors.New("budget: nil Kubernetes client")
 	}

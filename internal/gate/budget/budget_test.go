@@ -21,6 +21,7 @@ import (
 
 	"github.com/keptn-action-provider/action-provider/internal/action"
 	"github.com/keptn-action-provider/action-provider/internal/gate"
+	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
 )
 
 const ns = "keptn"
@@ -39,7 +40,7 @@ func (c *clock) set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
 // newGate is a budget of max 3, 2 per namespace, in a 10m window, on c.
 func newGate(t *testing.T, c kubernetes.Interface, clk *clock, reg prometheus.Registerer) *Gate {
 	t.Helper()
-	g, err := New(c, Config{
+	g, err := New(adapt.Clientset(c), Config{
 		Namespace: ns, Limits: Limits{Max: 3, PerNamespace: 2, Window: 10 * time.Minute},
 		MaxSetting: "budget.max in test", PerNamespaceSetting: "budget.perNamespace in test",
 		Identity: "replica-a", Metrics: reg, Now: clk.now, WriteBound: time.Second,
@@ -435,7 +436,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	} {
 		cfg := good
 		tc.edit(&cfg)
-		if _, err := New(fake.NewClientset(), cfg); err == nil {
+		if _, err := New(adapt.Clientset(fake.NewClientset()), cfg); err == nil {
 			t.Errorf("%s: accepted", tc.name)
 		}
 	}
@@ -443,10 +444,10 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		t.Error("nil client accepted")
 	}
 	reg := prometheus.NewRegistry()
-	if _, err := New(fake.NewClientset(), Config{Namespace: ns, Limits: good.Limits, Metrics: reg}); err != nil {
+	if _, err := New(adapt.Clientset(fake.NewClientset()), Config{Namespace: ns, Limits: good.Limits, Metrics: reg}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(fake.NewClientset(), Config{Namespace: ns, Limits: good.Limits, Metrics: reg}); err == nil {
+	if _, err := New(adapt.Clientset(fake.NewClientset()), Config{Namespace: ns, Limits: good.Limits, Metrics: reg}); err == nil {
 		t.Error("registered twice on one registry")
 	}
 }
