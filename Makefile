@@ -104,14 +104,15 @@ bench-load-nats: build ## the same load through a nats-server of its own and REP
 # bench-storm starts a control plane of its own (test/controlplane, stopped
 # and removed however the run ends) and sends the built binary, acting on it
 # for real, 200 scale/restart events on 50 Deployments at once; see
-# docs/storm.md. STORM_ARGS goes to cmd/bench-storm (-events, -qps, -json, ...).
-bench-storm: build ## a remediation storm on a real control plane: time to the last finished, API server load, the provider's requests and RSS
+# docs/storm.md. It runs the release binary (no sandbox), as a cluster would.
+# STORM_ARGS goes to cmd/bench-storm (-events, -qps, -json, ...).
+bench-storm: build-nosandbox ## a remediation storm on a real control plane: time to the last finished, API server load, the provider's requests and RSS
 	@cp_dir=$$(mktemp -d "$${TMPDIR:-/tmp}/action-provider-storm.XXXXXX") || exit 1; \
 	  trap '$(CONTROLPLANE) stop "$$cp_dir" >/dev/null 2>&1 || true; rm -rf "$$cp_dir"' EXIT; \
 	  trap 'exit 130' INT; trap 'exit 143' TERM; \
 	  echo "starting a Kubernetes control plane in $$cp_dir"; \
 	  $(CONTROLPLANE) start "$$cp_dir" >/dev/null || exit 1; \
-	  go run ./cmd/bench-storm -binary bin/action-provider -controlplane-env "$$cp_dir/env" $(STORM_ARGS)
+	  go run ./cmd/bench-storm -binary bin/action-provider-nosandbox -controlplane-env "$$cp_dir/env" $(STORM_ARGS)
 
 build: ## build bin/action-provider (static)
 	CGO_ENABLED=0 go build -trimpath -tags $(TAGS) -ldflags "$(LDFLAGS)" -o bin/action-provider ./cmd/action-provider
