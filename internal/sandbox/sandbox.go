@@ -28,10 +28,10 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
 
 	"github.com/keptn-action-provider/action-provider/internal/kube"
 	"github.com/keptn-action-provider/action-provider/internal/kube/adapt"
-	"sigs.k8s.io/yaml"
 )
 
 // New returns a fake clientset holding every object of the *.yaml and *.yml
