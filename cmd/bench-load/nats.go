@@ -91,7 +91,7 @@ func startNATSServer(ctx context.Context, dir string) (*proc, string, error) {
 	// The port is free when picked, but another process may take it before
 	// nats-server binds it: then it is tried again on another.
 	for attempt := 1; ; attempt++ {
-		port, err := freePort()
+		port, err := childproc.FreePort()
 		if err != nil {
 			return nil, "", err
 		}
@@ -140,7 +140,7 @@ func awaitNATS(ctx context.Context, p *proc, port int, limit time.Duration) erro
 func startReplica(ctx context.Context, dir, binary string, i int, natsURL string) (*proc, error) {
 	name := fmt.Sprintf("action-provider-%d", i)
 	for attempt := 1; ; attempt++ {
-		opsPort, err := freePort()
+		opsPort, err := childproc.FreePort()
 		if err != nil {
 			return nil, err
 		}

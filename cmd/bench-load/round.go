@@ -182,11 +182,11 @@ func startTarget(ctx context.Context, o options, target, dir, sinkURL string) (*
 		bin, args = self, []string{floorCommand}
 	}
 	for attempt := 1; ; attempt++ {
-		rcvPort, err := freePort()
+		rcvPort, err := childproc.FreePort()
 		if err != nil {
 			return nil, err
 		}
-		opsPort, err := freePort()
+		opsPort, err := childproc.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -402,15 +402,6 @@ func triggerTemplate() []byte {
 		`"datacontenttype":"application/json","shkeptncontext":"ctx-ID-PLACEHOLDER","shkeptnspecversion":"0.2.4","triggeredid":"",` +
 		`"data":{"project":"sockshop","stage":"production","service":"carts","labels":{"owner":"team-carts"},` +
 		`"action":{"name":"Scale up","action":"scale","value":{"replicas":"+1"}},"problem":{"problemTitle":"Response time degradation"}}}`)
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -417,11 +417,11 @@ func run(ctx context.Context, o options) (*report, error) {
 // fails so is tried again.
 func startProvider(ctx context.Context, o options, l clientLimits, kubeconfig, dir, broker string) (*proc, string, error) {
 	for attempt := 1; ; attempt++ {
-		rcv, err := freePort()
+		rcv, err := childproc.FreePort()
 		if err != nil {
 			return nil, "", err
 		}
-		ops, err := freePort()
+		ops, err := childproc.FreePort()
 		if err != nil {
 			return nil, "", err
 		}

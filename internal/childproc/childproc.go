@@ -7,6 +7,7 @@ package childproc
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -154,4 +155,15 @@ func ReadMemory(pid int) Memory {
 		}
 	}
 	return m
+}
+
+// FreePort returns a loopback TCP port free at the time of the call, for a
+// child to listen on.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -1,8 +1,10 @@
 package childproc
 
 import (
+	"net"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -65,4 +67,16 @@ func TestStartReportsAMissingProgram(t *testing.T) {
 	if _, err := Start(filepath.Join(t.TempDir(), "x.log"), "/nonexistent/program", nil, nil); err == nil {
 		t.Fatal("no error for a missing program")
 	}
+}
+
+func TestFreePort(t *testing.T) {
+	port, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		t.Fatalf("port %d is not free: %v", port, err)
+	}
+	ln.Close()
 }
