@@ -207,7 +207,7 @@ start() {
 	stop_all quiet
 	local t0=$SECONDS
 	mkdir -p "$DIR"/{logs,pids,home}
-	rm -f "$DIR/env" "$DIR"/logs/*.log
+	rm -f "$DIR/env" "$DIR"/logs/*.log "$DIR/unleash.exits"
 	trap 'log "interrupted"; stop_all; exit 130' INT TERM
 
 	local pg_port http_port pg_password token admin_password
@@ -236,7 +236,7 @@ start() {
 		UNLEASH_DEFAULT_ADMIN_USERNAME=admin UNLEASH_DEFAULT_ADMIN_PASSWORD="$admin_password" \
 		CHECK_VERSION=false SEND_TELEMETRY=false SCARF_ANALYTICS=false DO_NOT_TRACK=1 \
 		LOG_LEVEL="${UNLEASH_LOG_LEVEL:-warn}" \
-		node "$DIR/unleash-server.js"
+		bash "$SCRIPT_DIR/unleash.sh" supervise "$DIR" node "$DIR/unleash-server.js"
 	STARTED+=(unleash)
 	wait_until "Unleash (GET $url/health)" "unleash postgres" http_ok "$url/health"
 	check_alive
@@ -255,10 +255,49 @@ start() {
 	ready Unleash "$url" "$t0"
 }
 
+# ------------------------------------------------------------ supervise ---
+
+# Times supervise starts the server again after it exits by itself.
+RESTARTS=3
+
+# supervise DIR COMMAND...: run COMMAND, the Unleash server, and start it
+# again when it exits by itself, up to RESTARTS times. Each exit is logged
+# with its status and counted in DIR/unleash.exits, which stop reports.
+# Why: once in CI, unleash-server died between two tests (connection
+# refused on its port, PostgreSQL still up) and its log went with the
+# run's directory. A crash of this third-party fixture must be visible,
+# and must not fail the provider's tests. TERM or INT stop the server and
+# then the supervisor.
+supervise() {
+	local dir=$1 child=0 rc n
+	shift
+	trap 'if ((child)); then kill -TERM "$child" 2>/dev/null || true; wait "$child" || true; fi; exit 0' TERM INT
+	for ((n = 0; ; n++)); do
+		"$@" &
+		child=$!
+		rc=0
+		wait "$child" || rc=$?
+		child=0
+		printf '%s exit status %s\n' "$(date -u +%FT%TZ)" "$rc" >>"$dir/unleash.exits"
+		if ((n >= RESTARTS)); then
+			log "unleash-server exited with status $rc, $((n + 1)) times in all: not starting it again"
+			exit 1
+		fi
+		log "unleash-server exited with status $rc; starting it again ($((n + 1)) of $RESTARTS)"
+		sleep 1
+	done
+}
+
 # ----------------------------------------------------------------- stop ---
 
 stop_all() {
 	local quiet=${1:-}
+	if [[ -s $DIR/unleash.exits ]]; then
+		log "unleash-server exited by itself $(wc -l <"$DIR/unleash.exits") time(s) in this run (supervise started it again):"
+		cat "$DIR/unleash.exits" >&2
+		show_log unleash
+		rm -f "$DIR/unleash.exits"
+	fi
 	# Unleash first, so that it does not log a lost database. PostgreSQL's
 	# TERM waits for every client to leave; INT is its "fast" shutdown.
 	stop_procs TERM "$quiet" unleash
@@ -269,6 +308,12 @@ stop_all() {
 
 PG_USER="${UNLEASH_PG_USER:-postgres}"
 
-main() { dispatch install INSTALL_DIR "$@"; }
+main() {
+	if [[ ${1:-} == supervise ]]; then
+		shift
+		supervise "$@"
+	fi
+	dispatch install INSTALL_DIR "$@"
+}
 
 { main "$@"; exit $?; }

@@ -55,6 +55,7 @@ const unleashEnvVar = "UNLEASH_ENV"
 // going through the code under test.
 type realUnleash struct {
 	url, token string
+	dir        string // unleash.sh's DIR, for its log when a request fails
 	client     *http.Client
 }
 
@@ -76,7 +77,40 @@ func requireUnleash(t *testing.T) *realUnleash {
 	if realErr != nil {
 		t.Fatalf("%s=%s: %v", unleashEnvVar, path, realErr)
 	}
+	// unleash.sh starts the server again if it dies (it did once in CI):
+	// each test waits for it to be healthy, not only the first.
+	if err := unleashSrv.waitHealthy(30 * time.Second); err != nil {
+		t.Fatalf("%v%s", err, unleashSrv.logTail())
+	}
 	return unleashSrv
+}
+
+func (r *realUnleash) waitHealthy(d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		status, _, err := r.do(http.MethodGet, "/health", nil)
+		if err == nil && status == http.StatusOK {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("Unleash at %s is not healthy (started by unleash.sh start?): status %d, %v", r.url, status, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// logTail returns the end of the server's log, to say why a request failed.
+func (r *realUnleash) logTail() string {
+	if r.dir == "" {
+		return ""
+	}
+	b, err := os.ReadFile(r.dir + "/logs/unleash.log")
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	lines = lines[max(0, len(lines)-20):]
+	return "\nlast lines of " + r.dir + "/logs/unleash.log:\n" + strings.Join(lines, "\n")
 }
 
 func connectUnleash(envPath string) (*realUnleash, error) {
@@ -97,18 +131,9 @@ func connectUnleash(envPath string) (*realUnleash, error) {
 	if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() {
 		return nil, fmt.Errorf("UNLEASH_URL %s is not on loopback; these tests only run against the server unleash.sh starts", u)
 	}
-	r := &realUnleash{url: env["UNLEASH_URL"], token: env["UNLEASH_ADMIN_TOKEN"], client: &http.Client{Timeout: 10 * time.Second}}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var status int
-		status, _, err = r.do(http.MethodGet, "/health", nil)
-		if err == nil && status == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("Unleash at %s is not healthy (started by unleash.sh start?): status %d, %v", r.url, status, err)
-		}
-		time.Sleep(500 * time.Millisecond)
+	r := &realUnleash{url: env["UNLEASH_URL"], token: env["UNLEASH_ADMIN_TOKEN"], dir: env["UNLEASH_DIR"], client: &http.Client{Timeout: 10 * time.Second}}
+	if err := r.waitHealthy(30 * time.Second); err != nil {
+		return nil, err
 	}
 	status, body, err := r.do(http.MethodGet, "/api/admin/projects/default", nil)
 	if err != nil || status != http.StatusOK {
@@ -148,7 +173,7 @@ func (r *realUnleash) must(t *testing.T, want int, method, path string, body any
 	t.Helper()
 	status, b, err := r.do(method, path, body)
 	if err != nil || status != want {
-		t.Fatalf("%s %s: %d %s %v, want %d", method, path, status, b, err, want)
+		t.Fatalf("%s %s: %d %s %v, want %d%s", method, path, status, b, err, want, r.logTail())
 	}
 	return b
 }
