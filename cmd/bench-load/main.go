@@ -21,7 +21,11 @@
 // like the provider so that its CPU and memory are measured the same way:
 // it decodes the event, answers 202 and POSTs started and finished on a
 // pooled client), or both (the default), alternated for -rounds rounds.
-// Each round starts a fresh process; the report gives each round, then for
+// With -template-binary, -target template or all adds a third: the public
+// keptn-service-template-go, built by the user from a checkout (see
+// docs/performance.md), which handles action-xyz and POSTs its replies to
+// localhost:8081, go-utils' default event endpoint, where the sink then
+// listens. Each round starts a fresh process; the report gives each round, then for
 // each measure the median of the rounds per target and the provider ÷
 // floor ratio: finished events/s, trigger→finished p50 and p99, TCP
 // connections to the sink and to the target, idle RSS (VmRSS, RssAnon and
@@ -64,6 +68,7 @@ type options struct {
 	mode        string
 	target      string
 	rounds      int
+	templateBin string
 }
 
 // How events are POSTed over HTTP (-mode).
@@ -72,11 +77,14 @@ const (
 	modeDistributor = "distributor"
 )
 
-// What a round loads (-target); both alternates the other two.
+// What a round loads (-target); both alternates the floor and the
+// provider, all those and the template.
 const (
 	targetProvider = "provider"
 	targetFloor    = "floor"
+	targetTemplate = "template"
 	targetBoth     = "both"
+	targetAll      = "all"
 )
 
 func main() {
@@ -112,7 +120,9 @@ func parseFlags() (options, map[string]bool) {
 	flag.IntVar(&o.replicas, "replicas", 1, "with -transport nats: provider processes sharing the queue group")
 	flag.StringVar(&o.mode, "mode", modePooled, "with -transport http: pooled: a keep-alive connection per sender; "+
 		"distributor: one forward at a time, each on a new TCP connection, as Keptn 1.4.5's distributor")
-	flag.StringVar(&o.target, "target", targetBoth, "with -transport http: provider, floor (a bare receiver), or both, alternated")
+	flag.StringVar(&o.target, "target", targetBoth, "with -transport http: provider, floor (a bare receiver), template (needs -template-binary), "+
+		"both (floor and provider, alternated) or all (floor, template and provider)")
+	flag.StringVar(&o.templateBin, "template-binary", "", "keptn-service-template-go built from a checkout, for -target template or all")
 	flag.IntVar(&o.rounds, "rounds", 3, "with -transport http: rounds per target; the report gives their median")
 	flag.Parse()
 	set := map[string]bool{}
@@ -132,8 +142,10 @@ func (o options) validate(set map[string]bool) error {
 		return errors.New("-mode, -target, -rounds and -events are for -transport http only")
 	case o.mode != modePooled && o.mode != modeDistributor:
 		return fmt.Errorf("-mode %q: must be %s or %s", o.mode, modePooled, modeDistributor)
-	case o.target != targetProvider && o.target != targetFloor && o.target != targetBoth:
-		return fmt.Errorf("-target %q: must be %s, %s or %s", o.target, targetProvider, targetFloor, targetBoth)
+	case o.target != targetProvider && o.target != targetFloor && o.target != targetTemplate && o.target != targetBoth && o.target != targetAll:
+		return fmt.Errorf("-target %q: must be %s, %s, %s, %s or %s", o.target, targetProvider, targetFloor, targetTemplate, targetBoth, targetAll)
+	case (o.target == targetTemplate || o.target == targetAll) && o.templateBin == "":
+		return fmt.Errorf("-target %s needs -template-binary", o.target)
 	case o.rounds < 1:
 		return fmt.Errorf("-rounds %d: must be at least 1", o.rounds)
 	case o.concurrency < 1:

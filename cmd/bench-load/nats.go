@@ -281,7 +281,7 @@ func measureNATS(ctx context.Context, o options) (natsReport, error) {
 	}
 	defer pub.Close()
 
-	template := triggerTemplate()
+	template := triggerTemplate(targetProvider)
 	var measuring atomic.Bool
 	var mu sync.Mutex
 	var latencies []time.Duration

@@ -55,7 +55,11 @@ type report struct {
 // it and stops it.
 func measureRound(ctx context.Context, o options, target, dir string) (report, error) {
 	r := report{Target: target, Mode: o.mode, Concurrency: o.concurrency}
-	s, err := startSink()
+	sinkAddr := "127.0.0.1:0"
+	if target == targetTemplate {
+		sinkAddr = templateSinkAddr
+	}
+	s, err := startSink(sinkAddr)
 	if err != nil {
 		return r, err
 	}
@@ -69,7 +73,7 @@ func measureRound(ctx context.Context, o options, target, dir string) (report, e
 	idle := idleMemory(ctx, t.PID())
 	r.IdleRSSMiB, r.IdleRSSAnonMiB, r.IdleRSSFileMiB = idle.RSS, idle.Anon, idle.File
 
-	l := newLoad(o, s, t.url)
+	l := newLoad(o, s, t.url, triggerTemplate(target))
 	w, err := l.run(ctx, t.proc)
 	if err != nil {
 		return r, err
@@ -105,8 +109,13 @@ type sink struct {
 	conns, started, finished atomic.Int64
 }
 
-func startSink() (*sink, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// templateSinkAddr is where keptn-service-template-go POSTs its replies:
+// go-utils' DefaultHTTPEventEndpoint, http://localhost:8081/event, which
+// it does not let its user change.
+const templateSinkAddr = "127.0.0.1:8081"
+
+func startSink(addr string) (*sink, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
@@ -169,17 +178,21 @@ type runningTarget struct {
 	ready time.Time
 }
 
-// startTarget starts the provider or the floor with the sink as its event
-// broker and waits until its /readyz answers, on another pair of ports if
-// another process took one of those it was given.
+// startTarget starts the provider, the floor or the template with the sink
+// as its event broker and waits until it is ready (the template's /health,
+// the others' /readyz), on other ports if another process took one of
+// those it was given.
 func startTarget(ctx context.Context, o options, target, dir, sinkURL string) (*runningTarget, error) {
 	bin, args := o.binary, []string(nil)
-	if target == targetFloor {
+	switch target {
+	case targetFloor:
 		self, err := os.Executable()
 		if err != nil {
 			return nil, fmt.Errorf("find this binary for the floor: %w", err)
 		}
 		bin, args = self, []string{floorCommand}
+	case targetTemplate:
+		bin = o.templateBin
 	}
 	for attempt := 1; ; attempt++ {
 		rcvPort, err := childproc.FreePort()
@@ -194,7 +207,11 @@ func startTarget(ctx context.Context, o options, target, dir, sinkURL string) (*
 		if err != nil {
 			return nil, err
 		}
-		err = awaitReadyProc(ctx, p, "http://127.0.0.1:"+strconv.Itoa(opsPort)+"/readyz", 10*time.Second)
+		readyURL := "http://127.0.0.1:" + strconv.Itoa(opsPort) + "/readyz"
+		if target == targetTemplate {
+			readyURL = "http://127.0.0.1:" + strconv.Itoa(rcvPort) + "/health"
+		}
+		err = awaitReadyProc(ctx, p, readyURL, 10*time.Second)
 		if err == nil {
 			return &runningTarget{proc: p, url: "http://127.0.0.1:" + strconv.Itoa(rcvPort) + "/", ready: time.Now()}, nil
 		}
@@ -213,10 +230,15 @@ func targetEnv(target string, rcvPort, opsPort int, sinkURL string) []string {
 		"RCV_HOST=127.0.0.1", "RCV_PORT=" + strconv.Itoa(rcvPort), "OPS_PORT=" + strconv.Itoa(opsPort),
 		"EVENTBROKER=" + sinkURL,
 	}
-	if target == targetProvider {
+	switch target {
+	case targetProvider:
 		env = append(env, "SANDBOX=true", "DRY_RUN=true", "LOG_LEVEL=info", "LOG_FORMAT=json",
 			// The closed loop never has more than -concurrency events queued.
 			"QUEUE_SIZE=1024")
+	case targetTemplate:
+		// Its defaults, written out: receive on RCV_PORT at /, read
+		// resources from the local disk (it reads none for action-xyz).
+		env = append(env, "RCV_PATH=/", "ENV=local")
 	}
 	return env
 }
@@ -238,8 +260,8 @@ type load struct {
 	latencies []time.Duration
 }
 
-func newLoad(o options, s *sink, url string) *load {
-	l := &load{o: o, sink: s, template: triggerTemplate()}
+func newLoad(o options, s *sink, url string, template []byte) *load {
+	l := &load{o: o, sink: s, template: template}
 	l.forward, l.closeIdle = l.forwarder(url)
 	return l
 }
@@ -355,7 +377,8 @@ func (l *load) sender(ctx context.Context, w int, fail func(error), stop func())
 }
 
 // send POSTs one event in structured mode, retrying a 503 as the
-// distributor would.
+// distributor would. Any other 2xx is delivered, as the distributor takes
+// it: the provider and the floor answer 202, the template 200.
 func send(ctx context.Context, c *http.Client, url string, body []byte, refused *atomic.Int64) error {
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
@@ -369,12 +392,12 @@ func send(ctx context.Context, c *http.Client, url string, body []byte, refused 
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		switch resp.StatusCode {
-		case http.StatusAccepted:
-			return nil
-		case http.StatusServiceUnavailable:
+		switch {
+		case resp.StatusCode == http.StatusServiceUnavailable:
 			refused.Add(1)
 			time.Sleep(time.Millisecond)
+		case resp.StatusCode/100 == 2:
+			return nil
 		default:
 			return fmt.Errorf("target answered %d", resp.StatusCode)
 		}
@@ -397,11 +420,18 @@ func field(body []byte, name string) string {
 	return string(rest[:end])
 }
 
-func triggerTemplate() []byte {
+// triggerTemplate is the triggered event a round sends, its id to be
+// filled in: scale for the provider and the floor, and for the template the
+// one action it handles, action-xyz, with the same value.
+func triggerTemplate(target string) []byte {
+	action := "scale"
+	if target == targetTemplate {
+		action = "action-xyz"
+	}
 	return []byte(`{"specversion":"1.0","id":"ID-PLACEHOLDER","source":"shipyard-controller","type":"sh.keptn.event.action.triggered",` +
 		`"datacontenttype":"application/json","shkeptncontext":"ctx-ID-PLACEHOLDER","shkeptnspecversion":"0.2.4","triggeredid":"",` +
 		`"data":{"project":"sockshop","stage":"production","service":"carts","labels":{"owner":"team-carts"},` +
-		`"action":{"name":"Scale up","action":"scale","value":{"replicas":"+1"}},"problem":{"problemTitle":"Response time degradation"}}}`)
+		`"action":{"name":"Scale up","action":"` + action + `","value":{"replicas":"+1"}},"problem":{"problemTitle":"Response time degradation"}}}`)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

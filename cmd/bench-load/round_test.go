@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -56,6 +59,52 @@ func TestMedian(t *testing.T) {
 	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
 		if got := median(c.in); got != c.want {
 			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+func TestTargets(t *testing.T) {
+	for _, c := range []struct {
+		o    options
+		want []string
+		err  bool
+	}{
+		{o: options{target: targetBoth}, want: []string{targetFloor, targetProvider}},
+		{o: options{target: targetAll, templateBin: "/bin/true"}, want: []string{targetFloor, targetTemplate, targetProvider}},
+		{o: options{target: targetTemplate, templateBin: "/bin/true"}, want: []string{targetTemplate}},
+		{o: options{target: targetAll}, err: true},
+		{o: options{target: targetTemplate}, err: true},
+		{o: options{target: "floors"}, err: true},
+	} {
+		o := c.o
+		o.transport, o.mode, o.rounds, o.concurrency, o.duration, o.replicas = "http", modePooled, 1, 1, time.Second, 1
+		err := o.validate(map[string]bool{})
+		if (err != nil) != c.err {
+			t.Errorf("validate(-target %s, -template-binary %q) = %v, want error %v", o.target, o.templateBin, err, c.err)
+		}
+		if err == nil && !slices.Equal(targetsOf(o), c.want) {
+			t.Errorf("targetsOf(-target %s) = %v, want %v", o.target, targetsOf(o), c.want)
+		}
+	}
+}
+
+func TestRatios(t *testing.T) {
+	m := map[string]map[string]float64{
+		targetFloor:    {"events_per_second": 6000},
+		targetProvider: {"events_per_second": 4500},
+	}
+	if got := ratios(m, targetFloor)["events_per_second"]; got != 0.75 {
+		t.Errorf("provider÷floor = %v, want 0.75", got)
+	}
+	if got := ratios(m, targetTemplate); got != nil {
+		t.Errorf("provider÷template without a template round = %v, want nil", got)
+	}
+}
+
+func TestTriggerTemplate(t *testing.T) {
+	for target, action := range map[string]string{targetProvider: `"action":"scale"`, targetFloor: `"action":"scale"`, targetTemplate: `"action":"action-xyz"`} {
+		if b := triggerTemplate(target); !bytes.Contains(b, []byte(action)) || !json.Valid(b) {
+			t.Errorf("%s: %s, want valid JSON with %s", target, b, action)
 		}
 	}
 }

@@ -20,8 +20,10 @@ type summary struct {
 	Rounds          []report `json:"rounds"`
 	// target → measure (a round's JSON key) → the median of its rounds.
 	Median map[string]map[string]float64 `json:"median"`
-	// measure → the provider's median ÷ the floor's; with -target both.
-	ProviderOverFloor map[string]float64 `json:"provider_over_floor,omitempty"`
+	// measure → the provider's median ÷ the floor's, with -target both or
+	// all; ÷ the template's, with all.
+	ProviderOverFloor    map[string]float64 `json:"provider_over_floor,omitempty"`
+	ProviderOverTemplate map[string]float64 `json:"provider_over_template,omitempty"`
 }
 
 // measureRounds runs -rounds rounds of each target, the floor and the
@@ -50,20 +52,34 @@ func measureRounds(ctx context.Context, o options) (summary, error) {
 	for _, t := range targets {
 		s.Median[t] = medians(s.Rounds, t)
 	}
-	if len(targets) == 2 {
-		s.ProviderOverFloor = map[string]float64{}
-		for _, m := range measures() {
-			if floor := s.Median[targetFloor][m.key]; floor != 0 {
-				s.ProviderOverFloor[m.key] = s.Median[targetProvider][m.key] / floor
-			}
-		}
-	}
+	s.ProviderOverFloor = ratios(s.Median, targetFloor)
+	s.ProviderOverTemplate = ratios(s.Median, targetTemplate)
 	return s, nil
 }
 
+// ratios is, for each measure, the provider's median ÷ other's; nil unless
+// both were measured.
+func ratios(median map[string]map[string]float64, other string) map[string]float64 {
+	p, ok1 := median[targetProvider]
+	o, ok2 := median[other]
+	if !ok1 || !ok2 {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, m := range measures() {
+		if o[m.key] != 0 {
+			out[m.key] = p[m.key] / o[m.key]
+		}
+	}
+	return out
+}
+
 func targetsOf(o options) []string {
-	if o.target == targetBoth {
+	switch o.target {
+	case targetBoth:
 		return []string{targetFloor, targetProvider}
+	case targetAll:
+		return []string{targetFloor, targetTemplate, targetProvider}
 	}
 	return []string{o.target}
 }
@@ -140,7 +156,8 @@ func printSummary(w io.Writer, s summary) {
 	}
 	fmt.Fprintf(w, "bench-load: %s mode (%s), %d senders each with one event in flight, %d round(s) per target of %s;\n",
 		s.Mode, lane, s.Concurrency, s.RoundsPerTarget, length)
-	fmt.Fprintf(w, "  the provider runs scale in dry-run against the sandbox; the floor decodes, answers 202, POSTs started and finished\n\n")
+	fmt.Fprintf(w, "  the provider runs scale in dry-run against the sandbox; the floor decodes, answers 202, POSTs started and finished;\n")
+	fmt.Fprintf(w, "  the template (keptn-service-template-go) handles action-xyz: started, then finished, then answers 200\n\n")
 	printRounds(w, s.Rounds)
 	fmt.Fprintln(w)
 	printMedians(w, s)
@@ -157,7 +174,7 @@ func printRounds(w io.Writer, rounds []report) {
 
 func printMedians(w io.Writer, s summary) {
 	var targets []string
-	for _, t := range []string{targetFloor, targetProvider} {
+	for _, t := range []string{targetFloor, targetTemplate, targetProvider} {
 		if _, ok := s.Median[t]; ok {
 			targets = append(targets, t)
 		}
@@ -168,6 +185,9 @@ func printMedians(w io.Writer, s summary) {
 	}
 	if s.ProviderOverFloor != nil {
 		header += fmt.Sprintf(" %16s", "provider÷floor")
+	}
+	if s.ProviderOverTemplate != nil {
+		header += fmt.Sprintf(" %16s", "÷template")
 	}
 	fmt.Fprintln(w, header+"   provider's target")
 	for _, m := range measures() {
@@ -181,6 +201,9 @@ func printMedians(w io.Writer, s summary) {
 		}
 		if s.ProviderOverFloor != nil {
 			line += ratioCell(s.ProviderOverFloor, m.key)
+		}
+		if s.ProviderOverTemplate != nil {
+			line += ratioCell(s.ProviderOverTemplate, m.key)
 		}
 		fmt.Fprintln(w, strings.TrimRight(line+goalCell(s, m), " "))
 	}
