@@ -274,7 +274,7 @@ static_checks() {
 	for want in 'name: DRY_RUN|value: "true"' 'name: LOG_LEVEL|value: "debug"' 'name: SHUTDOWN_GRACE|value: "120s"' \
 		'name: SCALE_MAX_REPLICAS|value: "7"' 'name: MAX_EVENT_BYTES|value: "65536"' 'name: SANDBOX|value: "false"' \
 		'name: SCALE_MAX_STEP|value: "3"' 'name: DELETE_PODS_MAX|value: "4"' 'name: ACTION_COOLDOWN|value: "90s"' \
-		'name: VERIFY_TIMEOUT|value: "1m30s"' \
+		'name: VERIFY_TIMEOUT|value: "1m30s"' 'name: GOGC|value: "200"' \
 		'name: EVENTBROKER|value: "http://localhost:8081/event"' 'name: PUBSUB_RECIPIENT_PORT|value: "8080"'; do
 		grep -A1 -F -- "- ${want%%|*}" "$TMP/values.yaml" | grep -qF -- "${want#*|}" ||
 			fail "values do not reach the environment: want ${want/|/ }"
@@ -283,7 +283,9 @@ static_checks() {
 		fail "terminationGracePeriodSeconds does not follow shutdownGraceSeconds (want 120+10+5+15=150)"
 	grep -qF 'command: ["/bin/sleep", "135"]' "$TMP/values.yaml" ||
 		fail "the distributor's preStop does not follow shutdownGraceSeconds (want sleep 135)"
-	ok "values reach the pod: DRY_RUN, LOG_LEVEL, SCALE_MAX_STEP, DELETE_PODS_MAX, ACTION_COOLDOWN, VERIFY_TIMEOUT, SHUTDOWN_GRACE=120s -> preStop sleep 135, grace period 150; SANDBOX=false"
+	"${tpl[@]}" --set goGC=null --show-only templates/deployment.yaml >"$TMP/gogc.yaml" || fail "helm template --set goGC=null"
+	! grep -qF -- '- name: GOGC' "$TMP/gogc.yaml" || fail "goGC=null still sets GOGC"
+	ok "values reach the pod: DRY_RUN, LOG_LEVEL, SCALE_MAX_STEP, DELETE_PODS_MAX, ACTION_COOLDOWN, VERIFY_TIMEOUT, SHUTDOWN_GRACE=120s -> preStop sleep 135, grace period 150; SANDBOX=false; GOGC=200 by default, none with goGC=null"
 
 	step "the action catalog through the chart (catalog, secretMounts)"
 	"${tpl[@]}" -f test/deploy/values-catalog.yaml >"$TMP/catalog.yaml" || fail "helm template -f test/deploy/values-catalog.yaml"

@@ -223,6 +223,9 @@ func startTarget(ctx context.Context, o options, target, dir, sinkURL string) (*
 	}
 }
 
+// providerGOGC is the GOGC the chart and deploy/service.yaml set.
+const providerGOGC = "200"
+
 // targetEnv is the environment of a target: the floor reads the same
 // variables the provider does for where it listens and where it POSTs.
 func targetEnv(target string, rcvPort, opsPort int, sinkURL string) []string {
@@ -234,7 +237,13 @@ func targetEnv(target string, rcvPort, opsPort int, sinkURL string) []string {
 	case targetProvider:
 		env = append(env, "SANDBOX=true", "DRY_RUN=true", "LOG_LEVEL=info", "LOG_FORMAT=json",
 			// The closed loop never has more than -concurrency events queued.
-			"QUEUE_SIZE=1024")
+			"QUEUE_SIZE=1024",
+			// As the chart and deploy/ run it.
+			"GOGC="+providerGOGC)
+	case targetFloor:
+		// The floor runs as the provider does, so that the two differ in
+		// the work they do only.
+		env = append(env, "GOGC="+providerGOGC)
 	case targetTemplate:
 		// Its defaults, written out: receive on RCV_PORT at /, read
 		// resources from the local disk (it reads none for action-xyz).

@@ -108,3 +108,21 @@ func TestTriggerTemplate(t *testing.T) {
 		}
 	}
 }
+
+// TestGOGCAsDeployed: bench-load runs the provider with the GOGC that the
+// chart and deploy/ give it, or its figures are not the deployed ones.
+func TestGOGCAsDeployed(t *testing.T) {
+	for file, want := range map[string]string{
+		"../../chart/values.yaml":        "\ngoGC: " + providerGOGC + "\n",
+		"../../deploy/service.yaml":      "- name: GOGC\n              value: \"" + providerGOGC + "\"\n",
+		"../../deploy/service-nats.yaml": "- name: GOGC\n              value: \"" + providerGOGC + "\"\n",
+	} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("%s does not set GOGC=%s, which bench-load measures with", file, providerGOGC)
+		}
+	}
+}

@@ -434,6 +434,7 @@ func startProvider(ctx context.Context, o options, l clientLimits, kubeconfig, d
 			"ACTION_COOLDOWN=" + o.cooldown.String(), "HEARTBEAT_PERIOD=" + o.heartbeat.String(),
 			"SHUTDOWN_GRACE=20s", "SHUTDOWN_FLUSH=5s",
 			"LOG_FORMAT=json", "LOG_LEVEL=info",
+			"GOGC=200", // as the chart and deploy/service.yaml set it
 		}
 		if l.configurable {
 			env = append(env, "KUBE_API_QPS="+strconv.FormatFloat(l.qps, 'f', -1, 64), "KUBE_API_BURST="+strconv.Itoa(l.burst))
