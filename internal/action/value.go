@@ -36,6 +36,19 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // as "replica" must not silently become a different action. Errors are
 // phrased for a person fixing a remediation.yaml.
 func Decode(raw []byte, v any, strict bool) error {
+	// A lone string or number into an any, the commonest small value, needs
+	// no Decoder, which would cost some KiB per event.
+	if p, ok := v.(*any); ok {
+		if s, ok := scalar(raw); ok {
+			*p = s
+			return nil
+		}
+	}
+	return decode(raw, v, strict)
+}
+
+// decode is Decode's general path.
+func decode(raw []byte, v any, strict bool) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if strict {
@@ -69,6 +82,31 @@ func Decode(raw []byte, v any, strict bool) error {
 	return nil
 }
 
+// scalar decodes raw when it is exactly one JSON string or number, as
+// Decode with UseNumber would; anything else, broken JSON included, is
+// left to Decode's general path and its messages.
+func scalar(raw []byte) (any, bool) {
+	raw = bytes.Trim(raw, " \t\r\n") // JSON's white space, not Unicode's
+	if len(raw) == 0 {
+		return nil, false
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return nil, false
+		}
+		return s, true
+	case c == '-' || '0' <= c && c <= '9':
+		// One valid JSON value that starts so is a number.
+		if !json.Valid(raw) {
+			return nil, false
+		}
+		return json.Number(raw), true
+	}
+	return nil, false
+}
+
 // exactKeys refuses a key of the JSON object raw that is not spelled
 // exactly as a key of t. encoding/json matches keys regardless of case, so
 // that without this {"torevision": 3} would pass the strict decode and roll
@@ -79,11 +117,9 @@ func exactKeys(raw []byte, t reflect.Type) error {
 	if err := json.Unmarshal(raw, &keys); err != nil {
 		return fmt.Errorf("not valid JSON: %w", err)
 	}
-	known := map[string]bool{}
-	jsonKeys(t, known)
 	var unknown []string
 	for key := range keys {
-		if !known[key] {
+		if !hasKey(t, key) {
 			unknown = append(unknown, key)
 		}
 	}
@@ -94,21 +130,29 @@ func exactKeys(raw []byte, t reflect.Type) error {
 	return fmt.Errorf("unknown key %q", unknown[0])
 }
 
-// jsonKeys adds the JSON keys of struct type t to keys, those of embedded
-// structs included.
-func jsonKeys(t reflect.Type, keys map[string]bool) {
+// hasKey reports whether key is, exactly, a JSON key of struct type t or of
+// the structs it embeds. It walks the fields rather than building a set of
+// them: a value has a few keys, and this runs for every event.
+func hasKey(t reflect.Type, key string) bool {
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		switch {
 		case name == "-" || !f.IsExported() && !f.Anonymous:
 		case f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct:
-			jsonKeys(f.Type, keys)
+			if hasKey(f.Type, key) {
+				return true
+			}
 		case name != "":
-			keys[name] = true
+			if name == key {
+				return true
+			}
 		default:
-			keys[f.Name] = true
+			if f.Name == key {
+				return true
+			}
 		}
 	}
+	return false
 }
 
 // JSONType names the JSON type of a value decoded into an any.
