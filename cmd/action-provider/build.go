@@ -45,20 +45,15 @@ type service struct {
 // holding it.
 const lockMargin = 30 * time.Second
 
-// build assembles the whole service from its configuration and the
+// buildTraced assembles the whole service from its configuration and the
 // cluster, in the order an event needs it: the ledger on the cluster, the
 // actions (the catalog), the publisher that answers Keptn, the lifecycle
 // between them, the intake that takes events in, and the server that runs
 // it all. Nothing is defaulted further down: each part gets what it uses
 // from here. sandboxed says the cluster is this process's own in-memory
-// one, which no other replica shares.
-func build(cfg config.Config, client kube.Interface, dyn dynamic.Interface, sandboxed bool, log logrus.FieldLogger, masker *secret.Masker) (*service, error) {
-	return buildTraced(cfg, client, dyn, nil, sandboxed, log, masker, nil)
-}
-
-// buildTraced is build with traces made by tr (nil or off: none): the
-// receiver's and the lifecycle's spans, and the delivery's HTTP calls; and
-// with beats, when not nil, the client of the ledger's heartbeats.
+// one, which no other replica shares. Traces are made by tr (nil or off:
+// none): the receiver's and the lifecycle's spans, and the delivery's HTTP
+// calls; beats, when not nil, is the client of the ledger's heartbeats.
 func buildTraced(cfg config.Config, client kube.Interface, dyn dynamic.Interface, beats kube.Interface, sandboxed bool, log logrus.FieldLogger, masker *secret.Masker, tr *tracing.Tracing) (*service, error) {
 	identity := cfg.PodName
 	if identity == "" {

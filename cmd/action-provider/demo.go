@@ -119,7 +119,7 @@ func demo(ctx context.Context, out, logOut io.Writer) error {
 func serveDemo(ctx context.Context, cfg config.Config, client kube.Interface, dyn dynamic.Interface,
 	log logrus.FieldLogger, masker *secret.Masker) (url string, stop func(), err error) {
 	// The sandbox is the demo's own: no other replica to share claims with.
-	svc, err := build(cfg, client, dyn, true, log, masker)
+	svc, err := buildTraced(cfg, client, dyn, nil, true, log, masker, nil)
 	if err != nil {
 		return "", nil, err
 	}
