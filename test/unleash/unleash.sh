@@ -152,6 +152,15 @@ http_ok() (
 )
 
 
+# unleash_up URL: the server answers at URL, and has not exited since start:
+# supervise would start it again, but a server that cannot start must fail
+# start at once, with its log.
+unleash_up() {
+	# wait_until silences this; fd 7 is start's stderr.
+	[[ ! -s $DIR/unleash.exits ]] || fail "unleash-server exited during start ($(<"$DIR/unleash.exits"))" unleash 2>&7
+	http_ok "$1"
+}
+
 start_postgres() {
 	local bindir=$1 port=$2 password=$3
 	local pg="$DIR/pg" sock="$DIR/pg/run"
@@ -238,7 +247,9 @@ start() {
 		LOG_LEVEL="${UNLEASH_LOG_LEVEL:-warn}" \
 		bash "$SCRIPT_DIR/unleash.sh" supervise "$DIR" node "$DIR/unleash-server.js"
 	STARTED+=(unleash)
-	wait_until "Unleash (GET $url/health)" "unleash postgres" http_ok "$url/health"
+	exec 7>&2
+	wait_until "Unleash (GET $url/health)" "unleash postgres" unleash_up "$url/health"
+	exec 7>&-
 	check_alive
 
 	{
@@ -266,19 +277,20 @@ RESTARTS=3
 # Why: once in CI, unleash-server died between two tests (connection
 # refused on its port, PostgreSQL still up) and its log went with the
 # run's directory. A crash of this third-party fixture must be visible,
-# and must not fail the provider's tests. TERM or INT stop the server and
-# then the supervisor.
+# and must not fail the provider's tests. TERM (what stop sends) stops the
+# server, then the supervisor.
 supervise() {
-	local dir=$1 child=0 rc n
+	local dir=$1 n
 	shift
-	trap 'if ((child)); then kill -TERM "$child" 2>/dev/null || true; wait "$child" || true; fi; exit 0' TERM INT
+	SERVER=0
+	trap stop_server TERM
 	for ((n = 0; ; n++)); do
 		"$@" &
-		child=$!
-		rc=0
-		wait "$child" || rc=$?
-		child=0
-		printf '%s exit status %s\n' "$(date -u +%FT%TZ)" "$rc" >>"$dir/unleash.exits"
+		SERVER=$!
+		local rc=0
+		wait "$SERVER" || rc=$?
+		SERVER=0
+		printf '%s exit status %s\n' "$(date -u +%FT%TZ)" "$rc" >>"$dir/unleash.exits" 2>/dev/null || true
 		if ((n >= RESTARTS)); then
 			log "unleash-server exited with status $rc, $((n + 1)) times in all: not starting it again"
 			exit 1
@@ -288,12 +300,34 @@ supervise() {
 	done
 }
 
+# stop_server is supervise's TERM trap. It signals its whole process group
+# (start_proc made the supervisor a session leader), so that a server just
+# started, before SERVER was set, is stopped too; a server that ignores TERM
+# for 10 s is killed with the group, as stop_procs would have killed it.
+# (wait -n -p needs bash 5.1.)
+stop_server() {
+	trap '' TERM
+	local server=$SERVER which=
+	((server)) || server=${!:-}
+	kill -TERM 0 2>/dev/null || true
+	if [[ -n $server ]] && kill -0 "$server" 2>/dev/null; then
+		sleep 10 &
+		local watchdog=$!
+		wait -n -p which "$server" "$watchdog" 2>/dev/null || true
+		if [[ $which == "$watchdog" ]]; then
+			kill -KILL 0 # the group, this shell included
+		fi
+		kill -KILL "$watchdog" 2>/dev/null || true
+	fi
+	exit 0
+}
+
 # ----------------------------------------------------------------- stop ---
 
 stop_all() {
 	local quiet=${1:-}
 	if [[ -s $DIR/unleash.exits ]]; then
-		log "unleash-server exited by itself $(wc -l <"$DIR/unleash.exits") time(s) in this run (supervise started it again):"
+		log "unleash-server exited by itself $(wc -l <"$DIR/unleash.exits") time(s) in this run (supervise's log lines say which it started again):"
 		cat "$DIR/unleash.exits" >&2
 		show_log unleash
 		rm -f "$DIR/unleash.exits"

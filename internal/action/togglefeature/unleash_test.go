@@ -133,7 +133,7 @@ func connectUnleash(envPath string) (*realUnleash, error) {
 	}
 	r := &realUnleash{url: env["UNLEASH_URL"], token: env["UNLEASH_ADMIN_TOKEN"], dir: env["UNLEASH_DIR"], client: &http.Client{Timeout: 10 * time.Second}}
 	if err := r.waitHealthy(30 * time.Second); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w%s", err, r.logTail())
 	}
 	status, body, err := r.do(http.MethodGet, "/api/admin/projects/default", nil)
 	if err != nil || status != http.StatusOK {
