@@ -146,6 +146,8 @@ func (o options) validate(set map[string]bool) error {
 		return fmt.Errorf("-target %q: must be %s, %s, %s, %s or %s", o.target, targetProvider, targetFloor, targetTemplate, targetBoth, targetAll)
 	case (o.target == targetTemplate || o.target == targetAll) && o.templateBin == "":
 		return fmt.Errorf("-target %s needs -template-binary", o.target)
+	case o.templateBin != "" && o.target != targetTemplate && o.target != targetAll:
+		return fmt.Errorf("-template-binary is for -target %s or %s (with -transport http)", targetTemplate, targetAll)
 	case o.rounds < 1:
 		return fmt.Errorf("-rounds %d: must be at least 1", o.rounds)
 	case o.concurrency < 1:

@@ -75,6 +75,8 @@ func TestTargets(t *testing.T) {
 		{o: options{target: targetAll}, err: true},
 		{o: options{target: targetTemplate}, err: true},
 		{o: options{target: "floors"}, err: true},
+		{o: options{target: targetBoth, templateBin: "/bin/true"}, err: true},
+		{o: options{target: targetProvider, templateBin: "/bin/true"}, err: true},
 	} {
 		o := c.o
 		o.transport, o.mode, o.rounds, o.concurrency, o.duration, o.replicas = "http", modePooled, 1, 1, time.Second, 1
