@@ -184,9 +184,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	// at what is undelivered, and a delivery under way finishes, within
 	// what is left of SHUTDOWN_FLUSH: cut short, a finished event the
 	// broker took would stay unrecorded, and be sent again by another
-	// replica.
+	// replica. Drained early, recovery still gets no more than
+	// SHUTDOWN_FLUSH: the grace the actions did not use is not its, and
+	// during an API server outage its writes would spend all of it.
 	close(stopping)
-	cut := time.AfterFunc(time.Until(flush), stopRecovery)
+	cut := time.AfterFunc(min(time.Until(flush), s.cfg.ShutdownFlush), stopRecovery)
 	<-recovered
 	cut.Stop()
 	stopRecovery()

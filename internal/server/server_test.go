@@ -917,3 +917,39 @@ func TestGatesAreMaintainedEveryHeartbeat(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// outage is a cluster that does not answer: every heartbeat and every look
+// for orphans waits, as the ledger's writes retry, until its context ends.
+type outage struct {
+	claimer
+	waiting chan struct{} // closed once the first call waits
+	once    sync.Once
+}
+
+func (o *outage) wait(ctx context.Context) error {
+	o.once.Do(func() { close(o.waiting) })
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (o *outage) Heartbeat(ctx context.Context) error { return o.wait(ctx) }
+func (o *outage) Orphans(ctx context.Context) ([]lifecycle.Orphan, error) {
+	return nil, o.wait(ctx)
+}
+
+// With no action running, recovery's last pass gets SHUTDOWN_FLUSH, not
+// also the SHUTDOWN_GRACE the actions did not need: during an API server
+// outage a stop used to wait for both (about a minute by default) on
+// writes that could not succeed.
+func TestShutdownDuringAnOutageTakesOnlyTheFlush(t *testing.T) {
+	claims := &outage{waiting: make(chan struct{})}
+	cfg := testConfig()
+	cfg.ShutdownGrace, cfg.ShutdownFlush = time.Hour, 200*time.Millisecond
+	h := startWith(t, cfg, map[string]action.Handler{"scale": testsupport.Passes("ok")}, nil, claims)
+	<-claims.waiting
+	// h.stop fails the test if Serve has not returned within 30 s; before
+	// the fix it returned after the hour of grace.
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
