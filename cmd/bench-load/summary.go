@@ -156,8 +156,11 @@ func printSummary(w io.Writer, s summary) {
 	}
 	fmt.Fprintf(w, "bench-load: %s mode (%s), %d senders each with one event in flight, %d round(s) per target of %s;\n",
 		s.Mode, lane, s.Concurrency, s.RoundsPerTarget, length)
-	fmt.Fprintf(w, "  the provider runs scale in dry-run against the sandbox; the floor decodes, answers 202, POSTs started and finished;\n")
-	fmt.Fprintf(w, "  the template (keptn-service-template-go) handles action-xyz: started, then finished, then answers 200\n\n")
+	fmt.Fprintf(w, "  the provider runs scale in dry-run against the sandbox; the floor decodes, answers 202, POSTs started and finished\n")
+	if _, ok := s.Median[targetTemplate]; ok {
+		fmt.Fprintf(w, "  the template (keptn-service-template-go) handles action-xyz: started, then finished, then answers 200\n")
+	}
+	fmt.Fprintln(w)
 	printRounds(w, s.Rounds)
 	fmt.Fprintln(w)
 	printMedians(w, s)

@@ -157,7 +157,8 @@ http_ok() (
 # start at once, with its log.
 unleash_up() {
 	# wait_until silences this; fd 7 is start's stderr.
-	[[ ! -s $DIR/unleash.exits ]] || fail "unleash-server exited during start ($(<"$DIR/unleash.exits"))" unleash 2>&7
+	# fail's stop_all prints the exits and the server's log.
+	[[ ! -s $DIR/unleash.exits ]] || fail "unleash-server exited during start" 2>&7
 	http_ok "$1"
 }
 
