@@ -464,7 +464,9 @@ func TestActionDeadlineBoundsRetries(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("took %s; the action's deadline is 250ms", d)
 	}
-	if n := srv.hits(); n < 2 || n > 5 {
+	// Eleven attempts 100ms apart do not fit in 250ms. How many do depends
+	// on the machine's load, so only the bound is checked.
+	if n := srv.hits(); n < 1 || n > 5 {
 		t.Errorf("%d requests; want a few, as many as fit in 250ms", n)
 	}
 }
