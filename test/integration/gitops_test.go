@@ -341,21 +341,18 @@ gitops: {policy: suspend, suspendFor: 2s, argocdNamespaces: [` + ns + `]}
 	checkWarning(t, "held-app", got, "flux kustomization "+ns+"/held (label kustomize.toolkit.fluxcd.io/name) is suspended already, not by the provider")
 	// Each owner has its own bound: under load the two suspensions can fall
 	// in different seconds.
-	dues := map[string]time.Time{}
-	for _, o := range []struct {
-		res  schema.GroupVersionResource
-		name string
-	}{{gitops.Kustomizations, "apps"}, {gitops.Applications, "shop"}} {
-		_, at := ownerState(ctx, t, dyn, o.res, ns, o.name)
+	resumeAt := func(gvr schema.GroupVersionResource, name string) time.Time {
+		_, at := ownerState(ctx, t, dyn, gvr, ns, name)
 		due, err := time.Parse(time.RFC3339, at)
 		if err != nil {
-			t.Fatalf("%s resume-at %q: %v", o.name, at, err)
+			t.Fatalf("%s resume-at %q: %v", name, at, err)
 		}
-		dues[o.name] = due
+		return due
 	}
-	dueAt := dues["apps"]
-	if dues["shop"].After(dueAt) {
-		dueAt = dues["shop"]
+	fluxDue, argoDue := resumeAt(gitops.Kustomizations, "apps"), resumeAt(gitops.Applications, "shop")
+	dueAt := fluxDue
+	if argoDue.After(dueAt) {
+		dueAt = argoDue
 	}
 
 	// Replicas b and c, as the composition root makes the gate.
@@ -384,11 +381,11 @@ gitops: {policy: suspend, suspendFor: 2s, argocdNamespaces: [` + ns + `]}
 	if time.Now().Before(dueAt) {
 		maintain()
 		checked := time.Now()
-		if off, _ := ownerState(ctx, t, dyn, gitops.Kustomizations, ns, "apps"); !off && checked.Before(dues["apps"]) {
-			t.Fatalf("kustomization resumed at %s, before its bound %s", checked.Format(time.RFC3339Nano), dues["apps"].Format(time.RFC3339))
+		if off, _ := ownerState(ctx, t, dyn, gitops.Kustomizations, ns, "apps"); !off && checked.Before(fluxDue) {
+			t.Fatalf("kustomization resumed at %s, before its bound %s", checked.Format(time.RFC3339Nano), fluxDue.Format(time.RFC3339))
 		}
-		if off, _ := ownerState(ctx, t, dyn, gitops.Applications, ns, "shop"); !off && checked.Before(dues["shop"]) {
-			t.Fatalf("application's self-heal back at %s, before its bound %s", checked.Format(time.RFC3339Nano), dues["shop"].Format(time.RFC3339))
+		if off, _ := ownerState(ctx, t, dyn, gitops.Applications, ns, "shop"); !off && checked.Before(argoDue) {
+			t.Fatalf("application's self-heal back at %s, before its bound %s", checked.Format(time.RFC3339Nano), argoDue.Format(time.RFC3339))
 		}
 	}
 	eventually(ctx, t, "the suspensions to end", func(ctx context.Context) (bool, string, error) {
